@@ -1,0 +1,395 @@
+#include "store/source.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "store/store.h"
+
+#define INDEX_NAME "model.safetensors.index.json"
+
+static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+static int ends_with(const char *s, const char *suf)
+{
+	size_t a = strlen(s), b = strlen(suf);
+	return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+static int map_file(src_file *f, char *err, size_t errlen)
+{
+	int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail(-errno, err, errlen, "%s: %s", f->path,
+			    strerror(errno));
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return fail(-EINVAL, err, errlen, "%s: not a regular file",
+			    f->path);
+	}
+	f->size = (size_t)st.st_size;
+	if (f->size == 0) {
+		f->map = (const unsigned char *)"";
+		close(fd);
+		return 0;
+	}
+	void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED)
+		return fail(-errno, err, errlen, "%s: %s", f->path,
+			    strerror(errno));
+	madvise(m, f->size, MADV_SEQUENTIAL);
+	f->map = m;
+	return 0;
+}
+
+static int add_file(src_set *s, const char *path, const char *name,
+		    src_kind kind)
+{
+	src_file *nf = realloc(s->files, (s->n_files + 1) * sizeof *nf);
+	if (!nf)
+		return -ENOMEM;
+	s->files = nf;
+	src_file *f = &s->files[s->n_files];
+	memset(f, 0, sizeof *f);
+	f->path = strdup(path);
+	f->name = strdup(name);
+	f->kind = kind;
+	s->n_files++; /* src_close frees partial entries */
+	return f->path && f->name ? 0 : -ENOMEM;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The model name a path suggests: the file name without its extension. */
+static char *stem(const char *path, const char *ext)
+{
+	const char *b = strrchr(path, '/');
+	char *s = strdup(b ? b + 1 : path);
+	if (s && ext && ends_with(s, ext))
+		s[strlen(s) - strlen(ext)] = 0;
+	return s;
+}
+
+static int scan_dir(src_set *s, const char *dir, char *err, size_t errlen)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return fail(-errno, err, errlen, "%s: %s", dir, strerror(errno));
+	char **names = NULL;
+	size_t n = 0;
+	int rc = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		char **nn = realloc(names, (n + 1) * sizeof *nn);
+		if (!nn || !(nn[n] = strdup(e->d_name))) {
+			names = nn ? nn : names;
+			rc = -ENOMEM;
+			break;
+		}
+		names = nn;
+		n++;
+	}
+	closedir(d);
+	if (rc == 0)
+		qsort(names, n, sizeof *names, name_cmp); /* stable order */
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		char path[4096];
+		struct stat st;
+		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+			char **sk = realloc(s->skipped,
+					    (s->n_skipped + 1) * sizeof *sk);
+			if (!sk || !(sk[s->n_skipped] = strdup(names[i]))) {
+				s->skipped = sk ? sk : s->skipped;
+				rc = -ENOMEM;
+				break;
+			}
+			s->skipped = sk;
+			s->n_skipped++;
+			continue;
+		}
+		if (strlen(names[i]) > 255 || strchr(names[i], '\n')) {
+			rc = fail(-EINVAL, err, errlen, "%s: unusable file name",
+				  path);
+			break;
+		}
+		rc = add_file(s, path, names[i],
+			      ends_with(names[i], ".safetensors") ? SRC_SAFETENSORS
+								  : SRC_AUX);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+/* Checks model.safetensors.index.json against the shards: every listed
+ * tensor is in the shard it names and every shard tensor is listed. */
+static int check_index(src_set *s, const src_file *idx, char *err,
+		       size_t errlen)
+{
+	json_error_t je;
+	json_t *root = json_loadb((const char *)idx->map, idx->size,
+				  JSON_REJECT_DUPLICATES, &je);
+	if (!root)
+		return fail(-EBADMSG, err, errlen, "%s: invalid JSON: %s",
+			    idx->path, je.text);
+	json_t *wm = json_object_get(root, "weight_map");
+	int rc = 0;
+	size_t listed = 0;
+	if (!json_is_object(wm)) {
+		rc = fail(-EBADMSG, err, errlen, "%s: no weight_map object",
+			  idx->path);
+		goto out;
+	}
+	const char *tname;
+	json_t *v;
+	json_object_foreach(wm, tname, v)
+	{
+		const char *shard = json_string_value(v);
+		const src_tensor *hit = NULL;
+		for (size_t i = 0; i < s->n_tensors && !hit; i++)
+			if (strcmp(s->tensors[i].name, tname) == 0)
+				hit = &s->tensors[i];
+		if (!shard || !hit) {
+			rc = fail(-EBADMSG, err, errlen,
+				  "%s: tensor '%s' is listed but %s", idx->path,
+				  tname,
+				  shard ? "no shard holds it"
+					: "its shard is not a string");
+			goto out;
+		}
+		if (strcmp(s->files[hit->file].name, shard) != 0) {
+			rc = fail(-EBADMSG, err, errlen,
+				  "%s: tensor '%s' is listed in %s but stored in "
+				  "%s",
+				  idx->path, tname, shard,
+				  s->files[hit->file].name);
+			goto out;
+		}
+		listed++;
+	}
+	if (listed != s->n_tensors) {
+		for (size_t i = 0; i < s->n_tensors; i++)
+			if (!json_object_get(wm, s->tensors[i].name)) {
+				rc = fail(-EBADMSG, err, errlen,
+					  "%s: tensor '%s' of %s is not in the "
+					  "weight_map",
+					  idx->path, s->tensors[i].name,
+					  s->files[s->tensors[i].file].name);
+				break;
+			}
+	}
+out:
+	json_decref(root);
+	return rc;
+}
+
+static int name_sort(const void *a, const void *b)
+{
+	const src_tensor *x = *(src_tensor *const *)a,
+			 *y = *(src_tensor *const *)b;
+	return strcmp(x->name, y->name);
+}
+
+/* Parses every safetensors/npy file and lists the tensors in model order,
+ * refusing duplicate names across files. */
+static int parse_all(src_set *s, char *err, size_t errlen)
+{
+	char msg[512];
+	size_t total = 0;
+	for (size_t i = 0; i < s->n_files; i++) {
+		src_file *f = &s->files[i];
+		int rc = map_file(f, err, errlen);
+		if (rc)
+			return rc;
+		s->total_bytes += f->size;
+		if (f->kind == SRC_SAFETENSORS) {
+			rc = tcz_st_parse(f->map, f->size, &f->st, msg,
+					  sizeof msg);
+			if (rc)
+				return rc == -EBADMSG
+					       ? fail(rc, err, errlen, "%s: %s",
+						      f->path, msg)
+					       : rc;
+			total += f->st.n;
+		} else if (f->kind == SRC_NPY) {
+			rc = tcz_npy_parse(f->map, f->size, &f->npy, msg,
+					   sizeof msg);
+			if (rc)
+				return fail(rc, err, errlen, "%s: %s", f->path,
+					    msg);
+			total++;
+		}
+	}
+	s->tensors = calloc(total ? total : 1, sizeof *s->tensors);
+	if (!s->tensors)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n_files; i++) {
+		src_file *f = &s->files[i];
+		if (f->kind == SRC_SAFETENSORS) {
+			for (size_t k = 0; k < f->st.n; k++) {
+				const tcz_st_tensor *st = &f->st.tensors[k];
+				src_tensor *t = &s->tensors[s->n_tensors++];
+				t->name = st->name;
+				t->dtype = st->dtype;
+				t->ndim = st->ndim;
+				t->shape = st->shape;
+				t->numel = st->numel;
+				t->nbytes = st->end - st->begin;
+				t->data = f->map + f->st.data_offset + st->begin;
+				t->file = (uint32_t)i;
+			}
+		} else if (f->kind == SRC_NPY) {
+			src_tensor *t = &s->tensors[s->n_tensors++];
+			char *nm = stem(f->name, ".npy");
+			if (!nm)
+				return -ENOMEM;
+			free(f->name);
+			f->name = nm; /* the tensor is named after its file */
+			t->name = f->name;
+			t->dtype = f->npy.dtype;
+			t->ndim = f->npy.ndim;
+			t->shape = f->npy.shape;
+			t->numel = f->npy.numel;
+			t->nbytes = f->size - f->npy.data_offset;
+			t->data = f->map + f->npy.data_offset;
+			t->file = (uint32_t)i;
+		}
+	}
+	/* duplicates across files */
+	src_tensor **by = malloc((s->n_tensors ? s->n_tensors : 1) * sizeof *by);
+	if (!by)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n_tensors; i++)
+		by[i] = &s->tensors[i];
+	qsort(by, s->n_tensors, sizeof *by, name_sort);
+	int rc = 0;
+	for (size_t i = 1; i < s->n_tensors; i++)
+		if (strcmp(by[i]->name, by[i - 1]->name) == 0) {
+			rc = fail(-EBADMSG, err, errlen,
+				  "tensor '%s' appears in both %s and %s",
+				  by[i]->name, s->files[by[i - 1]->file].path,
+				  s->files[by[i]->file].path);
+			break;
+		}
+	free(by);
+	return rc;
+}
+
+int src_open(const char *const *srcs, size_t n, src_set *out, char *err,
+	     size_t errlen)
+{
+	memset(out, 0, sizeof *out);
+	int rc = 0;
+	struct stat st;
+	if (n == 0)
+		return fail(-EINVAL, err, errlen, "nothing to import");
+	if (stat(srcs[0], &st) != 0)
+		return fail(-errno, err, errlen, "%s: %s", srcs[0],
+			    strerror(errno));
+	if (S_ISDIR(st.st_mode)) {
+		if (n > 1)
+			return fail(-EINVAL, err, errlen,
+				    "give one directory per import");
+		char *clean = strdup(srcs[0]);
+		if (!clean)
+			return -ENOMEM;
+		while (strlen(clean) > 1 && clean[strlen(clean) - 1] == '/')
+			clean[strlen(clean) - 1] = 0;
+		out->default_name = stem(clean, NULL);
+		free(clean);
+		out->from_dir = 1;
+		rc = scan_dir(out, srcs[0], err, errlen);
+		size_t shards = 0;
+		for (size_t i = 0; rc == 0 && i < out->n_files; i++)
+			shards += out->files[i].kind == SRC_SAFETENSORS;
+		if (rc == 0 && shards == 0)
+			rc = fail(-EINVAL, err, errlen,
+				  "%s: no .safetensors files in the directory",
+				  srcs[0]);
+	} else if (ends_with(srcs[0], ".safetensors")) {
+		if (n > 1)
+			return fail(-EINVAL, err, errlen,
+				    "import a sharded model as its directory");
+		out->default_name = stem(srcs[0], ".safetensors");
+		rc = add_file(out, srcs[0], "model.safetensors", SRC_SAFETENSORS);
+	} else if (ends_with(srcs[0], ".npy")) {
+		out->default_name = stem(srcs[0], ".npy");
+		for (size_t i = 0; i < n && rc == 0; i++) {
+			if (!ends_with(srcs[i], ".npy"))
+				return fail(-EINVAL, err, errlen,
+					    "%s: mix of .npy and other files",
+					    srcs[i]);
+			const char *b = strrchr(srcs[i], '/');
+			rc = add_file(out, srcs[i], b ? b + 1 : srcs[i], SRC_NPY);
+		}
+	} else if (ends_with(srcs[0], ".gguf")) {
+		return fail(-EINVAL, err, errlen,
+			    "%s: GGUF import is not supported yet; convert to "
+			    "safetensors",
+			    srcs[0]);
+	} else {
+		return fail(-EINVAL, err, errlen,
+			    "%s: expected a .safetensors file, a model "
+			    "directory or .npy files",
+			    srcs[0]);
+	}
+	if (rc == 0 && !out->default_name)
+		rc = -ENOMEM;
+	if (rc == 0)
+		rc = parse_all(out, err, errlen);
+	for (size_t i = 0; rc == 0 && i < out->n_files; i++)
+		if (out->files[i].kind == SRC_AUX &&
+		    strcmp(out->files[i].name, INDEX_NAME) == 0)
+			rc = check_index(out, &out->files[i], err, errlen);
+	if (rc)
+		src_close(out);
+	return rc;
+}
+
+void src_close(src_set *s)
+{
+	for (size_t i = 0; i < s->n_files; i++) {
+		src_file *f = &s->files[i];
+		if (f->map && f->size)
+			munmap((void *)f->map, f->size);
+		if (f->kind == SRC_SAFETENSORS)
+			tcz_st_free(&f->st);
+		free(f->path);
+		free(f->name);
+	}
+	for (size_t i = 0; i < s->n_skipped; i++)
+		free(s->skipped[i]);
+	free(s->skipped);
+	free(s->files);
+	free(s->tensors);
+	free(s->default_name);
+	memset(s, 0, sizeof *s);
+}

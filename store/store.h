@@ -1,0 +1,281 @@
+/* The tczfs store: one LMDB environment holding models, their tensors,
+ * chunked payloads, TT cores, auxiliary files and access statistics.
+ *
+ * Layout (named databases; keys big-endian so they sort numerically):
+ *   meta     "schema" u32, "next_id" u64, "generation" u64
+ *   models   model name -> model record (files, blobs, totals)
+ *   tensors  model id . tensor index -> tensor record (codec, chunk keys)
+ *   aux      model id . blob index -> blob record (aux files, headers)
+ *   chunks   XXH3-128 of the value -> chunk value (codec header + payload)
+ *   refs     chunk key -> u64 reference count
+ *   ttcores  model id . tensor index . core index -> [r_left, n, r_right] + f32
+ *   stats    model id . tensor index -> access statistics
+ *   imports  import id -> owner of an import in progress (pid, start time)
+ *   pending  import id . batch -> chunk keys that import has referenced
+ *   segments stream id . start ts . end ts -> TQTC segment (streams)
+ * Every record ends in an XXH3-64 checksum; a chunk's key is the XXH3-128
+ * of its value, so identical chunks are stored once and every read checks
+ * the bytes against the key. A mismatch is -EIO, never wrong bytes.
+ *
+ * A model becomes visible when its import commits its model record (the
+ * last transaction); chunks written before that are listed in `pending`
+ * so an interrupted import is rolled back by the next writer.
+ *
+ * Thread safety: a tcz_store may be shared by threads; a tcz_snap and a
+ * tcz_reader belong to one thread at a time. Functions return 0 or a
+ * negative errno; where a message helps, tcz_store_errmsg() gives one line
+ * about the calling thread's last failure. */
+#ifndef TCZ_STORE_H
+#define TCZ_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec/dtype.h"
+#include "codec/tier.h"
+
+#define TCZ_SCHEMA_VERSION 1u
+#define TCZ_CHUNK_MAX (1u << 20) /* decoded bytes per chunk at most */
+#define TCZ_KEY_LEN 16
+#define TCZ_MAX_DIMS 32u
+#define TCZ_NAME_MAX 128u
+
+/* The last failure's one-line explanation for this thread ("" if none). */
+const char *tcz_store_errmsg(void);
+
+/* ---- opening ---------------------------------------------------------- */
+
+typedef struct tcz_store tcz_store;
+
+#define TCZ_STORE_CREATE 0x1u /* create the directory and databases */
+#define TCZ_STORE_RDONLY 0x2u /* no writes (ls, info, export) */
+
+/* Opens the store in directory dir (created 0700 with TCZ_STORE_CREATE,
+ * files 0600). The schema version is checked.
+ * Errors: -ENOENT no store at dir (and no CREATE); -EPROTONOSUPPORT the
+ * store has another schema version; -ENOTDIR, -EACCES, -ENOMEM, -EIO. */
+int tcz_store_open(const char *dir, unsigned flags, tcz_store **out);
+void tcz_store_close(tcz_store *s); /* NULL is fine */
+
+/* The default store directory: $TCZFS_STORE, else
+ * ${XDG_DATA_HOME:-$HOME/.local/share}/tczfs. Returns a malloc'd string or
+ * NULL when neither HOME nor the variables are set. */
+char *tcz_store_default_dir(void);
+
+/* True when name is a valid model name: [A-Za-z0-9][A-Za-z0-9._-]{0,127},
+ * and not "asic" or "streams". */
+bool tcz_model_name_valid(const char *name);
+
+/* Size of the store's data file in bytes. */
+int tcz_store_disk_size(tcz_store *s, uint64_t *bytes);
+
+/* ---- in-memory model --------------------------------------------------- */
+
+typedef enum tcz_codec {
+	TCZ_CODEC_LOSSLESS = 0, /* byte planes + zstd (codec/lossless.h) */
+	TCZ_CODEC_QUANT = 1,    /* groupwise quantization (codec/quant.h) */
+	TCZ_CODEC_TT = 2,       /* tensor train (codec/tt.h), cores apart */
+	TCZ_CODEC_ZSTD = 3,     /* plain zstd frame (aux files, headers) */
+} tcz_codec;
+
+const char *tcz_codec_name(tcz_codec c);
+
+typedef struct tcz_tensor {
+	char *name;
+	tcz_dtype dtype;
+	uint32_t ndim;
+	uint64_t *shape;
+	uint64_t numel, nbytes; /* nbytes = numel * dtype size */
+	tcz_codec codec;
+	uint32_t bits, group_len;       /* quant */
+	uint32_t tt_order;              /* tt: cores in the ttcores table */
+	uint64_t *tt_modes, *tt_ranks;  /* tt: order and order + 1 entries */
+	uint32_t level;                 /* zstd level of lossless chunks */
+	uint32_t chunk_bytes;           /* decoded bytes per chunk but last */
+	uint32_t n_chunks;              /* 0 for tt (computed on read) */
+	unsigned char (*chunks)[TCZ_KEY_LEN];
+	uint64_t stored_bytes;          /* encoded size (chunks or cores) */
+	double rel_error, max_abs;      /* measured in the original dtype */
+} tcz_tensor;
+
+typedef struct tcz_blob { /* bytes stored verbatim, zstd-coded chunks */
+	uint64_t length;
+	uint32_t chunk_bytes, n_chunks;
+	unsigned char (*chunks)[TCZ_KEY_LEN];
+	uint64_t stored_bytes;
+} tcz_blob;
+
+typedef enum tcz_extent_kind {
+	TCZ_EXT_BLOB = 0,   /* index = blob */
+	TCZ_EXT_TENSOR = 1, /* index = tensor, its bytes in the original dtype */
+} tcz_extent_kind;
+
+typedef struct tcz_extent {
+	uint64_t offset, length; /* within the file */
+	uint32_t kind, index;
+} tcz_extent;
+
+#define TCZ_FILE_SOURCE 0x1u    /* this file was part of the import source */
+#define TCZ_FILE_SAFETENSORS 0x2u
+
+typedef struct tcz_file {
+	char *name;
+	uint64_t size;
+	uint32_t flags;
+	uint32_t n_extents;
+	tcz_extent *extents; /* sorted by offset, contiguous from 0 */
+} tcz_file;
+
+#define TCZ_MODEL_LOSSY 0x1u    /* some tensor is not stored exactly */
+#define TCZ_MODEL_FROM_DIR 0x2u /* imported from a directory */
+
+typedef struct tcz_model {
+	char *name;
+	uint64_t id;
+	uint64_t import_time; /* unix seconds */
+	uint32_t flags;
+	char *source;  /* path given to import */
+	char *profile; /* encoding options, human readable */
+	uint64_t source_bytes, stored_bytes;
+	uint32_t n_tensors, n_blobs, n_files;
+	tcz_tensor *tensors;
+	tcz_blob *blobs;
+	tcz_file *files;
+} tcz_model;
+
+void tcz_model_free(tcz_model *m); /* NULL is fine */
+
+/* Number of chunks of a tensor as read (for tt: ceil(nbytes/chunk_bytes)). */
+uint32_t tcz_tensor_chunk_count(const tcz_tensor *t);
+/* Decoded length of chunk ci. */
+uint32_t tcz_tensor_chunk_len(const tcz_tensor *t, uint32_t ci);
+
+/* ---- reading ----------------------------------------------------------- */
+
+/* A consistent read-only view of the store (an LMDB read transaction).
+ * Pointers it returns stay valid until tcz_snap_end. */
+typedef struct tcz_snap tcz_snap;
+
+/* Errors: -EAGAIN the map was grown by another process and cannot be
+ * adopted while this process has other views open; -ENOMEM; -EIO. */
+int tcz_snap_begin(tcz_store *s, tcz_snap **out);
+void tcz_snap_end(tcz_snap *sn); /* NULL is fine */
+
+/* The store generation seen by the view (bumped by every import and rm). */
+uint64_t tcz_snap_generation(const tcz_snap *sn);
+
+/* The store's current generation, in a short read transaction. */
+int tcz_store_generation(tcz_store *s, uint64_t *gen);
+
+/* Sorted model names. Free with tcz_names_free.
+ * Errors: -ENOMEM, -EIO. */
+int tcz_snap_list(tcz_snap *sn, char ***names, size_t *count);
+void tcz_names_free(char **names, size_t count);
+
+/* Model id of name. Errors: -ENOENT; -EIO corrupt record. */
+int tcz_snap_model_id(tcz_snap *sn, const char *name, uint64_t *id);
+
+/* Loads a model's records. Errors: -ENOENT no such model; -EIO a record's
+ * checksum failed; -EBADMSG a record is malformed; -ENOMEM. */
+int tcz_snap_model(tcz_snap *sn, const char *name, tcz_model **out);
+
+/* The verified value of a chunk; *val points into the map.
+ * Errors: -ENOENT missing; -EIO the value does not match its key. */
+int tcz_snap_chunk(tcz_snap *sn, const unsigned char key[TCZ_KEY_LEN],
+		   const void **val, size_t *len);
+
+/* Loads the TT cores of tensor t of model m (checksums verified); free with
+ * tcz_tt_free (codec/tt.h). Errors: -ENOENT, -EIO, -EBADMSG, -ENOMEM. */
+struct tcz_tt;
+int tcz_snap_tt(tcz_snap *sn, const tcz_model *m, uint32_t t,
+		struct tcz_tt **out);
+
+/* Per-thread decoding state (zstd contexts, scratch). */
+typedef struct tcz_reader tcz_reader;
+int tcz_reader_create(tcz_reader **out); /* -ENOMEM */
+void tcz_reader_free(tcz_reader *r);     /* NULL is fine */
+
+/* Decodes chunk ci of tensor t into dst (tcz_tensor_chunk_len bytes), in
+ * the tensor's original dtype.
+ * Errors: -EINVAL bad index; -ENOENT/-EIO from the store; -EBADMSG a
+ * chunk that does not decode; -ENOMEM. */
+int tcz_read_tensor_chunk(tcz_reader *r, tcz_snap *sn, const tcz_model *m,
+			  uint32_t t, uint32_t ci, void *dst);
+
+/* Decodes chunk ci of blob b into dst. Errors as above. */
+int tcz_read_blob_chunk(tcz_reader *r, tcz_snap *sn, const tcz_model *m,
+			uint32_t b, uint32_t ci, void *dst);
+
+/* Reads bytes [off, off+len) of file f of model m into buf; *got is the
+ * number of bytes read (short only at end of file).
+ * Errors: as tcz_read_tensor_chunk. */
+int tcz_read_file(tcz_reader *r, tcz_snap *sn, const tcz_model *m,
+		  uint32_t f, uint64_t off, size_t len, void *buf,
+		  size_t *got);
+
+/* ---- writing ----------------------------------------------------------- */
+
+/* An import in progress. Chunks are written in batches of their own
+ * transactions; nothing is visible until tcz_import_commit. */
+typedef struct tcz_import_tx tcz_import_tx;
+
+/* Starts importing model `name`, after rolling back imports whose process
+ * died. Errors: -EINVAL invalid name; -EEXIST a model of that name exists;
+ * -EROFS store opened read-only; -ENOSPC, -EIO, -ENOMEM. */
+int tcz_import_begin(tcz_store *s, const char *name, tcz_import_tx **out);
+
+/* Builds a chunk value (header + payload) for codec c. */
+int tcz_chunk_value(tcz_codec c, tcz_dtype dt, uint32_t decoded_len,
+		    const void *payload, size_t plen, unsigned char **val,
+		    size_t *vlen);
+
+/* Adds one reference to a chunk (storing it unless an identical one
+ * exists) and returns its key. Takes ownership of val (malloc'd).
+ * Errors: -EIO a stored chunk with the same key differs (hash collision,
+ * refused); -ENOSPC, -ENOMEM, -EIO from LMDB. */
+int tcz_import_put_chunk(tcz_import_tx *tx, unsigned char *val, size_t vlen,
+			 unsigned char key[TCZ_KEY_LEN]);
+
+/* Stores TT core k of tensor t: [r_left, n, r_right] floats. */
+int tcz_import_put_ttcore(tcz_import_tx *tx, uint32_t t, uint32_t k,
+			  uint64_t r_left, uint64_t n, uint64_t r_right,
+			  const float *data);
+
+/* Writes the model's records and makes it visible, in one transaction.
+ * m->id is set from the import; m->name must equal the begun name.
+ * Errors: -EEXIST a model of that name appeared meanwhile; -ENOSPC; -EIO.
+ * On error the import is rolled back. The tx is freed in every case. */
+int tcz_import_commit(tcz_import_tx *tx, tcz_model *m);
+
+/* Rolls back an import (drops the references it took) and frees tx. */
+void tcz_import_abort(tcz_import_tx *tx);
+
+/* Removes a model: its records, TT cores and statistics, and the chunks
+ * no other model references. Errors: -ENOENT, -EROFS, -ENOSPC, -EIO. */
+int tcz_store_remove(tcz_store *s, const char *name);
+
+/* Rolls back imports whose owning process is gone; *count (may be NULL)
+ * receives how many. Errors: -EROFS, -EIO. */
+int tcz_store_recover(tcz_store *s, unsigned *count);
+
+/* ---- checking ---------------------------------------------------------- */
+
+typedef struct tcz_verify_report {
+	uint64_t models, tensors, chunks, bytes; /* checked */
+	uint64_t bad;                            /* problems reported */
+} tcz_verify_report;
+
+/* Called once per problem with a one-line description. */
+typedef void (*tcz_verify_cb)(void *ud, const char *model, const char *what,
+			      const char *problem);
+
+/* Decodes every tensor and blob of model `name` (all models when NULL),
+ * checking checksums and that each value decodes to its recorded length;
+ * with all models, also checks reference counts against the records.
+ * Returns 0 when everything is sound, -EIO when problems were reported.
+ * Errors: -ENOENT no such model; -ENOMEM. */
+int tcz_store_verify(tcz_store *s, const char *name, tcz_verify_cb cb,
+		     void *ud, tcz_verify_report *rep);
+
+#endif

@@ -1,0 +1,607 @@
+/* Write side: imports in batches with a commit marker, rollback of
+ * interrupted imports, removal with chunk reference counting. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/internal.h"
+
+/* Encoded bytes buffered before a batch is committed: bounds the
+ * importer's memory and the work lost to an interruption. */
+#define BATCH_BYTES (64u << 20)
+
+typedef struct item {
+	MDB_dbi *db; /* chunks or ttcores */
+	unsigned char key[16];
+	unsigned char *val;
+	size_t len;
+} item;
+
+struct tcz_import_tx {
+	tcz_store *s;
+	char *name;
+	uint64_t id; /* model id, also the import's id */
+	item *items;
+	size_t n, cap, bytes;
+	uint32_t batch; /* next pending batch number */
+};
+
+/* ---- process identity, to tell a dead importer from a live one -------- */
+
+static int proc_start(long pid, uint64_t *start)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -errno;
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')'); /* comm may hold spaces and parens */
+	if (!p)
+		return -EIO;
+	/* after ")": field 3 (state) ... field 22 (starttime) */
+	int field = 2;
+	for (p++; *p && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	if (field != 22)
+		return -EIO;
+	*start = strtoull(p, NULL, 10);
+	return 0;
+}
+
+static void boot_id(char out[64])
+{
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+	out[0] = 0;
+	if (f) {
+		if (!fgets(out, 64, f))
+			out[0] = 0;
+		fclose(f);
+	}
+	out[strcspn(out, "\n")] = 0;
+}
+
+/* ---- reference counts -------------------------------------------------- */
+
+static int refs_get(tcz_store *s, MDB_txn *txn, const unsigned char *key,
+		    uint64_t *count)
+{
+	MDB_val k = {TCZ_KEY_LEN, (void *)key}, d;
+	int rc = mdb_get(txn, s->refs, &k, &d);
+	if (rc)
+		return tcz__mdb_err(rc);
+	tcz_rbuf r;
+	if (tcz_rec_open(&r, d.mv_data, d.mv_size))
+		return -EIO;
+	*count = tcz_rb_u64(&r);
+	return tcz_rb_end(&r);
+}
+
+static int refs_put(tcz_store *s, MDB_txn *txn, const unsigned char *key,
+		    uint64_t count)
+{
+	tcz_wbuf w;
+	tcz_wb_init(&w);
+	tcz_wb_u64(&w, count);
+	int rc = tcz_rec_finish(&w);
+	if (rc == 0) {
+		MDB_val k = {TCZ_KEY_LEN, (void *)key}, d = {w.len, w.p};
+		rc = tcz__mdb_err(mdb_put(txn, s->refs, &k, &d, 0));
+	}
+	tcz_wb_free(&w);
+	return rc;
+}
+
+int tcz__decref(tcz_store *s, MDB_txn *txn, const unsigned char *key)
+{
+	uint64_t c = 0;
+	int rc = refs_get(s, txn, key, &c);
+	if (rc && rc != -ENOENT && rc != -EIO && rc != -EBADMSG)
+		return rc;
+	MDB_val k = {TCZ_KEY_LEN, (void *)key};
+	if (rc == 0 && c > 1)
+		return refs_put(s, txn, key, c - 1);
+	/* last reference, or a damaged count: the chunk goes */
+	rc = mdb_del(txn, s->refs, &k, NULL);
+	if (rc && rc != MDB_NOTFOUND)
+		return tcz__mdb_err(rc);
+	rc = mdb_del(txn, s->chunks, &k, NULL);
+	if (rc && rc != MDB_NOTFOUND)
+		return tcz__mdb_err(rc);
+	return 0;
+}
+
+static int incref_chunk(tcz_store *s, MDB_txn *txn, const item *it)
+{
+	uint64_t c;
+	MDB_val k = {TCZ_KEY_LEN, (void *)it->key}, d;
+	int rc = refs_get(s, txn, it->key, &c);
+	if (rc == 0 && mdb_get(txn, s->chunks, &k, &d) == 0) {
+		/* same XXH3-128: make sure it is the same bytes before sharing */
+		if (d.mv_size != it->len || memcmp(d.mv_data, it->val, it->len))
+			return tcz__fail(-EIO, "chunk hash collision refused");
+		return refs_put(s, txn, it->key, c + 1);
+	}
+	if (rc && rc != -ENOENT && rc != -EIO && rc != -EBADMSG)
+		return rc;
+	d = (MDB_val){it->len, it->val};
+	if ((rc = mdb_put(txn, s->chunks, &k, &d, 0)))
+		return tcz__mdb_err(rc);
+	return refs_put(s, txn, it->key, 1);
+}
+
+/* ---- batches ------------------------------------------------------------ */
+
+/* Writes the buffered items and a pending record listing the chunk
+ * references taken, so a rollback can drop exactly those. */
+static int write_items(tcz_import_tx *tx, MDB_txn *txn)
+{
+	tcz_store *s = tx->s;
+	tcz_wbuf w;
+	tcz_wb_init(&w);
+	int rc = 0;
+	for (size_t i = 0; i < tx->n && rc == 0; i++) {
+		item *it = &tx->items[i];
+		if (it->db == &s->chunks) {
+			rc = incref_chunk(s, txn, it);
+			tcz_wb_bytes(&w, it->key, TCZ_KEY_LEN);
+		} else {
+			MDB_val k = {16, it->key}, d = {it->len, it->val};
+			rc = tcz__mdb_err(mdb_put(txn, s->ttcores, &k, &d, 0));
+		}
+	}
+	if (rc == 0 && w.len) {
+		unsigned char k[12];
+		tcz__key_id_idx(k, tx->id, tx->batch);
+		rc = tcz_rec_finish(&w);
+		MDB_val kv = {12, k}, dv = {w.len, w.p};
+		if (rc == 0)
+			rc = tcz__mdb_err(mdb_put(txn, s->pending, &kv, &dv, 0));
+	}
+	tcz_wb_free(&w);
+	return rc;
+}
+
+static void drop_items(tcz_import_tx *tx)
+{
+	for (size_t i = 0; i < tx->n; i++)
+		free(tx->items[i].val);
+	tx->n = 0;
+	tx->bytes = 0;
+}
+
+/* Runs fn in a write transaction, growing the map and retrying on
+ * MDB_MAP_FULL (fn must be repeatable: it only reads tx state). */
+static int with_write_txn(tcz_store *s, int (*fn)(void *, MDB_txn *),
+			  void *arg)
+{
+	for (int attempt = 0;; attempt++) {
+		MDB_txn *txn;
+		int rc = tcz__txn_begin(s, 0, &txn);
+		if (rc)
+			return rc;
+		rc = fn(arg, txn);
+		if (rc == 0)
+			return tcz__txn_commit(s, txn);
+		tcz__txn_abort(s, txn);
+		if (rc != -ENOSPC || attempt >= 8 || tcz__grow_map(s) != 0)
+			return rc;
+	}
+}
+
+static int flush_fn(void *arg, MDB_txn *txn)
+{
+	return write_items(arg, txn);
+}
+
+static int flush(tcz_import_tx *tx)
+{
+	if (tx->n == 0)
+		return 0;
+	int rc = with_write_txn(tx->s, flush_fn, tx);
+	if (rc == 0) {
+		drop_items(tx);
+		tx->batch++;
+	}
+	return rc;
+}
+
+static int add_item(tcz_import_tx *tx, MDB_dbi *db, const unsigned char *key,
+		    unsigned char *val, size_t len)
+{
+	if (tx->n == tx->cap) {
+		size_t cap = tx->cap ? tx->cap * 2 : 64;
+		item *ni = realloc(tx->items, cap * sizeof *ni);
+		if (!ni) {
+			free(val);
+			return -ENOMEM;
+		}
+		tx->items = ni;
+		tx->cap = cap;
+	}
+	item *it = &tx->items[tx->n++];
+	it->db = db;
+	memcpy(it->key, key, 16);
+	it->val = val;
+	it->len = len;
+	tx->bytes += len;
+	return tx->bytes >= BATCH_BYTES ? flush(tx) : 0;
+}
+
+/* ---- import ------------------------------------------------------------ */
+
+struct begin_arg {
+	tcz_import_tx *tx;
+};
+
+static int begin_fn(void *arg, MDB_txn *txn)
+{
+	tcz_import_tx *tx = ((struct begin_arg *)arg)->tx;
+	tcz_store *s = tx->s;
+	MDB_val k = {strlen(tx->name), tx->name}, d;
+	if (mdb_get(txn, s->models, &k, &d) == 0)
+		return tcz__fail(-EEXIST, "model %s already exists", tx->name);
+	uint64_t id;
+	int rc = tcz__meta_get(s, txn, "next_id", &id);
+	if (rc == 0)
+		rc = tcz__meta_put(s, txn, "next_id", id + 1);
+	if (rc)
+		return rc;
+
+	uint64_t start = 0;
+	char boot[64];
+	proc_start(getpid(), &start);
+	boot_id(boot);
+	tcz_wbuf w;
+	tcz_wb_init(&w);
+	tcz_wb_u64(&w, (uint64_t)getpid());
+	tcz_wb_u64(&w, start);
+	tcz_wb_str(&w, boot);
+	tcz_wb_str(&w, tx->name);
+	tcz_wb_u64(&w, (uint64_t)time(NULL));
+	rc = tcz_rec_finish(&w);
+	unsigned char kb[8];
+	tcz__key_id(kb, id);
+	MDB_val kv = {8, kb}, dv = {w.len, w.p};
+	if (rc == 0)
+		rc = tcz__mdb_err(mdb_put(txn, s->imports, &kv, &dv, 0));
+	tcz_wb_free(&w);
+	tx->id = id;
+	return rc;
+}
+
+int tcz_import_begin(tcz_store *s, const char *name, tcz_import_tx **out)
+{
+	if (s->flags & TCZ_STORE_RDONLY)
+		return -EROFS;
+	if (!tcz_model_name_valid(name))
+		return tcz__fail(-EINVAL,
+				 "invalid model name '%s' (letters, digits, "
+				 "'.', '_', '-'; at most 128; not asic/streams)",
+				 name);
+	int rc = tcz_store_recover(s, NULL);
+	if (rc)
+		return rc;
+	tcz_import_tx *tx = calloc(1, sizeof *tx);
+	if (!tx || !(tx->name = strdup(name))) {
+		free(tx);
+		return -ENOMEM;
+	}
+	tx->s = s;
+	struct begin_arg a = {tx};
+	rc = with_write_txn(s, begin_fn, &a);
+	if (rc) {
+		free(tx->name);
+		free(tx);
+		return rc;
+	}
+	*out = tx;
+	return 0;
+}
+
+int tcz_import_put_chunk(tcz_import_tx *tx, unsigned char *val, size_t vlen,
+			 unsigned char key[TCZ_KEY_LEN])
+{
+	tcz__chunk_key(val, vlen, key);
+	return add_item(tx, &tx->s->chunks, key, val, vlen);
+}
+
+int tcz_import_put_ttcore(tcz_import_tx *tx, uint32_t t, uint32_t k,
+			  uint64_t r_left, uint64_t n, uint64_t r_right,
+			  const float *data)
+{
+	uint64_t cnt;
+	if (r_left > UINT32_MAX || n > UINT32_MAX || r_right > UINT32_MAX ||
+	    __builtin_mul_overflow(r_left * n, r_right, &cnt) ||
+	    cnt > SIZE_MAX / 4)
+		return -EINVAL;
+	tcz_wbuf w;
+	tcz_wb_init(&w);
+	tcz_wb_u32(&w, (uint32_t)r_left);
+	tcz_wb_u32(&w, (uint32_t)n);
+	tcz_wb_u32(&w, (uint32_t)r_right);
+	tcz_wb_bytes(&w, data, (size_t)cnt * 4);
+	int rc = tcz_rec_finish(&w);
+	if (rc) {
+		tcz_wb_free(&w);
+		return rc;
+	}
+	unsigned char key[16];
+	tcz__key_id_idx(key, tx->id, t);
+	tcz_be32(key + 12, k);
+	return add_item(tx, &tx->s->ttcores, key, w.p, w.len);
+}
+
+static int put_rec(MDB_txn *txn, MDB_dbi db, const void *key, size_t klen,
+		   tcz_wbuf *w)
+{
+	MDB_val k = {klen, (void *)key}, d = {w->len, w->p};
+	return tcz__mdb_err(mdb_put(txn, db, &k, &d, 0));
+}
+
+static int commit_fn(void *arg, MDB_txn *txn)
+{
+	void **a = arg;
+	tcz_import_tx *tx = a[0];
+	tcz_model *m = a[1];
+	tcz_store *s = tx->s;
+	MDB_val k = {strlen(tx->name), tx->name}, d;
+	if (mdb_get(txn, s->models, &k, &d) == 0)
+		return tcz__fail(-EEXIST, "model %s already exists", tx->name);
+	int rc = write_items(tx, txn);
+	tcz_wbuf w;
+	for (uint32_t i = 0; i < m->n_tensors && rc == 0; i++) {
+		unsigned char kb[12];
+		tcz__key_id_idx(kb, m->id, i);
+		tcz_wb_init(&w);
+		rc = tcz__tensor_encode(&m->tensors[i], &w);
+		if (rc == 0)
+			rc = put_rec(txn, s->tensors, kb, 12, &w);
+		tcz_wb_free(&w);
+	}
+	for (uint32_t i = 0; i < m->n_blobs && rc == 0; i++) {
+		unsigned char kb[12];
+		tcz__key_id_idx(kb, m->id, i);
+		tcz_wb_init(&w);
+		rc = tcz__blob_encode(&m->blobs[i], &w);
+		if (rc == 0)
+			rc = put_rec(txn, s->aux, kb, 12, &w);
+		tcz_wb_free(&w);
+	}
+	if (rc == 0) {
+		tcz_wb_init(&w);
+		rc = tcz__model_encode(m, &w);
+		if (rc == 0)
+			rc = put_rec(txn, s->models, tx->name, strlen(tx->name),
+				     &w);
+		tcz_wb_free(&w);
+	}
+	/* the model is now referenced by its records: drop the markers */
+	if (rc == 0)
+		rc = tcz__del_prefix(txn, s->pending, tx->id);
+	if (rc == 0) {
+		unsigned char kb[8];
+		tcz__key_id(kb, tx->id);
+		MDB_val kv = {8, kb};
+		rc = tcz__mdb_err(mdb_del(txn, s->imports, &kv, NULL));
+	}
+	if (rc == 0)
+		rc = tcz__bump_generation(s, txn);
+	return rc;
+}
+
+static void tx_free(tcz_import_tx *tx)
+{
+	drop_items(tx);
+	free(tx->items);
+	free(tx->name);
+	free(tx);
+}
+
+int tcz_import_commit(tcz_import_tx *tx, tcz_model *m)
+{
+	if (strcmp(m->name, tx->name) != 0) {
+		tcz_import_abort(tx);
+		return -EINVAL;
+	}
+	m->id = tx->id;
+	int rc = tcz__model_check(m);
+	if (rc == 0) {
+		void *a[2] = {tx, m};
+		rc = with_write_txn(tx->s, commit_fn, a);
+	}
+	if (rc) {
+		char msg[512];
+		snprintf(msg, sizeof msg, "%s", tcz_store_errmsg());
+		tcz_import_abort(tx);
+		tcz__fail(rc, "%s", msg);
+		return rc;
+	}
+	tx_free(tx);
+	return 0;
+}
+
+static int rollback_fn(void *arg, MDB_txn *txn)
+{
+	void **a = arg;
+	tcz_store *s = a[0];
+	uint64_t id = *(uint64_t *)a[1];
+	MDB_cursor *c;
+	unsigned char k0[8];
+	tcz__key_id(k0, id);
+	int rc = mdb_cursor_open(txn, s->pending, &c);
+	if (rc)
+		return tcz__mdb_err(rc);
+	MDB_val k = {8, k0}, d;
+	for (rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+		if (k.mv_size != 12 || memcmp(k.mv_data, k0, 8) != 0)
+			break;
+		tcz_rbuf r;
+		/* a damaged marker cannot be trusted: its chunks stay (verify
+		 * reports them as unreferenced) */
+		if (tcz_rec_open(&r, d.mv_data, d.mv_size) ||
+		    r.len % TCZ_KEY_LEN)
+			continue;
+		for (size_t off = 0; off < r.len && rc == 0; off += TCZ_KEY_LEN)
+			rc = tcz__decref(s, txn, r.p + off);
+		if (rc)
+			break;
+	}
+	mdb_cursor_close(c);
+	if (rc && rc != MDB_NOTFOUND)
+		return rc < 0 ? rc : tcz__mdb_err(rc);
+	if ((rc = tcz__del_prefix(txn, s->pending, id)) ||
+	    (rc = tcz__del_prefix(txn, s->ttcores, id)))
+		return rc;
+	k = (MDB_val){8, k0};
+	rc = mdb_del(txn, s->imports, &k, NULL);
+	return rc == MDB_NOTFOUND ? 0 : tcz__mdb_err(rc);
+}
+
+static int rollback(tcz_store *s, uint64_t id)
+{
+	void *a[2] = {s, &id};
+	return with_write_txn(s, rollback_fn, a);
+}
+
+void tcz_import_abort(tcz_import_tx *tx)
+{
+	if (!tx)
+		return;
+	drop_items(tx);
+	rollback(tx->s, tx->id); /* on failure, recovery retries later */
+	tx_free(tx);
+}
+
+/* True when the import record describes a process that is gone. */
+static int owner_dead(const void *p, size_t n)
+{
+	tcz_rbuf r;
+	if (tcz_rec_open(&r, p, n))
+		return 1;
+	uint64_t pid = tcz_rb_u64(&r), start = tcz_rb_u64(&r);
+	char *boot = tcz_rb_strdup(&r);
+	if (r.err) {
+		free(boot);
+		return 1;
+	}
+	char now[64];
+	boot_id(now);
+	int dead = strcmp(boot, now) != 0;
+	free(boot);
+	if (dead)
+		return 1;
+	uint64_t cur;
+	if (proc_start((long)pid, &cur) != 0)
+		return 1; /* no such process */
+	return cur != start; /* the pid was reused */
+}
+
+int tcz_store_recover(tcz_store *s, unsigned *count)
+{
+	if (count)
+		*count = 0;
+	if (s->flags & TCZ_STORE_RDONLY)
+		return -EROFS;
+	MDB_txn *txn;
+	int rc = tcz__txn_begin(s, MDB_RDONLY, &txn);
+	if (rc)
+		return rc;
+	uint64_t dead[64];
+	unsigned nd = 0;
+	MDB_cursor *c;
+	if ((rc = mdb_cursor_open(txn, s->imports, &c)) == 0) {
+		MDB_val k, d;
+		for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0 && nd < 64;
+		     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT))
+			if (k.mv_size == 8 && owner_dead(d.mv_data, d.mv_size))
+				dead[nd++] = tcz_get_be64(k.mv_data);
+		mdb_cursor_close(c);
+	}
+	tcz__txn_abort(s, txn);
+	if (rc && rc != MDB_NOTFOUND)
+		return tcz__mdb_err(rc);
+	for (unsigned i = 0; i < nd; i++) {
+		if ((rc = rollback(s, dead[i])) != 0)
+			return rc;
+		if (count)
+			(*count)++;
+	}
+	return 0;
+}
+
+/* ---- removal ------------------------------------------------------------ */
+
+static int remove_fn(void *arg, MDB_txn *txn)
+{
+	void **a = arg;
+	tcz_store *s = a[0];
+	const char *name = a[1];
+	MDB_val k = {strlen(name), (void *)name}, d;
+	int rc = mdb_get(txn, s->models, &k, &d);
+	if (rc)
+		return rc == MDB_NOTFOUND
+			       ? tcz__fail(-ENOENT, "no model named %s", name)
+			       : tcz__mdb_err(rc);
+	struct tcz_snap view = {s, txn, 0};
+	tcz_model *m = NULL;
+	uint64_t id;
+	rc = tcz_snap_model(&view, name, &m);
+	if (rc == 0) {
+		id = m->id;
+		for (uint32_t t = 0; t < m->n_tensors && rc == 0; t++)
+			for (uint32_t c = 0; c < m->tensors[t].n_chunks && rc == 0;
+			     c++)
+				rc = tcz__decref(s, txn, m->tensors[t].chunks[c]);
+		for (uint32_t b = 0; b < m->n_blobs && rc == 0; b++)
+			for (uint32_t c = 0; c < m->blobs[b].n_chunks && rc == 0;
+			     c++)
+				rc = tcz__decref(s, txn, m->blobs[b].chunks[c]);
+		tcz_model_free(m);
+	} else if (rc == -EIO || rc == -EBADMSG) {
+		/* A damaged model must still be removable: its id sits at a
+		 * fixed place; chunks it held stay until verify reports them. */
+		const unsigned char *p = d.mv_data;
+		if (d.mv_size < 16)
+			return rc;
+		id = 0;
+		for (int i = 7; i >= 0; i--)
+			id = (id << 8) | p[8 + i];
+		rc = 0;
+	} else {
+		return rc;
+	}
+	if (rc == 0)
+		rc = tcz__del_prefix(txn, s->tensors, id);
+	if (rc == 0)
+		rc = tcz__del_prefix(txn, s->aux, id);
+	if (rc == 0)
+		rc = tcz__del_prefix(txn, s->ttcores, id);
+	if (rc == 0)
+		rc = tcz__del_prefix(txn, s->stats, id);
+	if (rc == 0) {
+		k = (MDB_val){strlen(name), (void *)name};
+		rc = tcz__mdb_err(mdb_del(txn, s->models, &k, NULL));
+	}
+	if (rc == 0)
+		rc = tcz__bump_generation(s, txn);
+	return rc;
+}
+
+int tcz_store_remove(tcz_store *s, const char *name)
+{
+	if (s->flags & TCZ_STORE_RDONLY)
+		return -EROFS;
+	int rc = tcz_store_recover(s, NULL);
+	if (rc)
+		return rc;
+	void *a[2] = {s, (void *)name};
+	return with_write_txn(s, remove_fn, a);
+}

@@ -1,0 +1,55 @@
+# Shared by the integration tests (sourced). Each test gets a private
+# temporary directory that is removed, with anything mounted in it
+# unmounted, on exit; exit status 77 means "skipped" to meson.
+set -eu
+: "${TCZFS:?TCZFS must point at the tczfs binary}"
+PY=/usr/bin/python3
+SRC_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+GEN="$SRC_ROOT/tools/gen-model"
+MODELS=${TCZ_MODELS_DIR:-$SRC_ROOT/../shared/models}
+T=$(mktemp -d /tmp/tczfs-test.XXXXXX)
+export TCZFS_STORE="$T/store"
+
+cleanup() {
+	for m in $(awk -v t="$T" '$2 ~ "^"t {print $2}' /proc/mounts); do
+		fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+	done
+	for p in $(cat "$T"/*.pid 2>/dev/null); do
+		kill "$p" 2>/dev/null || true
+	done
+	rm -rf "$T"
+}
+trap cleanup EXIT
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+skip() {
+	echo "SKIP: $*"
+	exit 77
+}
+
+tczfs() {
+	"$TCZFS" "$@"
+}
+
+# expect_fail "what" cmd...: the command must fail with one line on stderr
+expect_fail() {
+	what=$1
+	shift
+	if "$@" >"$T/out" 2>"$T/err"; then
+		fail "$what: succeeded"
+	fi
+	[ "$(wc -l <"$T/err")" -ge 1 ] || fail "$what: no message"
+	grep -q . "$T/err" || fail "$what: empty message"
+}
+
+sha() {
+	sha256sum "$1" | cut -d' ' -f1
+}
+
+real_models() {
+	ls "$MODELS"/*.safetensors 2>/dev/null || true
+}

@@ -1,0 +1,69 @@
+#!/bin/bash
+# Lossy imports export valid safetensors files that NumPy reads; each
+# tensor's error, computed independently in NumPy, equals the recorded one
+# (within 1e-6) and --max-error bounds it.
+. "$(dirname "$0")/lib.sh"
+
+tczfs init >/dev/null
+srcs="$(real_models) "
+"$GEN" "$T/gen.safetensors" --size-mb 4 --dtype bf16 --seed 3
+srcs="$srcs $T/gen.safetensors"
+i=0
+for f in $srcs; do
+	for mode in "--bits 8" "--max-error 0.01" "--bits 3"; do
+		i=$((i + 1))
+		name=m$i
+		tczfs import "$f" --name $name $mode --quiet >/dev/null
+		tczfs export $name -o "$T/$name.safetensors"
+		tczfs info $name --json >"$T/$name.json"
+		$PY - "$f" "$T/$name.safetensors" "$T/$name.json" "$mode" <<'PY'
+import json, struct, sys
+import numpy as np
+
+def load(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        h = json.loads(f.read(n))
+        data = f.read()
+    h.pop("__metadata__", None)
+    out = {}
+    for k, v in h.items():
+        b = data[v["data_offsets"][0]:v["data_offsets"][1]]
+        dt = v["dtype"]
+        if dt == "BF16":
+            a = (np.frombuffer(b, np.uint16).astype(np.uint32) << 16).view(np.float32)
+        else:
+            a = np.frombuffer(b, {"F32": np.float32, "F16": np.float16,
+                                  "F64": np.float64}.get(dt, np.uint8))
+        out[k] = (dt, v["shape"], a.astype(np.float64))
+    return out
+
+src, dec = load(sys.argv[1]), load(sys.argv[2])
+info = {t["name"]: t for t in json.load(open(sys.argv[3]))["tensors"]}
+mode = sys.argv[4]
+assert src.keys() == dec.keys()
+lossy = 0
+for k, (dt, shape, a) in src.items():
+    dt2, shape2, b = dec[k]
+    assert (dt, shape) == (dt2, shape2), k
+    rec = info[k]
+    ref = np.linalg.norm(a)
+    rel = np.linalg.norm(a - b) / ref if ref > 0 else 0.0
+    mx = np.max(np.abs(a - b)) if a.size else 0.0
+    if rec["codec"] == "lossless":
+        assert rel == 0 and mx == 0, (k, rel)
+        continue
+    lossy += 1
+    assert abs(rel - rec["rel_error"]) <= 1e-6, (k, rel, rec["rel_error"])
+    assert abs(mx - rec["max_abs_error"]) <= 1e-6 * max(1, mx), (k, mx)
+    if mode.startswith("--max-error"):
+        assert rel <= float(mode.split()[1]), (k, rel)
+    if mode == "--bits 8":
+        assert rel < 0.01, (k, rel)
+assert lossy > 0, "nothing was stored lossy"
+print("%s %s: %d lossy tensors match their recorded errors" % (sys.argv[1].split('/')[-1], mode, lossy))
+PY
+	done
+done
+tczfs verify >/dev/null || fail "verify"
+echo ok

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define TCZ_X86 1
 #endif
@@ -122,13 +123,22 @@ f32_to_f16_f16c(const float *s, unsigned char *d, size_t n)
 	return i;
 }
 
+/* CPUID leaf 1: ECX bit 29 F16C, bit 28 AVX, bit 27 OSXSAVE; and the OS
+ * must save the YMM state (XCR0 bits 1-2). Read directly because clang 14's
+ * __builtin_cpu_supports does not know "f16c". */
 static int have_f16c(void)
 {
 	static int cached = -1;
 	if (cached < 0) {
-		__builtin_cpu_init();
-		cached = __builtin_cpu_supports("avx") &&
-			 __builtin_cpu_supports("f16c");
+		unsigned a, b, c, d;
+		int ok = __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1) &&
+			 (c >> 28 & 1) && (c >> 27 & 1);
+		if (ok) {
+			unsigned lo, hi;
+			__asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+			ok = (lo & 6) == 6;
+		}
+		cached = ok;
 	}
 	return cached;
 }

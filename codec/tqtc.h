@@ -84,7 +84,8 @@ typedef struct tcz_tqtc_segment {
 
 typedef struct tcz_tqtc_enc tcz_tqtc_enc;
 
-/* Errors: -EINVAL tensor_len 0 or bad policy; -ENOMEM. */
+/* p NULL means tcz_tqtc_policy_default. Errors: -EINVAL tensor_len 0 or
+ * bad policy (group_len 0, a width not in {3,5,7,8}); -ENOMEM. */
 int tcz_tqtc_enc_create(uint32_t tensor_len, const tcz_tqtc_policy *p,
 			tcz_tqtc_enc **out);
 void tcz_tqtc_enc_free(tcz_tqtc_enc *e); /* NULL is fine */
@@ -92,7 +93,10 @@ void tcz_tqtc_enc_free(tcz_tqtc_enc *e); /* NULL is fine */
 /* Appends a frame of tensor_len values with timestamp ts (non-decreasing).
  * A new segment starts on the first frame, when the tier's bit width
  * changed since the open segment began, when the open segment is full, or
- * on drift: some group has max|v| > f16(scale)*qmax*(1 + drift_pct_q8/256).
+ * on drift: some group has max|v| > f16(scale)*qmax*(1 + drift_pct_q8/256),
+ * scale being the group's scale computed from the open segment's first
+ * frame. (A finished segment stores scales computed from the maximum over
+ * all its frames, so values admitted within the drift margin never clamp.)
  * Starting a new segment finishes the open one into *out and sets *have=1;
  * otherwise *have=0.
  * Errors: -EINVAL ts earlier than the previous frame's; -EDOM NaN/inf in
@@ -108,7 +112,8 @@ int tcz_tqtc_enc_flush(tcz_tqtc_enc *e, tcz_tqtc_segment *out, int *have);
 int tcz_tqtc_enc_peek(const tcz_tqtc_enc *e, tcz_tqtc_segment *out,
 		      int *have);
 
-/* Access statistics for the tier score at time now (seconds). */
+/* Access statistics for the tier score at time now (seconds). Until the
+ * first call (or touch) the score is 0, i.e. cold unless pinned. */
 void tcz_tqtc_enc_set_access(tcz_tqtc_enc *e, uint64_t access_count,
 			     uint64_t last_access, uint64_t now);
 

@@ -1,0 +1,203 @@
+#include "codec/qkernel.h"
+
+#include <float.h>
+#include <string.h>
+
+#include "codec/bitpack.h"
+#include "codec/half.h"
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+/* Codes per pack/unpack step: a multiple of 8, so every step starts on a
+ * byte boundary of the bitstream whatever the width, and small enough
+ * that the codes stay in L1 between unpacking and dequantizing. */
+#define CHUNK 1024u
+
+uint32_t tcz_qk_absmax_bits(const float *v, size_t n)
+{
+	uint32_t m = 0;
+	size_t i = 0;
+#ifdef __SSE2__
+	/* Sign-cleared f32 patterns order like the magnitudes they encode and
+	 * stay below 2^31, so a signed integer max finds the largest |v| and
+	 * lets NaN and infinity stand out above 0x7f800000. */
+	const __m128i mask = _mm_set1_epi32(0x7fffffff);
+	__m128i m0 = _mm_setzero_si128(), m1 = m0;
+	for (; i + 8 <= n; i += 8) {
+		__m128i a = _mm_and_si128(
+			_mm_loadu_si128((const __m128i *)(v + i)), mask);
+		__m128i b = _mm_and_si128(
+			_mm_loadu_si128((const __m128i *)(v + i + 4)), mask);
+		__m128i ga = _mm_cmpgt_epi32(a, m0), gb = _mm_cmpgt_epi32(b, m1);
+		m0 = _mm_or_si128(_mm_and_si128(ga, a), _mm_andnot_si128(ga, m0));
+		m1 = _mm_or_si128(_mm_and_si128(gb, b), _mm_andnot_si128(gb, m1));
+	}
+	uint32_t lane[8];
+	_mm_storeu_si128((__m128i *)lane, m0);
+	_mm_storeu_si128((__m128i *)(lane + 4), m1);
+	for (int k = 0; k < 8; k++)
+		m = lane[k] > m ? lane[k] : m;
+#endif
+	for (; i < n; i++) {
+		uint32_t x;
+		memcpy(&x, v + i, 4);
+		x &= 0x7fffffffu;
+		m = x > m ? x : m;
+	}
+	return m;
+}
+
+float tcz_qk_scale_at(const unsigned char *sc, int sc_f32, size_t g)
+{
+	if (sc_f32) {
+		float s;
+		memcpy(&s, sc + 4 * g, 4);
+		return s;
+	}
+	return tcz_f16_to_f32((uint16_t)(sc[2 * g] | (sc[2 * g + 1] << 8)));
+}
+
+/* Clamps before rounding (equivalent, as qmax is an integer) so that the
+ * conversion can never overflow; adding and removing 1.5*2^23 rounds to
+ * nearest even like cvtps2dq does in the vector loop. */
+static inline uint8_t quant_one(float x, float fq)
+{
+	x = x < -fq ? -fq : x;
+	x = x > fq ? fq : x;
+	float r = (x + 0x1.8p23f) - 0x1.8p23f;
+	return (uint8_t)((int)r + (int)fq);
+}
+
+static void quantize(const float *v, size_t n, float s, unsigned qmax,
+		     uint8_t *u)
+{
+	const float fq = (float)qmax;
+	size_t i = 0;
+
+	if (s == 0) {
+		memset(u, (int)qmax, n);
+		return;
+	}
+	float inv = 1.0f / s;
+	if (!(inv <= FLT_MAX)) { /* s below 2^-128: divide instead */
+		for (; i < n; i++)
+			u[i] = quant_one(v[i] / s, fq);
+		return;
+	}
+#ifdef __SSE2__
+	const __m128 vinv = _mm_set1_ps(inv);
+	const __m128 lo = _mm_set1_ps(-fq), hi = _mm_set1_ps(fq);
+	const __m128i off = _mm_set1_epi32((int)qmax);
+	for (; i + 16 <= n; i += 16) {
+		__m128i w[4];
+		for (int k = 0; k < 4; k++) {
+			__m128 x = _mm_mul_ps(_mm_loadu_ps(v + i + 4 * k), vinv);
+			x = _mm_min_ps(_mm_max_ps(x, lo), hi);
+			w[k] = _mm_add_epi32(_mm_cvtps_epi32(x), off);
+		}
+		/* codes are 0..254: both packs saturate nothing */
+		__m128i a = _mm_packs_epi32(w[0], w[1]);
+		__m128i b = _mm_packs_epi32(w[2], w[3]);
+		_mm_storeu_si128((__m128i *)(u + i), _mm_packus_epi16(a, b));
+	}
+#endif
+	for (; i < n; i++)
+		u[i] = quant_one(v[i] * inv, fq);
+}
+
+static void dequantize(const uint8_t *u, size_t n, float s, unsigned qmax,
+		       float *out)
+{
+	const float fq = (float)qmax;
+	size_t i = 0;
+#ifdef __SSE2__
+	/* (u - qmax) is an exact small integer in f32, so this is q * s
+	 * rounded once, as in the scalar tail. */
+	const __m128 vs = _mm_set1_ps(s), vq = _mm_set1_ps(fq);
+	const __m128i z = _mm_setzero_si128();
+	for (; i + 16 <= n; i += 16) {
+		__m128i b = _mm_loadu_si128((const __m128i *)(u + i));
+		__m128i l = _mm_unpacklo_epi8(b, z), h = _mm_unpackhi_epi8(b, z);
+		__m128i w[4] = {_mm_unpacklo_epi16(l, z), _mm_unpackhi_epi16(l, z),
+				_mm_unpacklo_epi16(h, z), _mm_unpackhi_epi16(h, z)};
+		for (int k = 0; k < 4; k++) {
+			__m128 x = _mm_sub_ps(_mm_cvtepi32_ps(w[k]), vq);
+			_mm_storeu_ps(out + i + 4 * k, _mm_mul_ps(x, vs));
+		}
+	}
+#endif
+	for (; i < n; i++)
+		out[i] = ((float)u[i] - fq) * s;
+}
+
+void tcz_qk_encode(const float *v, size_t cnt, size_t flen, uint32_t glen,
+		   const unsigned char *sc, int sc_f32, unsigned bits,
+		   unsigned char *dst)
+{
+	const unsigned qmax = tcz_qk_qmax(bits);
+	uint8_t buf[CHUNK];
+	size_t i = 0, fpos = 0;
+
+	while (i < cnt) {
+		size_t step = cnt - i < CHUNK ? cnt - i : CHUNK;
+		for (size_t k = 0; k < step;) {
+			size_t g = fpos / glen;
+			size_t gend = flen - fpos > glen - fpos % glen
+					      ? fpos + (glen - fpos % glen)
+					      : flen;
+			size_t seg = gend - fpos < step - k ? gend - fpos
+							    : step - k;
+			quantize(v + i + k, seg, tcz_qk_scale_at(sc, sc_f32, g),
+				 qmax, buf + k);
+			k += seg;
+			fpos += seg;
+			if (fpos == flen)
+				fpos = 0;
+		}
+		size_t len = tcz_bitpack_size(step, bits);
+		(void)tcz_bitpack_pack(buf, step, bits, dst, len);
+		dst += len;
+		i += step;
+	}
+}
+
+void tcz_qk_decode(const unsigned char *packed, size_t first, size_t cnt,
+		   uint32_t glen, const unsigned char *sc, int sc_f32,
+		   unsigned bits, float *out)
+{
+	const unsigned qmax = tcz_qk_qmax(bits);
+	uint8_t buf[CHUNK];
+	/* Start at the block of 8 codes holding `first`: it begins on a byte
+	 * boundary. The codes before `first` are unpacked and dropped. */
+	size_t skip = first % 8;
+	const unsigned char *p = packed + first / 8 * bits;
+	size_t done = 0, g = 0, gpos = 0;
+	float s = cnt ? tcz_qk_scale_at(sc, sc_f32, 0) : 0;
+
+	while (done < cnt) {
+		size_t want = skip + (cnt - done);
+		want = want < CHUNK ? want : CHUNK;
+		const uint8_t *u = p;
+		size_t len = tcz_bitpack_size(want, bits);
+		if (bits != 8) {
+			(void)tcz_bitpack_unpack(p, len, want, bits, buf);
+			u = buf;
+		}
+		p += len;
+		for (size_t k = skip; k < want;) {
+			size_t seg = glen - gpos < want - k ? glen - gpos
+							    : want - k;
+			dequantize(u + k, seg, s, qmax, out + done);
+			k += seg;
+			done += seg;
+			gpos += seg;
+			if (gpos == glen && done < cnt) {
+				gpos = 0;
+				s = tcz_qk_scale_at(sc, sc_f32, ++g);
+			}
+		}
+		skip = 0;
+	}
+}

@@ -1,0 +1,479 @@
+/* Groupwise quantization against its closed-form rules: the stored scale
+ * is f16(max|v|/qmax) (or f32 when f16 cannot hold it), every decoded
+ * value is an integer multiple q*s with |q| <= qmax and |v - v'| <= s/2
+ * (plus float slack), the blob size follows docs/format-quant.md, a blob
+ * written by hand decodes, malformed blobs are refused, and real weights
+ * meet the error figures. */
+#include <dirent.h>
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "codec/half.h"
+#include "codec/metrics.h"
+#include "codec/quant.h"
+#include "testutil_models.h"
+
+#define HDR 20u
+
+static uint64_t rng = 12345;
+
+static uint64_t next(void)
+{
+	uint64_t z = (rng += 0x9e3779b97f4a7c15u);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+	return z ^ (z >> 31);
+}
+
+static double uniform(void) /* [0, 1) */
+{
+	return (double)(next() >> 11) * 0x1p-53;
+}
+
+static double gauss(void)
+{
+	double u = uniform() + 0x1p-60, v = uniform();
+	return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+}
+
+static size_t ceil_div(size_t a, size_t b)
+{
+	return a / b + (a % b != 0);
+}
+
+/* docs/format-quant.md: header 20 + S scales of w bytes + codes */
+static size_t want_size(size_t n, unsigned bits, uint32_t g, size_t w)
+{
+	return HDR + w * ceil_div(n, g) + ceil_div(n * bits, 8);
+}
+
+static float scale_in_blob(const unsigned char *b, size_t g)
+{
+	if (b[6] & 1) {
+		float s;
+		memcpy(&s, b + HDR + 4 * g, 4);
+		return s;
+	}
+	return tcz_f16_to_f32((uint16_t)(b[HDR + 2 * g] |
+					 (b[HDR + 2 * g + 1] << 8)));
+}
+
+/* Encodes, decodes and checks every element against the closed-form
+ * rules. Returns the blob's f32 flag. */
+static int check_roundtrip(const float *v, size_t n, unsigned bits,
+			   uint32_t glen)
+{
+	tcz_quant_params p = {bits, glen};
+	size_t cap = tcz_quant_bound(n, &p), len = 0;
+	assert_int_equal(cap, want_size(n, bits, glen, 4));
+	assert_int_equal(tcz_quant_size(n, &p), want_size(n, bits, glen, 2));
+	unsigned char *blob = malloc(cap);
+	assert_non_null(blob);
+	assert_int_equal(tcz_quant_encode(v, n, &p, blob, cap, &len), 0);
+	int f32 = blob[6] & 1;
+	assert_int_equal(len, want_size(n, bits, glen, f32 ? 4 : 2));
+
+	/* decode from a buffer of exactly len bytes */
+	unsigned char *exact = malloc(len);
+	float *out = malloc((n ? n : 1) * sizeof(float));
+	assert_true(exact && out);
+	memcpy(exact, blob, len);
+	tcz_quant_params q;
+	size_t qn;
+	assert_int_equal(tcz_quant_peek(exact, len, &q, &qn), 0);
+	assert_int_equal(q.bits, bits);
+	assert_int_equal(q.group_len, glen);
+	assert_int_equal(qn, n);
+	assert_int_equal(tcz_quant_decode(exact, len, out, n), 0);
+
+	const double qmax = (double)((1u << (bits - 1)) - 1);
+	for (size_t g = 0; g * glen < n; g++) {
+		size_t a = g * glen, e = a + glen < n ? a + glen : n;
+		float m = 0;
+		for (size_t i = a; i < e; i++)
+			m = fabsf(v[i]) > m ? fabsf(v[i]) : m;
+		float s = scale_in_blob(exact, g);
+		/* the scale rule, with f32's own rounding of max/qmax */
+		float s32 = m / (float)qmax;
+		if (f32)
+			assert_true(s == s32 || (s32 == 0 && m > 0));
+		else
+			assert_true(s == tcz_f16_to_f32(tcz_f32_to_f16(s32)));
+		for (size_t i = a; i < e; i++) {
+			if (s == 0) {
+				assert_true(out[i] == 0);
+				continue;
+			}
+			double qv = (double)out[i] / s;
+			if (fabs(qv - nearbyint(qv)) > 1e-4 ||
+			    fabs(nearbyint(qv)) > qmax)
+				fail_msg("v'[%zu] = %g is not q*%g", i,
+					 (double)out[i], (double)s);
+			double err = fabs((double)v[i] - out[i]);
+			if (err > s * (0.5 + 0x1p-14))
+				fail_msg("bits %u G %u: |v - v'| = %g > s/2 = %g at %zu",
+					 bits, glen, err, s / 2.0, i);
+		}
+	}
+	free(out);
+	free(exact);
+	free(blob);
+	return f32;
+}
+
+static void error_bound_random(void **state)
+{
+	(void)state;
+	static const uint32_t groups[] = {1, 7, 64, 100, 1000};
+	static const size_t ns[] = {0, 1, 63, 64, 65, 1000, 4099};
+	float *v = malloc(4099 * sizeof(float));
+	assert_non_null(v);
+	for (unsigned bits = 3; bits <= 8; bits++)
+		for (size_t gi = 0; gi < 5; gi++)
+			for (size_t ni = 0; ni < 7; ni++) {
+				size_t n = ns[ni];
+				for (size_t i = 0; i < n; i++) {
+					double x = gauss() * 0.05;
+					if (next() % 97 == 0) /* outliers */
+						x *= 40;
+					v[i] = (float)x;
+				}
+				/* tiny groups may need f32 scales: either
+				 * way the rules are checked */
+				check_roundtrip(v, n, bits, groups[gi]);
+			}
+	free(v);
+}
+
+/* Exact multiples of the scale come back exactly; midpoints stay within
+ * half a step; the maximum maps to +-qmax. */
+static void exact_and_extremes(void **state)
+{
+	(void)state;
+	float v[64];
+	for (unsigned bits = 3; bits <= 8; bits++) {
+		int qmax = (1 << (bits - 1)) - 1;
+		for (int i = 0; i < 64; i++)
+			v[i] = (float)((i * 7) % (2 * qmax + 1) - qmax) * 0.125f;
+		v[5] = (float)qmax * 0.125f;
+		check_roundtrip(v, 64, bits, 64);
+		tcz_quant_params p = {bits, 64};
+		unsigned char blob[20 + 2 + 64];
+		size_t len;
+		float out[64];
+		assert_int_equal(tcz_quant_encode(v, 64, &p, blob, sizeof(blob),
+						  &len), 0);
+		assert_int_equal(tcz_quant_decode(blob, len, out, 64), 0);
+		assert_memory_equal(out, v, sizeof(v));
+	}
+}
+
+static void zero_groups(void **state)
+{
+	(void)state;
+	float v[200];
+	for (int i = 0; i < 200; i++)
+		v[i] = (i >= 64 && i < 128) ? 0.0f : (float)sin(i) * 3;
+	v[150] = -0.0f;
+	check_roundtrip(v, 200, 4, 64);
+	tcz_quant_params p = {4, 64};
+	unsigned char blob[20 + 8 + 100];
+	size_t len;
+	float out[200];
+	assert_int_equal(tcz_quant_encode(v, 200, &p, blob, sizeof(blob), &len), 0);
+	assert_int_equal(blob[HDR + 2] | blob[HDR + 3], 0); /* scale of group 1 */
+	assert_int_equal(tcz_quant_decode(blob, len, out, 200), 0);
+	for (int i = 64; i < 128; i++)
+		assert_true(out[i] == 0);
+	/* all zeros */
+	memset(v, 0, sizeof(v));
+	check_roundtrip(v, 200, 8, 64);
+}
+
+/* f16 cannot hold the scale: too large, too small, or a coarse subnormal.
+ * An exactly representable subnormal scale stays f16. */
+static void f32_fallback(void **state)
+{
+	(void)state;
+	float v[130];
+	for (int i = 0; i < 130; i++)
+		v[i] = (float)cos(i * 0.37) * 0.5f;
+	assert_int_equal(check_roundtrip(v, 130, 8, 64), 0);
+
+	v[70] = 1e6f * 65504.0f; /* scale ~5.2e8 > 65504 */
+	assert_int_equal(check_roundtrip(v, 130, 8, 64), 1);
+	for (unsigned bits = 3; bits <= 8; bits++)
+		assert_int_equal(check_roundtrip(v, 130, bits, 7), 1);
+
+	for (int i = 0; i < 130; i++)
+		v[i] = (float)cos(i * 0.37) * 0.5f;
+	for (int i = 64; i < 128; i++) /* scale ~8e-12 flushes to 0 in f16 */
+		v[i] = (float)(1e-9 * sin(i));
+	v[100] = 1e-9f;
+	assert_int_equal(check_roundtrip(v, 130, 8, 64), 1);
+	assert_int_equal(check_roundtrip(v, 130, 3, 64), 1);
+
+	/* scale 2^-20 = 16 * 2^-24 is an exact f16 subnormal */
+	for (int i = 0; i < 64; i++)
+		v[i] = (float)((i % 255) - 127) * 0x1p-20f;
+	v[3] = 127 * 0x1p-20f;
+	assert_int_equal(check_roundtrip(v, 64, 8, 64), 0);
+	/* 1.1 * 2^-20 as a subnormal f16 (16 units of 2^-24 + ~1.6) errs by
+	 * far more than 2^-11 relative */
+	v[3] = 127 * 1.1f * 0x1p-20f;
+	assert_int_equal(check_roundtrip(v, 64, 8, 64), 1);
+
+	/* the f16-sized buffer is then too small */
+	tcz_quant_params p = {8, 64};
+	size_t len;
+	unsigned char blob[20 + 2 + 64];
+	assert_int_equal(tcz_quant_encode(v, 64, &p, blob, sizeof(blob), &len),
+			 -ENOBUFS);
+}
+
+static void bad_arguments(void **state)
+{
+	(void)state;
+	float v[10] = {1, 2, 3};
+	unsigned char blob[128];
+	size_t len;
+	tcz_quant_params p = {2, 64};
+	assert_int_equal(tcz_quant_encode(v, 10, &p, blob, 128, &len), -EINVAL);
+	assert_int_equal(tcz_quant_bound(10, &p), 0);
+	assert_int_equal(tcz_quant_size(10, &p), 0);
+	p.bits = 9;
+	assert_int_equal(tcz_quant_encode(v, 10, &p, blob, 128, &len), -EINVAL);
+	p = (tcz_quant_params){8, 0};
+	assert_int_equal(tcz_quant_encode(v, 10, &p, blob, 128, &len), -EINVAL);
+	assert_int_equal(tcz_quant_size(10, &p), 0);
+	p = (tcz_quant_params){8, 4};
+	assert_int_equal(tcz_quant_encode(v, 10, &p, blob, 20 + 6 + 9, &len),
+			 -ENOBUFS);
+	assert_int_equal(tcz_quant_encode(v, 10, &p, blob, 20 + 6 + 10, &len), 0);
+	v[7] = NAN;
+	assert_int_equal(tcz_quant_encode(v, 10, &p, blob, 128, &len), -EDOM);
+	v[7] = -INFINITY;
+	assert_int_equal(tcz_quant_encode(v, 10, &p, blob, 128, &len), -EDOM);
+	assert_int_equal(tcz_quant_bound(SIZE_MAX, &p), 0);
+}
+
+/* A blob written out by hand from docs/format-quant.md: n = 5, G = 4,
+ * 4 bits (qmax 7). Group 0 {7, -3, 0, 1.2}: scale 1 (f16 0x3c00), q {7,
+ * -3, 0, 1}, u {14, 4, 7, 8}. Group 1 {-1.75}: scale 0.25 (0x3400), q -7,
+ * u 0. Codes LSB first: 0x4e, 0x87, 0x00 (20 bits). */
+static const unsigned char golden[27] = {
+	0x54, 0x43, 0x5a, 0x51,                         /* "TCZQ" */
+	0x01, 0x04, 0x00, 0x00,                         /* v1, 4 bits */
+	0x04, 0x00, 0x00, 0x00,                         /* group_len 4 */
+	0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* n 5 */
+	0x00, 0x3c, 0x00, 0x34,                         /* scales */
+	0x4e, 0x87, 0x00,                               /* codes */
+};
+
+static void golden_blob(void **state)
+{
+	(void)state;
+	const float v[5] = {7, -3, 0, 1.2f, -1.75f};
+	const float want[5] = {7, -3, 0, 1, -1.75f};
+	unsigned char blob[64];
+	size_t len;
+	tcz_quant_params p = {4, 4};
+	assert_int_equal(tcz_quant_encode(v, 5, &p, blob, sizeof(blob), &len), 0);
+	assert_int_equal(len, sizeof(golden));
+	assert_memory_equal(blob, golden, sizeof(golden));
+	float out[5];
+	assert_int_equal(tcz_quant_decode(golden, sizeof(golden), out, 5), 0);
+	assert_memory_equal(out, want, sizeof(want));
+	assert_int_equal(tcz_quant_decode(golden, sizeof(golden), out, 4), -EINVAL);
+}
+
+static int decode_copy(const unsigned char *b, size_t len)
+{
+	unsigned char *c = malloc(len ? len : 1);
+	float out[64];
+	assert_non_null(c);
+	memcpy(c, b, len);
+	int r = tcz_quant_decode(c, len, out, 5);
+	tcz_quant_params p;
+	size_t n;
+	int rp = tcz_quant_peek(c, len, &p, &n);
+	assert_int_equal(r < 0 ? r : 0, rp < 0 ? rp : 0);
+	free(c);
+	return r;
+}
+
+static void malformed(void **state)
+{
+	(void)state;
+	unsigned char b[64];
+	assert_int_equal(decode_copy(golden, sizeof(golden)), 0);
+	for (size_t len = 0; len < sizeof(golden); len++)
+		assert_int_equal(decode_copy(golden, len), -EBADMSG);
+	memcpy(b, golden, sizeof(golden));
+	b[27] = 0;
+	assert_int_equal(decode_copy(b, 28), -EBADMSG); /* trailing byte */
+
+	static const struct {
+		size_t off;
+		unsigned char val;
+	} bad[] = {
+		{0, 0x55},  /* magic */
+		{3, 0x52},  /* magic */
+		{4, 0x02},  /* version */
+		{4, 0x00},  /* version */
+		{5, 2},     /* bits below 3 */
+		{5, 9},     /* bits above 8 */
+		{5, 3},     /* 3 bits: codes would be 2 bytes */
+		{6, 0x02},  /* unknown flag */
+		{6, 0x01},  /* f32 scales: lengths disagree */
+		{7, 1},     /* reserved */
+		{8, 0},     /* group_len 0 */
+		{8, 5},     /* group_len 5: one scale, not two */
+		{12, 4},    /* n 4 */
+		{12, 7},    /* n 7: codes would be 4 bytes */
+		{19, 0x80}, /* n 2^63 + 5 */
+		{21, 0xfc}, /* scale 0x3c00 -> 0xfc00 = -inf */
+		{23, 0xb4}, /* scale -0.25 */
+		{21, 0x7e}, /* NaN scale */
+		{26, 0x10}, /* nonzero padding bit after the 20 code bits */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		memcpy(b, golden, sizeof(golden));
+		b[bad[i].off] = bad[i].val;
+		if (decode_copy(b, sizeof(golden)) != -EBADMSG)
+			fail_msg("byte %zu = %#x accepted", bad[i].off, bad[i].val);
+	}
+	/* group_len 0xffffffff and n 2^64-1: sizes must not wrap */
+	memcpy(b, golden, sizeof(golden));
+	memset(b + 8, 0xff, 12);
+	assert_int_equal(decode_copy(b, sizeof(golden)), -EBADMSG);
+	assert_int_equal(tcz_quant_peek(NULL, 0, NULL, NULL), -EBADMSG);
+}
+
+/* Mean relative Frobenius error over retsim.f32's six tensors of >= 4096
+ * values, bits 3..8, from an independent Python implementation of the
+ * SPEC rule (pure Python floats, struct's f16 rounding, round-half-even).
+ * models/README.md quotes slightly lower figures (0.69 % at 8 bits); per
+ * tensor the Python reference gives 0.55 .. 1.10 % at 8 bits. */
+static const double retsim_ref[9] = {0, 0, 0, 28.8397, 13.0268, 6.1308,
+				     2.9713, 1.4613, 0.7259};
+
+/* Real weights: at 8 bits the relative Frobenius error of each model's
+ * weights (tensors >= 4096 values, together) is below 1 %, and so is the
+ * mean over its tensors. A few single tensors exceed 1 % under the SPEC
+ * rule itself (retsim gau_layers.1.proj2.weight 1.10 %, silero conv3 and
+ * conv4 1.27 % and 1.53 %: outlier-heavy groups), so per tensor the limit
+ * is 2 %; those above 1 % are listed. Per-bit means are printed. */
+static void real_models(void **state)
+{
+	(void)state;
+	const char *dir = tu_models_dir();
+	if (!dir)
+		skip();
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	struct dirent *de;
+	int files = 0, retsim = 0;
+	while ((de = readdir(d)) != NULL) {
+		size_t nl = strlen(de->d_name);
+		if (nl < 12 || strcmp(de->d_name + nl - 12, ".safetensors"))
+			continue;
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		tu_tensor *t;
+		size_t count;
+		assert_int_equal(tu_load_safetensors(path, &t, &count), 0);
+		files++;
+		double sum[9] = {0};
+		int used = 0;
+		tcz_error_acc whole; /* the model's error at 8 bits */
+		tcz_error_acc_init(&whole);
+		for (size_t k = 0; k < count; k++) {
+			if (t[k].n < 4096)
+				continue;
+			used++;
+			float *out = malloc(t[k].n * sizeof(float));
+			assert_non_null(out);
+			for (unsigned bits = 3; bits <= 8; bits++) {
+				tcz_quant_params p = {bits, TCZ_QUANT_GROUP_DEFAULT};
+				size_t cap = tcz_quant_bound(t[k].n, &p), len;
+				unsigned char *blob = malloc(cap);
+				assert_non_null(blob);
+				assert_int_equal(tcz_quant_encode(t[k].data, t[k].n,
+								  &p, blob, cap, &len), 0);
+				assert_int_equal(tcz_quant_decode(blob, len, out,
+								  t[k].n), 0);
+				tcz_error e;
+				assert_int_equal(tcz_error_f32(t[k].data, out,
+							       t[k].n, &e), 0);
+				sum[bits] += e.rel_fro;
+				if (bits == 8)
+					tcz_error_acc_add_f32(&whole, t[k].data,
+							      out, t[k].n);
+				if (bits == 8 && e.rel_fro >= 0.01)
+					print_message("  note: %s %s %.3f %% at 8 bits\n",
+						      de->d_name, t[k].name,
+						      100 * e.rel_fro);
+				if (bits == 8 && e.rel_fro >= 0.02)
+					fail_msg("%s %s: 8-bit error %.3f %%",
+						 de->d_name, t[k].name,
+						 100 * e.rel_fro);
+				free(blob);
+			}
+			free(out);
+		}
+		print_message("%-31s %2d tensors, mean rel. error:", de->d_name,
+			      used);
+		for (unsigned bits = 8; bits >= 3; bits--)
+			print_message(" %u:%.2f%%", bits,
+				      used ? 100 * sum[bits] / used : 0.0);
+		print_message("\n");
+		if (used) {
+			/* the issue's criterion: the relative Frobenius
+			 * error of the model's weights at 8 bits < 1 % */
+			tcz_error me;
+			assert_int_equal(tcz_error_acc_finish(&whole, &me), 0);
+			print_message("%-31s model rel. error at 8 bits %.3f%%\n",
+				      de->d_name, 100 * me.rel_fro);
+			assert_true(me.rel_fro < 0.01);
+			assert_true(sum[8] / used < 0.01);
+		}
+		if (strcmp(de->d_name, "retsim.f32.safetensors") == 0) {
+			retsim = 1;
+			assert_int_equal(used, 6);
+			for (unsigned bits = 3; bits <= 8; bits++)
+				assert_true(fabs(100 * sum[bits] / used -
+						 retsim_ref[bits]) < 0.001);
+		}
+		tu_free_tensors(t, count);
+	}
+	closedir(d);
+	assert_true(files > 0);
+	if (!retsim)
+		print_message("retsim.f32.safetensors absent: reference not checked\n");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(error_bound_random),
+		cmocka_unit_test(exact_and_extremes),
+		cmocka_unit_test(zero_groups),
+		cmocka_unit_test(f32_fallback),
+		cmocka_unit_test(bad_arguments),
+		cmocka_unit_test(golden_blob),
+		cmocka_unit_test(malformed),
+		cmocka_unit_test(real_models),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

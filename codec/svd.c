@@ -269,6 +269,34 @@ static int sketch(const float *a, size_t m, size_t n, size_t l,
 	return 0;
 }
 
+/* Rank needed when the sketch of l values s missed the tolerance by
+ * `missing` (squared). Assumes the spectrum beyond the sketch continues the
+ * power law s_i ~ i^-alpha fitted between the quarter point and the last
+ * well-estimated value (index l - p); alpha = 0 (flat) gives the hard lower
+ * bound l + missing / s_l^2. Returns at most kmin. */
+static size_t predict_rank(const float *s, size_t l, size_t p, size_t kmin,
+			   double missing)
+{
+	size_t b = l > p ? l - p : l; /* 1-based fit points a < b */
+	size_t a = l / 4 ? l / 4 : 1;
+	double sb = s[b - 1], alpha = 0.0;
+	if (sb <= 0.0)
+		return kmin;
+	if (b > a && s[a - 1] > sb) {
+		alpha = log(s[a - 1] / sb) / log((double)b / (double)a);
+		if (alpha > 4.0)
+			alpha = 4.0;
+	}
+	double acc = 0.0;
+	size_t i = l;
+	while (acc < missing && i < kmin) {
+		i++;
+		double v = sb * pow((double)i / (double)b, -alpha);
+		acc += v * v;
+	}
+	return i;
+}
+
 /* Returns 0 with res filled, 1 when auto mode gives up (a untouched, the
  * caller runs sgesdd), or a negative errno. */
 static int trunc_random(const float *a, size_t m, size_t n, double delta_sq,
@@ -344,22 +372,18 @@ static int trunc_random(const float *a, size_t m, size_t n, double delta_sq,
 			goto out;
 		}
 
-		/* Grow. When no rank met the tolerance, each further
-		 * direction removes at most about s_l^2 of the residual, so
-		 * at least (res - delta^2) / s_l^2 more are needed. */
+		/* Grow to the predicted need plus an eighth. */
 		size_t next;
 		if (need) {
-			next = need > k + k / 2 ? need : k + k / 2;
+			next = need + need / 8;
 		} else {
-			double sl = s[l - 1];
-			double more = sl > 0.0 ? (res_sq - delta_sq) / (sl * sl)
-					       : (double)kmin;
-			double est = (double)l + more;
-			est += est / 8.0;
-			next = est >= (double)kmin ? kmin : (size_t)est;
-			if (next < 2 * k)
-				next = 2 * k;
+			next = predict_rank(s, l, p, kmin, res_sq - delta_sq);
+			next += next / 8;
 		}
+		if (next < k + k / 2)
+			next = k + k / 2;
+		if (next > kmin)
+			next = kmin;
 		if (cap && next > cap)
 			next = cap;
 		if (next <= k)

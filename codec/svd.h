@@ -7,13 +7,18 @@
  *
  * The randomized engine needs a rank guess and the caller gives a tolerance
  * instead, so it grows the sketch: it starts from max(32, min(m,n)/16)
- * columns (or the rank cap), measures the residual ||A - Q Q^T A||_F
- * explicitly, and when the tolerance is not met yet it extrapolates the
- * rank still needed from the smallest sketched singular value and retries
- * with a larger sketch. In auto mode it gives up and runs sgesdd once the
- * sketch would exceed min(m,n)/4 columns, where the randomized passes stop
- * being cheaper; in forced mode it keeps growing up to min(m,n), where the
- * sketch spans the whole range and the criterion is always met. */
+ * columns (or the rank cap) plus the oversampling, measures the residual
+ * ||A - Q Q^T A||_F explicitly, and picks the smallest rank whose residual
+ * plus sketched tail meets the tolerance (that sum is the exact error of the
+ * returned factors, so the bound stays honest; the rank may exceed the
+ * optimum by a little). A rank is accepted only with the full oversampling
+ * left above it; otherwise the sketch grows to the rank still needed,
+ * predicted by extending a power law fitted to the sketched spectrum. In
+ * auto mode it gives up and runs sgesdd once the sketch would exceed
+ * min(m,n)/4 columns, where the randomized passes stop being cheaper (one
+ * wasted small sketch, ~10% of an sgesdd, on full-rank matrices); in forced
+ * mode it keeps growing up to min(m,n), where the sketch spans the whole
+ * range and the criterion is always met. */
 #ifndef TCZ_SVD_H
 #define TCZ_SVD_H
 

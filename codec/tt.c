@@ -115,6 +115,28 @@ static double sum_sq(const float *a, size_t n)
 	return acc;
 }
 
+/* Copies a into c scaled by a power of two (exact) so that max|c| lies in
+ * [0.5, 1): LAPACK and the sketches then never overflow or underflow on
+ * data near the ends of the float range. Returns the exponent e with
+ * a = c * 2^e. */
+static int copy_scaled(const float *a, size_t n, float *c)
+{
+	float mx = 0.0f;
+	int e = 0;
+	for (size_t i = 0; i < n; i++)
+		if (fabsf(a[i]) > mx)
+			mx = fabsf(a[i]);
+	if (mx == 0.0f) {
+		memcpy(c, a, n * sizeof *c);
+		return 0;
+	}
+	(void)frexp(mx, &e);
+	double f = ldexp(1.0, -e);
+	for (size_t i = 0; i < n; i++)
+		c[i] = (float)(a[i] * f);
+	return e;
+}
+
 int tcz_tt_decompose(const float *a, unsigned d, const size_t *modes,
 		     const tcz_tt_params *p, tcz_tt **out)
 {
@@ -133,13 +155,8 @@ int tcz_tt_decompose(const float *a, unsigned d, const size_t *modes,
 		return rc;
 	if (!a || !isfinite(p->eps) || p->eps < 0.0)
 		return -EINVAL;
-	double norm_sq = sum_sq(a, numel);
-	if (norm_sq < 0.0)
+	if (sum_sq(a, numel) < 0.0)
 		return -EDOM;
-	double norm = sqrt(norm_sq);
-	/* Oseledets: per-unfolding tails of delta sum in squares to at most
-	 * eps^2 ||A||^2 over the d - 1 truncations. */
-	double delta = p->eps / sqrt((double)(d - 1)) * norm;
 
 	tcz_tt *tt = calloc(1, sizeof *tt);
 	float *c = malloc(numel * sizeof *c);
@@ -148,7 +165,11 @@ int tcz_tt_decompose(const float *a, unsigned d, const size_t *modes,
 		free(c);
 		return -ENOMEM;
 	}
-	memcpy(c, a, numel * sizeof *c);
+	int scale_exp = copy_scaled(a, numel, c);
+	double norm = sqrt(sum_sq(c, numel));
+	/* Oseledets: per-unfolding tails of delta sum in squares to at most
+	 * eps^2 ||A||^2 over the d - 1 truncations. */
+	double delta = p->eps / sqrt((double)(d - 1)) * norm;
 	tt->d = d;
 	tt->numel = numel;
 	memcpy(tt->modes, modes, d * sizeof *modes);
@@ -179,9 +200,21 @@ int tcz_tt_decompose(const float *a, unsigned d, const size_t *modes,
 	}
 	tt->cores[d - 1] = c; /* [r_{d-1}, n_d, 1] */
 	tt->ranks[d] = 1;
+	if (scale_exp) { /* undo the scaling on the unorthogonal core */
+		double f = ldexp(1.0, scale_exp);
+		for (size_t i = 0; i < tt->ranks[d - 1] * modes[d - 1]; i++)
+			c[i] = (float)(c[i] * f);
+	}
 	rc = check_ranks(d, modes, tt->ranks, &tt->params);
 	if (rc)
 		goto fail;
+	/* Input near FLT_MAX can leave a last core beyond float range; never
+	 * hand back cores that reconstruct to inf. */
+	for (unsigned k = 0; k < d; k++)
+		if (sum_sq(tt->cores[k], core_size(tt, k)) < 0.0) {
+			rc = -EDOM;
+			goto fail;
+		}
 	tt->err_bound = norm > 0.0 ? sqrt(tail_sq) / norm : 0.0;
 	*out = tt;
 	return 0;
@@ -398,8 +431,7 @@ int tcz_tt_svd_estimate(const float *a, size_t m, size_t n, double eps,
 	if (!a || m == 0 || n == 0 || !mul_ok(m, n, &numel) ||
 	    numel > SIZE_MAX / sizeof(float) || !isfinite(eps) || eps < 0.0)
 		return -EINVAL;
-	double norm_sq = sum_sq(a, numel);
-	if (norm_sq < 0.0)
+	if (sum_sq(a, numel) < 0.0)
 		return -EDOM;
 
 	size_t k = m < n ? m : n;
@@ -408,7 +440,8 @@ int tcz_tt_svd_estimate(const float *a, size_t m, size_t n, double eps,
 	int rc = -ENOMEM;
 	if (!c || !s)
 		goto out;
-	memcpy(c, a, numel * sizeof *c);
+	(void)copy_scaled(a, numel, c); /* the ratios are scale-free */
+	double norm_sq = sum_sq(c, numel);
 	rc = tcz_svd_values(c, m, n, s);
 	if (rc)
 		goto out;

@@ -4,6 +4,7 @@
  * closed-form guarantees of TT-SVD (error <= eps, left-orthonormal cores,
  * rank bounds from the unfolding sizes). */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -287,6 +288,28 @@ static void exact_tt_recovered(void **state)
 
 	tcz_tt_free(tr);
 	tcz_tt_free(tt);
+
+	/* The same near both ends of the float range. */
+	static const float scales[] = {1e36f, 1e-34f};
+	size_t n = prod(modes, 4);
+	float *b = malloc(n * sizeof *b);
+	assert_non_null(b);
+	for (int si = 0; si < 2; si++) {
+		for (size_t i = 0; i < n; i++)
+			b[i] = a[i] * scales[si];
+		p.randomized = si ? 1 : -1;
+		assert_int_equal(tcz_tt_decompose(b, 4, modes, &p, &tt), 0);
+		for (unsigned k = 0; k <= 4; k++)
+			assert_int_equal(tcz_tt_rank(tt, k), ranks[k]);
+		assert_true(rel_err(b, tt) < 1e-5);
+		size_t r;
+		double e;
+		assert_int_equal(tcz_tt_svd_estimate(b, 8, 630, 1e-4, 0, &r, &e,
+						     NULL), 0);
+		assert_int_equal(r, 3);
+		tcz_tt_free(tt);
+	}
+	free(b);
 	free(a);
 	free_cores(4, cores);
 }
@@ -489,10 +512,16 @@ static void bad_shapes_rejected(void **state)
 	assert_int_equal(tcz_tt_decompose(a, 3, m4, &p, &tt), -EDOM);
 	a[37] = -INFINITY;
 	assert_int_equal(tcz_tt_decompose(a, 3, m4, &p, &tt), -EDOM);
+	/* Finite, but the singular values overflow float. */
+	for (int i = 0; i < 64; i++)
+		a[i] = 3e38f;
+	assert_int_equal(tcz_tt_decompose(a, 3, m4, &p, &tt), -EDOM);
+	memset(a, 0, sizeof a);
 	assert_null(tt);
 
 	size_t r;
 	double e;
+	a[37] = NAN;
 	assert_int_equal(tcz_tt_svd_estimate(a, 8, 8, 1e-2, 0, &r, &e, NULL),
 			 -EDOM);
 	a[37] = 0;
@@ -515,6 +544,46 @@ static void bad_shapes_rejected(void **state)
 		assert_true(rec[i] == 0.0f);
 	tcz_tt_free(tt);
 	tcz_tt_free(NULL);
+
+	/* The SVD engine refuses sides LAPACK's int cannot index, before
+	 * reading anything. */
+	tcz_svd_result res;
+	float sv[4];
+	assert_int_equal(tcz_svd_truncate(a, (size_t)INT_MAX + 1, 1, 0.0, 0,
+					  NULL, &res), -EINVAL);
+	assert_null(res.u);
+	assert_int_equal(tcz_svd_truncate(a, 0, 4, 0.0, 0, NULL, &res),
+			 -EINVAL);
+	assert_int_equal(tcz_svd_values(a, 1, (size_t)INT_MAX + 1, sv),
+			 -EINVAL);
+}
+
+/* Vectors as 1 x n / n x 1 and 1-sized inner modes: exact at rank 1. */
+static void degenerate_modes(void **state)
+{
+	(void)state;
+	static const size_t shapes[][3] = {
+		{1, 7, 0}, {7, 1, 0}, {1, 1, 0}, {5, 1, 6}, {1, 9, 1},
+	};
+	rng_init(10);
+	for (size_t i = 0; i < 5; i++) {
+		unsigned d = shapes[i][2] ? 3 : 2;
+		size_t n = prod(shapes[i], d);
+		float *a = gauss_f32(n);
+		tcz_tt *tt;
+		/* NULL params: the defaults (eps 1e-3) */
+		assert_int_equal(tcz_tt_decompose(a, d, shapes[i], NULL, &tt),
+				 0);
+		for (unsigned k = 0; k <= d; k++) {
+			size_t left = prod(shapes[i], k);
+			size_t right = n / left;
+			assert_true(tcz_tt_rank(tt, k) <=
+				    (left < right ? left : right));
+		}
+		assert_true(rel_err(a, tt) < 1e-6);
+		tcz_tt_free(tt);
+		free(a);
+	}
 }
 
 static void from_cores_validates(void **state)
@@ -850,6 +919,7 @@ int main(void)
 		cmocka_unit_test(max_rank_honoured),
 		cmocka_unit_test(d2_matches_truncated_svd),
 		cmocka_unit_test(bad_shapes_rejected),
+		cmocka_unit_test(degenerate_modes),
 		cmocka_unit_test(from_cores_validates),
 		cmocka_unit_test(range_matches_full),
 		cmocka_unit_test(range_work_is_local),

@@ -28,17 +28,21 @@ typedef struct tcz_tt_params {
 
 void tcz_tt_params_default(tcz_tt_params *p); /* eps 1e-3, no cap, auto */
 
-/* Decomposes a (numel = prod(modes) floats).
+/* Decomposes a (numel = prod(modes) floats). p NULL means the defaults;
+ * oversample and power_iters are used as given (0 is 0).
  * Errors: -EINVAL d < 2 or > TCZ_TT_MAX_ORDER, a zero mode, a product that
- * overflows size_t, eps < 0 or not finite; -EDOM a NaN/inf in a;
- * -ENOMEM; -EIO LAPACK reported failure. */
+ * overflows size_t, eps < 0 or not finite, an unfolding side above INT_MAX
+ * (LAPACK's index); -EDOM a NaN/inf in a (or values so large that the
+ * factors overflow float); -ENOMEM (also for an sgesdd
+ * above min(m, n) = 16384); -EIO LAPACK reported failure. */
 int tcz_tt_decompose(const float *a, unsigned d, const size_t *modes,
 		     const tcz_tt_params *p, tcz_tt **out);
 
 /* Builds a TT from cores (copied). ranks has d+1 entries, ranks[0] =
  * ranks[d] = 1; cores[k] holds ranks[k]*modes[k]*ranks[k+1] floats.
- * Errors: -EINVAL bad order, zero mode or rank, rank ends != 1, overflow;
- * -ENOMEM. */
+ * Errors: -EINVAL bad order, zero mode or rank, rank ends != 1, overflow
+ * (including a core row modes[k]*ranks[k+1] or a rank above INT_MAX, the
+ * cblas index), a NULL core; -EDOM a NaN/inf in a core; -ENOMEM. */
 int tcz_tt_from_cores(unsigned d, const size_t *modes, const size_t *ranks,
 		      const float *const *cores, tcz_tt **out);
 
@@ -52,7 +56,8 @@ size_t tcz_tt_numel(const tcz_tt *tt);
 size_t tcz_tt_param_count(const tcz_tt *tt); /* sum of core sizes */
 double tcz_tt_ratio(const tcz_tt *tt);       /* numel / param_count */
 /* Upper bound on ||A - TT||_F / ||A||_F from the discarded singular values
- * (exact for d = 2 with a full SVD). */
+ * (exact for d = 2 with a full SVD), float rounding (~1e-6) aside. NaN
+ * for a TT built by tcz_tt_from_cores (unknown). */
 double tcz_tt_error_bound(const tcz_tt *tt);
 
 /* Full reconstruction into out[numel].

@@ -1,14 +1,15 @@
 /* Lossless tensor codec: byte planes + zstd (SPEC section 5).
  *
- * Float elements are transformed so that the exponent bits fill whole
- * bytes (the sign moves below the exponent), then split into byte planes
- * (all exponent bytes together, then each mantissa byte position); other
- * dtypes are split into plain byte planes. Each plane is zstd-coded, or
- * kept raw when coding does not make it smaller; a blob whose coding does
- * not shrink the input at all stores it raw in one piece. Exact bytes come
- * back for every dtype and every length, including 0.
+ * Float elements are rotated left by one bit so that the sign moves below
+ * the exponent and the exponent starts the top byte (BF16/F32: the top byte
+ * is exactly the exponent), then split into byte planes (all top bytes
+ * together, then each lower byte position); other dtypes are split into
+ * plain byte planes. Each plane is zstd-coded, or kept raw when coding does
+ * not make it smaller; a blob whose coding does not shrink the input at all
+ * stores it raw in one piece. Exact bytes come back for every dtype and
+ * every length, including 0.
  *
- * The blob layout is documented in docs/formats.md ("lossless blob"). */
+ * The blob layout is documented in docs/format-lossless.md. */
 #ifndef TCZ_LOSSLESS_H
 #define TCZ_LOSSLESS_H
 

@@ -1,0 +1,733 @@
+/* Lossless codec: exact round trips for every dtype and length, the blob
+ * layout of docs/format-lossless.md checked byte by byte (planes decoded
+ * with libzstd directly, the header check recomputed here), entropy bounds
+ * on synthetic data, real-model ratios, and malformed blobs. */
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <zstd.h>
+
+#include "codec/dtype.h"
+#include "codec/lossless.h"
+#include "tests/unit/testutil_models.h"
+
+#define HDR 24 /* fixed header size, from the format document */
+#define ENTRY 5
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rnd(void)
+{
+	rng ^= rng >> 12;
+	rng ^= rng << 25;
+	rng ^= rng >> 27;
+	return rng * 2685821657736338717ull;
+}
+
+static double gauss(void)
+{
+	double u = ((double)(rnd() >> 11) + 0.5) * 0x1p-53;
+	double v = ((double)(rnd() >> 11) + 0.5) * 0x1p-53;
+	return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
+static uint32_t le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static uint64_t le64(const unsigned char *p)
+{
+	return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+static void set32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void set64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* FNV-1a 32 as the format document states it. */
+static uint32_t fnv(const unsigned char *p, size_t n, uint32_t h)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 16777619u;
+	return h;
+}
+
+static size_t table_len(const unsigned char *b)
+{
+	if (b[6] != 1)
+		return 0;
+	size_t es = tcz_dtype_size((tcz_dtype)b[5]);
+	uint64_t L = le64(b + 8), B = le32(b + 16);
+	return (size_t)((L + B - 1) / B) * es * ENTRY;
+}
+
+/* Recomputes the header check after a deliberate edit, so that the
+ * structural validation behind it is what gets tested. */
+static void reseal(unsigned char *b, size_t tab_len)
+{
+	set32(b + 20, fnv(b + HDR, tab_len, fnv(b, 20, 2166136261u)));
+}
+
+/* Bit patterns of float specials for an es-byte float type. */
+static uint64_t inf_bits(tcz_dtype dt)
+{
+	switch (dt) {
+	case TCZ_DT_F16:
+		return 0x7c00;
+	case TCZ_DT_BF16:
+		return 0x7f80;
+	case TCZ_DT_F32:
+		return 0x7f800000;
+	default:
+		return 0x7ff0000000000000ull;
+	}
+}
+
+static void put_elem(unsigned char *p, size_t es, uint64_t v)
+{
+	for (size_t b = 0; b < es; b++)
+		p[b] = (unsigned char)(v >> (8 * b));
+}
+
+/* n elements of dt: weights-like floats with NaN/inf/subnormals/-0 mixed
+ * in, or smallish integers with an occasional full-width one. */
+static void fill(tcz_dtype dt, unsigned char *p, size_t n)
+{
+	size_t es = tcz_dtype_size(dt);
+	uint64_t sign = 1ull << (8 * es - 1);
+	uint64_t all = es == 8 ? ~0ull : (1ull << (8 * es)) - 1;
+
+	if (tcz_dtype_is_float(dt)) {
+		float f[256];
+		for (size_t i = 0; i < n; i += 256) {
+			size_t k = n - i < 256 ? n - i : 256;
+			for (size_t j = 0; j < k; j++)
+				f[j] = (float)(0.02 * gauss());
+			assert_int_equal(tcz_dtype_from_f32(dt, f, k,
+							     p + i * es),
+					 0);
+		}
+		const uint64_t special[] = {
+			inf_bits(dt), inf_bits(dt) | sign, all /* NaN */,
+			inf_bits(dt) | 1 /* signalling NaN */, 1, sign | 1,
+			sign /* -0 */, 0};
+		for (size_t i = 0; i < n; i += 1 + rnd() % 97)
+			put_elem(p + i * es, es, special[rnd() % 8]);
+	} else {
+		for (size_t i = 0; i < n; i++) {
+			uint64_t v = rnd() % 3000;
+			if (dt == TCZ_DT_BOOL)
+				v &= 1;
+			else if (rnd() % 50 == 0)
+				v = rnd();
+			else if ((dt == TCZ_DT_I8 || dt == TCZ_DT_I16 ||
+				  dt == TCZ_DT_I32 || dt == TCZ_DT_I64) &&
+				 (rnd() & 1))
+				v = (uint64_t)-(int64_t)v;
+			put_elem(p + i * es, es, v & all);
+		}
+	}
+}
+
+/* Encodes, checks the size bound and decodes into an exact-size buffer. */
+static size_t round_trip(tcz_lossless_ctx *ctx, tcz_dtype dt,
+			 const unsigned char *src, size_t len, int level)
+{
+	size_t cap = tcz_lossless_bound(len), got = 0, dlen = 1;
+	unsigned char *blob = malloc(cap);
+	unsigned char *out = malloc(len ? len : 1);
+	assert_non_null(blob);
+	assert_non_null(out);
+	assert_true(cap >= len);
+	assert_int_equal(tcz_lossless_encode(ctx, dt, src, len, level, blob,
+					     cap, &got),
+			 0);
+	assert_true(got <= len + HDR);
+	assert_int_equal(tcz_lossless_decoded_size(blob, got, &dlen), 0);
+	assert_int_equal(dlen, len);
+	/* exact-size copy: ASan sees any read past the blob */
+	unsigned char *exact = malloc(got);
+	assert_non_null(exact);
+	memcpy(exact, blob, got);
+	memset(out, 0xa5, len);
+	assert_int_equal(tcz_lossless_decode(ctx, exact, got, out, len), 0);
+	assert_memory_equal(out, src, len);
+	free(exact);
+	free(out);
+	free(blob);
+	return got;
+}
+
+static void all_dtypes_all_lengths(void **state)
+{
+	(void)state;
+	tcz_lossless_ctx *ctx = tcz_lossless_ctx_create();
+	assert_non_null(ctx);
+	for (int d = 0; d < TCZ_DT_COUNT; d++) {
+		tcz_dtype dt = (tcz_dtype)d;
+		size_t es = tcz_dtype_size(dt);
+		const size_t counts[] = {0, 1, 2, 3, 15, 17, 1000,
+					 (1u << 20) / es + 3};
+		for (size_t c = 0; c < sizeof(counts) / sizeof(*counts); c++) {
+			size_t n = counts[c];
+			unsigned char *p = malloc(n * es + 1);
+			assert_non_null(p);
+			fill(dt, p, n);
+			/* one ctx shared by all dtypes, NULL now and then */
+			round_trip(c % 3 == 2 ? NULL : ctx, dt, p, n * es,
+				   TCZ_LOSSLESS_LEVEL_DEFAULT);
+			free(p);
+		}
+	}
+	tcz_lossless_ctx_free(ctx);
+}
+
+static void other_levels(void **state)
+{
+	(void)state;
+	const tcz_dtype dts[] = {TCZ_DT_BF16, TCZ_DT_F32, TCZ_DT_I64,
+				 TCZ_DT_U8};
+	const int levels[] = {1, 6, TCZ_LOSSLESS_LEVEL_DENSE};
+	for (size_t i = 0; i < 4; i++) {
+		size_t n = 40000, es = tcz_dtype_size(dts[i]);
+		unsigned char *p = malloc(n * es);
+		assert_non_null(p);
+		fill(dts[i], p, n);
+		for (size_t l = 0; l < 3; l++)
+			round_trip(NULL, dts[i], p, n * es, levels[l]);
+		free(p);
+	}
+}
+
+/* Uniform random bytes cannot be compressed: the blob is the raw one,
+ * exactly as the format document lays it out. */
+static void random_data_goes_raw(void **state)
+{
+	(void)state;
+	const tcz_dtype dts[] = {TCZ_DT_U8, TCZ_DT_BF16, TCZ_DT_F32,
+				 TCZ_DT_F64};
+	for (size_t i = 0; i < 4; i++) {
+		size_t len = (1u << 20) + 8 * i;
+		unsigned char *p = malloc(len), *b = malloc(len + HDR);
+		size_t got;
+		assert_non_null(p);
+		assert_non_null(b);
+		for (size_t k = 0; k < len; k++)
+			p[k] = (unsigned char)(rnd() >> 56);
+		assert_int_equal(tcz_lossless_encode(NULL, dts[i], p, len, 3,
+						     b, len + HDR, &got),
+				 0);
+		assert_int_equal(got, len + HDR);
+		assert_memory_equal(b, "TCZL", 4);
+		assert_int_equal(b[4], 1);
+		assert_int_equal(b[5], dts[i]);
+		assert_int_equal(b[6], 0);
+		assert_int_equal(b[7], 0);
+		assert_int_equal(le64(b + 8), len);
+		assert_int_equal(le32(b + 16), 0);
+		assert_int_equal(le32(b + 20), fnv(b, 20, 2166136261u));
+		assert_memory_equal(b + HDR, p, len);
+		round_trip(NULL, dts[i], p, len, 3);
+		free(p);
+		free(b);
+	}
+}
+
+static void empty_input(void **state)
+{
+	(void)state;
+	unsigned char b[HDR];
+	size_t got = 0, d = 7;
+	assert_int_equal(tcz_lossless_bound(0), HDR);
+	assert_int_equal(tcz_lossless_encode(NULL, TCZ_DT_F32, NULL, 0, 3, b,
+					     sizeof(b), &got),
+			 0);
+	assert_int_equal(got, HDR);
+	assert_int_equal(tcz_lossless_decoded_size(b, got, &d), 0);
+	assert_int_equal(d, 0);
+	assert_int_equal(tcz_lossless_decode(NULL, b, got, NULL, 0), 0);
+}
+
+/* BF16 -2.0 (0xc000) and 1.0 (0x3f80) alternating. Rotated left by one:
+ * 0x8001 and 0x7f00, so the exponent plane is 80 7f 80 7f ... and the
+ * low plane 01 00 01 00 ...; both are decoded here with libzstd alone. */
+static void planes_layout_by_hand(void **state)
+{
+	(void)state;
+	const size_t n = 4096;
+	unsigned char src[2 * 4096], blob[2 * 4096 + HDR], plane[4096];
+	size_t got;
+	for (size_t i = 0; i < n; i++)
+		put_elem(src + 2 * i, 2, i % 2 ? 0x3f80 : 0xc000);
+	assert_int_equal(tcz_lossless_encode(NULL, TCZ_DT_BF16, src, 2 * n, 3,
+					     blob, sizeof(blob), &got),
+			 0);
+	assert_memory_equal(blob, "TCZL", 4);
+	assert_int_equal(blob[4], 1);
+	assert_int_equal(blob[5], TCZ_DT_BF16);
+	assert_int_equal(blob[6], 1);
+	assert_int_equal(blob[7], 1);
+	assert_int_equal(le64(blob + 8), 2 * n);
+	uint32_t B = le32(blob + 16);
+	assert_true(B >= 2 * n && B % 2 == 0); /* one block */
+	assert_int_equal(le32(blob + 20),
+			 fnv(blob + HDR, 2 * ENTRY,
+			     fnv(blob, 20, 2166136261u)));
+	size_t pos = HDR + 2 * ENTRY;
+	for (int j = 0; j < 2; j++) {
+		const unsigned char *e = blob + HDR + j * ENTRY;
+		size_t z = le32(e + 1);
+		assert_int_equal(e[0], 1); /* zstd: constant-ish planes */
+		assert_true(z < 100);
+		size_t r = ZSTD_decompress(plane, sizeof(plane), blob + pos, z);
+		assert_false(ZSTD_isError(r));
+		assert_int_equal(r, n);
+		for (size_t i = 0; i < n; i++) {
+			unsigned want = j == 0 ? (i % 2 ? 0x7f : 0x80)
+					       : (i % 2 ? 0x00 : 0x01);
+			assert_int_equal(plane[i], want);
+		}
+		pos += z;
+	}
+	assert_int_equal(pos, got);
+}
+
+/* BF16 with a fair coin for the exponent (120/121) and uniform sign and
+ * mantissa: 9 bits of entropy per 16, so the ratio is at most 16/9; a
+ * two-symbol Huffman code spends exactly 1 bit, so it should come close. */
+static void entropy_bound_bf16(void **state)
+{
+	(void)state;
+	const size_t n = 1u << 19;
+	unsigned char *p = malloc(2 * n);
+	assert_non_null(p);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t r = rnd();
+		uint64_t e = 120 + (r & 1), s = (r >> 1) & 1, m = (r >> 2) & 0x7f;
+		put_elem(p + 2 * i, 2, s << 15 | e << 7 | m);
+	}
+	double ratio = 0;
+	size_t tot = 0;
+	for (size_t off = 0; off < 2 * n; off += 1u << 20)
+		tot += round_trip(NULL, TCZ_DT_BF16, p + off, 1u << 20, 3);
+	ratio = (double)(2 * n) / (double)tot;
+	assert_true(ratio <= 16.0 / 9.0);
+	assert_true(ratio >= 1.74);
+	free(p);
+}
+
+/* A 4 KiB pattern of weights repeated over 1 MiB: period 1/256 of the
+ * data, so a coder that finds the repeats in every plane gets far beyond
+ * what literal coding of the exponents alone allows (about 11x). */
+static void repeats_are_found(void **state)
+{
+	(void)state;
+	const size_t len = 1u << 20;
+	unsigned char *p = malloc(len);
+	assert_non_null(p);
+	fill(TCZ_DT_F32, p, 1024);
+	for (size_t off = 4096; off < len; off += 4096)
+		memcpy(p + off, p, 4096);
+	size_t got = round_trip(NULL, TCZ_DT_F32, p, len, 3);
+	assert_true(got * 50 < len);
+	free(p);
+}
+
+static void bad_arguments(void **state)
+{
+	(void)state;
+	unsigned char src[64] = {0}, b[64 + HDR];
+	size_t got;
+	assert_int_equal(tcz_lossless_encode(NULL, TCZ_DT_COUNT, src, 8, 3, b,
+					     sizeof(b), &got),
+			 -EINVAL);
+	assert_int_equal(tcz_lossless_encode(NULL, (tcz_dtype)-1, src, 8, 3,
+					     b, sizeof(b), &got),
+			 -EINVAL);
+	assert_int_equal(tcz_lossless_encode(NULL, TCZ_DT_F32, src, 6, 3, b,
+					     sizeof(b), &got),
+			 -EINVAL);
+	assert_int_equal(tcz_lossless_encode(NULL, TCZ_DT_F64, src, 12, 3, b,
+					     sizeof(b), &got),
+			 -EINVAL);
+	const int bad_levels[] = {0, -1, 23, 1000};
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(tcz_lossless_encode(NULL, TCZ_DT_U8, src, 8,
+						     bad_levels[i], b,
+						     sizeof(b), &got),
+				 -EINVAL);
+	assert_int_equal(tcz_lossless_encode(NULL, TCZ_DT_U8, src, 64, 3, b,
+					     64 + HDR - 1, &got),
+			 -ENOBUFS);
+	assert_int_equal(tcz_lossless_encode(NULL, TCZ_DT_U8, src, 64, 22, b,
+					     64 + HDR, &got),
+			 0);
+}
+
+static unsigned char *dup_blob(const unsigned char *b, size_t len)
+{
+	unsigned char *c = malloc(len ? len : 1);
+	assert_non_null(c);
+	if (len)
+		memcpy(c, b, len);
+	return c;
+}
+
+static int try_decode(const unsigned char *b, size_t len, size_t dst_len)
+{
+	unsigned char *c = dup_blob(b, len);
+	unsigned char *out = malloc(dst_len ? dst_len : 1);
+	size_t d;
+	assert_non_null(out);
+	int rs = tcz_lossless_decoded_size(c, len, &d);
+	int rc = tcz_lossless_decode(NULL, c, len, out, dst_len);
+	if (rs != 0)
+		assert_int_equal(rs, rc);
+	free(out);
+	free(c);
+	return rc;
+}
+
+/* A small planes-mode blob (one block) with a zstd and a raw plane. */
+static unsigned char *small_blob(size_t *len, size_t *dlen)
+{
+	const size_t n = 3000;
+	unsigned char src[2 * 3000];
+	fill(TCZ_DT_BF16, src, n);
+	unsigned char *b = malloc(tcz_lossless_bound(2 * n));
+	assert_non_null(b);
+	assert_int_equal(tcz_lossless_encode(NULL, TCZ_DT_BF16, src, 2 * n, 3,
+					     b, tcz_lossless_bound(2 * n), len),
+			 0);
+	assert_int_equal(b[6], 1);
+	*dlen = 2 * n;
+	return b;
+}
+
+static void truncated_and_extended(void **state)
+{
+	(void)state;
+	size_t len, dlen;
+	unsigned char *b = small_blob(&len, &dlen);
+	for (size_t l = 0; l < len; l++)
+		assert_int_equal(try_decode(b, l, dlen), -EBADMSG);
+	unsigned char *x = malloc(len + 1);
+	assert_non_null(x);
+	memcpy(x, b, len);
+	x[len] = 0;
+	assert_int_equal(try_decode(x, len + 1, dlen), -EBADMSG);
+	free(x);
+
+	/* the raw form too */
+	unsigned char raw[100 + HDR];
+	unsigned char src[100];
+	size_t rl;
+	for (int i = 0; i < 100; i++)
+		src[i] = (unsigned char)(rnd() >> 56);
+	assert_int_equal(tcz_lossless_encode(NULL, TCZ_DT_U8, src, 100, 3,
+					     raw, sizeof(raw), &rl),
+			 0);
+	assert_int_equal(rl, 100 + HDR);
+	for (size_t l = 0; l < rl; l++)
+		assert_int_equal(try_decode(raw, l, 100), -EBADMSG);
+	assert_int_equal(try_decode(raw, rl, 100), 0);
+	assert_int_equal(tcz_lossless_decode(NULL, NULL, 0, NULL, 0),
+			 -EBADMSG);
+	free(b);
+}
+
+/* Every single-byte change in the header or the table is caught. */
+static void flipped_header_bytes(void **state)
+{
+	(void)state;
+	size_t len, dlen;
+	unsigned char *b = small_blob(&len, &dlen);
+	size_t meta = HDR + table_len(b);
+	assert_true(meta < len);
+	const unsigned char masks[] = {0x01, 0x80, 0xff, 0x10};
+	for (size_t i = 0; i < meta; i++) {
+		for (size_t m = 0; m < 4; m++) {
+			b[i] ^= masks[m];
+			assert_int_equal(try_decode(b, len, dlen), -EBADMSG);
+			b[i] ^= masks[m];
+		}
+	}
+	/* damage inside coded data: an error or some bytes, never a crash */
+	for (size_t i = meta; i < len; i++) {
+		b[i] ^= 0x5a;
+		int rc = try_decode(b, len, dlen);
+		assert_true(rc == 0 || rc == -EBADMSG);
+		b[i] ^= 0x5a;
+	}
+	assert_int_equal(try_decode(b, len, dlen), 0);
+	free(b);
+}
+
+static void wrong_decoded_length(void **state)
+{
+	(void)state;
+	size_t len, dlen;
+	unsigned char *b = small_blob(&len, &dlen);
+	assert_int_equal(try_decode(b, len, dlen - 2), -EINVAL);
+	assert_int_equal(try_decode(b, len, dlen + 2), -EINVAL);
+	assert_int_equal(try_decode(b, len, 0), -EINVAL);
+	/* a resealed header claiming a different length no longer tiles */
+	size_t tl = table_len(b);
+	unsigned char *c = dup_blob(b, len);
+	set64(c + 8, dlen + 2);
+	reseal(c, tl);
+	assert_int_equal(try_decode(c, len, dlen + 2), -EBADMSG);
+	set64(c + 8, dlen + 1); /* not a whole element */
+	reseal(c, tl);
+	assert_int_equal(try_decode(c, len, dlen + 1), -EBADMSG);
+	free(c);
+	free(b);
+}
+
+/* Structural errors behind a valid check (resealed after the edit). */
+static void resealed_mutations(void **state)
+{
+	(void)state;
+	size_t len, dlen;
+	unsigned char *b = small_blob(&len, &dlen);
+	size_t tl = table_len(b);
+	size_t nent = tl / ENTRY;
+	unsigned char *c;
+	int zi = -1, ri = -1;
+	for (size_t k = 0; k < nent; k++) {
+		unsigned char m = b[HDR + k * ENTRY];
+		if (m == 1 && zi < 0)
+			zi = (int)k;
+		if (m == 0 && ri < 0)
+			ri = (int)k;
+	}
+	assert_true(zi >= 0 && ri >= 0); /* exponents coded, mantissas raw */
+
+	struct {
+		size_t off;
+		unsigned char v;
+	} bytes[] = {
+		{4, 2},			/* version */
+		{5, TCZ_DT_COUNT},	/* dtype */
+		{5, TCZ_DT_U16},	/* rotation on an integer dtype */
+		{5, TCZ_DT_F32},	/* other element size */
+		{6, 2},			/* mode */
+		{6, 0},			/* raw mode with a table */
+		{7, 2},			/* transform */
+		{HDR + (size_t)zi * ENTRY, 2}, /* method */
+		{HDR + (size_t)zi * ENTRY, 0}, /* zstd plane called raw */
+		{HDR + (size_t)ri * ENTRY, 1}, /* raw plane called zstd */
+	};
+	for (size_t i = 0; i < sizeof(bytes) / sizeof(*bytes); i++) {
+		c = dup_blob(b, len);
+		c[bytes[i].off] = bytes[i].v;
+		reseal(c, tl);
+		assert_int_equal(try_decode(c, len, dlen), -EBADMSG);
+		free(c);
+	}
+	const uint32_t blocks[] = {0, 3, (1u << 24) + 2, 0xffffffffu};
+	for (size_t i = 0; i < 4; i++) {
+		c = dup_blob(b, len);
+		set32(c + 16, blocks[i]);
+		reseal(c, tl);
+		assert_int_equal(try_decode(c, len, dlen), -EBADMSG);
+		free(c);
+	}
+	/* lengths: raw != n, zstd == 0, zstd one longer (trailing garbage
+	 * in the frame, blob extended to keep the tiling) */
+	c = dup_blob(b, len);
+	set32(c + HDR + (size_t)ri * ENTRY + 1,
+	      le32(c + HDR + (size_t)ri * ENTRY + 1) - 1);
+	reseal(c, tl);
+	assert_int_equal(try_decode(c, len - 1, dlen), -EBADMSG);
+	free(c);
+	c = dup_blob(b, len);
+	set32(c + HDR + (size_t)zi * ENTRY + 1, 0);
+	reseal(c, tl);
+	assert_int_equal(try_decode(c, len, dlen), -EBADMSG);
+	free(c);
+	size_t zoff = HDR + tl;
+	for (int k = 0; k < zi; k++)
+		zoff += le32(b + HDR + (size_t)k * ENTRY + 1);
+	size_t zlen = le32(b + HDR + (size_t)zi * ENTRY + 1);
+	c = malloc(len + 1);
+	assert_non_null(c);
+	memcpy(c, b, zoff + zlen);
+	c[zoff + zlen] = 0x00;
+	memcpy(c + zoff + zlen + 1, b + zoff + zlen, len - zoff - zlen);
+	set32(c + HDR + (size_t)zi * ENTRY + 1, (uint32_t)zlen + 1);
+	reseal(c, tl);
+	assert_int_equal(try_decode(c, len + 1, dlen), -EBADMSG);
+	free(c);
+	/* zstd frame magic destroyed */
+	c = dup_blob(b, len);
+	c[zoff] ^= 0xff;
+	assert_int_equal(try_decode(c, len, dlen), -EBADMSG);
+	free(c);
+	/* raw mode with a block length or a transform */
+	unsigned char raw[8 + HDR], src[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+	size_t rl;
+	assert_int_equal(tcz_lossless_encode(NULL, TCZ_DT_F32, src, 8, 3, raw,
+					     sizeof(raw), &rl),
+			 0);
+	assert_int_equal(raw[6], 0);
+	raw[7] = 1;
+	reseal(raw, 0);
+	assert_int_equal(try_decode(raw, rl, 8), -EBADMSG);
+	raw[7] = 0;
+	set32(raw + 16, 8);
+	reseal(raw, 0);
+	assert_int_equal(try_decode(raw, rl, 8), -EBADMSG);
+	set32(raw + 16, 0);
+	reseal(raw, 0);
+	assert_int_equal(try_decode(raw, rl, 8), 0);
+	free(b);
+}
+
+static void garbage(void **state)
+{
+	(void)state;
+	unsigned char g[300];
+	for (int t = 0; t < 2000; t++) {
+		size_t len = rnd() % sizeof(g);
+		for (size_t i = 0; i < len; i++)
+			g[i] = (unsigned char)(rnd() >> 56);
+		if (t & 1 && len >= 8) {
+			memcpy(g, "TCZL", 4);
+			g[4] = 1;
+			g[5] = (unsigned char)(rnd() % TCZ_DT_COUNT);
+			g[6] = (unsigned char)(rnd() & 1);
+			g[7] = 0;
+		}
+		int rc = try_decode(g, len, rnd() % 64);
+		assert_true(rc == -EBADMSG || rc == -EINVAL);
+	}
+}
+
+static int load_model(const char *file, tcz_dtype dt, unsigned char **out,
+		      size_t *len)
+{
+	const char *dir = tu_models_dir();
+	if (!dir)
+		return -ENOENT;
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	tu_tensor *t;
+	size_t nt, total = 0, es = tcz_dtype_size(dt);
+	int rc = tu_load_safetensors(path, &t, &nt);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < nt; i++)
+		total += t[i].n;
+	unsigned char *p = malloc(total * es);
+	assert_non_null(p);
+	size_t at = 0;
+	/* back to the file's dtype: widening was exact, so this is too */
+	for (size_t i = 0; i < nt; i++) {
+		assert_int_equal(tcz_dtype_from_f32(dt, t[i].data, t[i].n,
+						     p + at),
+				 0);
+		at += t[i].n * es;
+	}
+	tu_free_tensors(t, nt);
+	*out = p;
+	*len = at;
+	return 0;
+}
+
+/* Chunks of 1 MiB as the store uses them; returns the ratio, and the
+ * ratio of plain zstd at the same level on the same chunks. */
+static double model_ratio(const char *file, tcz_dtype dt, double *plain)
+{
+	unsigned char *p;
+	size_t len;
+	int rc = load_model(file, dt, &p, &len);
+	if (rc == -ENOENT)
+		return 0;
+	assert_int_equal(rc, 0);
+	tcz_lossless_ctx *ctx = tcz_lossless_ctx_create();
+	size_t tot = 0, ztot = 0, zcap = ZSTD_compressBound(1u << 20);
+	unsigned char *z = malloc(zcap);
+	assert_non_null(z);
+	for (size_t off = 0; off < len; off += 1u << 20) {
+		size_t l = len - off < (1u << 20) ? len - off : (1u << 20);
+		tot += round_trip(ctx, dt, p + off, l,
+				  TCZ_LOSSLESS_LEVEL_DEFAULT);
+		size_t r = ZSTD_compress(z, zcap, p + off, l,
+					 TCZ_LOSSLESS_LEVEL_DEFAULT);
+		assert_false(ZSTD_isError(r));
+		ztot += r;
+	}
+	tcz_lossless_ctx_free(ctx);
+	free(z);
+	free(p);
+	*plain = (double)len / (double)ztot;
+	return (double)len / (double)tot;
+}
+
+static void real_models(void **state)
+{
+	(void)state;
+	if (!tu_models_dir())
+		skip();
+	const struct {
+		const char *file;
+		tcz_dtype dt;
+		double min;
+	} m[] = {
+		{"retsim.bf16.safetensors", TCZ_DT_BF16, 1.40},
+		{"retsim.f32.safetensors", TCZ_DT_F32, 1.15},
+		{"retsim.f16.safetensors", TCZ_DT_F16, 1.0},
+		{"stories260K.bf16.safetensors", TCZ_DT_BF16, 1.0},
+		{"stories260K.f32.safetensors", TCZ_DT_F32, 1.0},
+		{"silero_vad_16k.f32.safetensors", TCZ_DT_F32, 1.0},
+	};
+	for (size_t i = 0; i < sizeof(m) / sizeof(*m); i++) {
+		double plain = 0, r = model_ratio(m[i].file, m[i].dt, &plain);
+		if (r == 0)
+			continue; /* that file is absent */
+		print_message("%-32s %.4fx (plain zstd %.4fx)\n", m[i].file, r,
+			      plain);
+		assert_true(r >= m[i].min);
+		assert_true(r > plain);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(all_dtypes_all_lengths),
+		cmocka_unit_test(other_levels),
+		cmocka_unit_test(random_data_goes_raw),
+		cmocka_unit_test(empty_input),
+		cmocka_unit_test(planes_layout_by_hand),
+		cmocka_unit_test(entropy_bound_bf16),
+		cmocka_unit_test(repeats_are_found),
+		cmocka_unit_test(bad_arguments),
+		cmocka_unit_test(truncated_and_extended),
+		cmocka_unit_test(flipped_header_bytes),
+		cmocka_unit_test(wrong_decoded_length),
+		cmocka_unit_test(resealed_mutations),
+		cmocka_unit_test(garbage),
+		cmocka_unit_test(real_models),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

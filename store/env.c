@@ -227,6 +227,28 @@ static int check_schema(tcz_store *s, MDB_txn *txn, int create)
 	return 0;
 }
 
+/* mkdir -p with 0700 (XDG wants ~/.local/share private too). */
+static int mkdir_p(const char *dir)
+{
+	char path[4096];
+	size_t n = strlen(dir);
+	if (n == 0 || n >= sizeof path) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	memcpy(path, dir, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (path[i] != '/' && path[i] != 0)
+			continue;
+		char c = path[i];
+		path[i] = 0;
+		if (mkdir(path, 0700) != 0 && errno != EEXIST)
+			return -1;
+		path[i] = c;
+	}
+	return 0;
+}
+
 int tcz_store_open(const char *dir, unsigned flags, tcz_store **out)
 {
 	errmsg[0] = 0;
@@ -237,7 +259,7 @@ int tcz_store_open(const char *dir, unsigned flags, tcz_store **out)
 		return -EINVAL;
 
 	struct stat st;
-	if (create && mkdir(dir, 0700) != 0 && errno != EEXIST)
+	if (create && mkdir_p(dir) != 0)
 		return tcz__fail(-errno, "cannot create store %s: %s", dir,
 				 strerror(errno));
 	if (stat(dir, &st) != 0)

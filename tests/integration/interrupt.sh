@@ -4,15 +4,15 @@
 . "$(dirname "$0")/lib.sh"
 
 tczfs init >/dev/null
-"$GEN" "$T/big" --size-mb 160 --dtype f32 --shards 2 --seed 9
+"$GEN" "$T/big" --size-mb 120 --dtype f32 --shards 2 --seed 9
 "$GEN" "$T/small.safetensors" --size-mb 1
 tczfs import "$T/small.safetensors" --name small --quiet >/dev/null
 
 chunks() { mdb_stat -s chunks "$TCZFS_STORE" | awk '/Entries/ {print $2}'; }
 c0=$(chunks)
 
-wait_batches() { # until the import has committed a batch (or 20 s)
-	for _ in $(seq 200); do
+wait_batches() { # until the import has committed a batch (or 40 s)
+	for _ in $(seq 400); do
 		[ "$(mdb_stat -s pending "$TCZFS_STORE" | awk '/Entries/ {print $2}')" -gt 0 ] && return 0
 		sleep 0.1
 	done
@@ -20,7 +20,8 @@ wait_batches() { # until the import has committed a batch (or 20 s)
 }
 
 # SIGKILL: nothing to clean up after itself
-tczfs import "$T/big" --name big --jobs 2 --quiet &
+# --level 19 keeps the import slow enough to be caught in the middle
+"$TCZFS" import "$T/big" --name big --jobs 2 --level 19 --quiet &  # $! must be tczfs
 pid=$!
 wait_batches || fail "the import wrote no batch"
 kill -KILL $pid
@@ -33,7 +34,7 @@ tczfs rm small   # any writer rolls the dead import back
 tczfs import "$T/small.safetensors" --name small --quiet >/dev/null
 
 # SIGINT: rolls itself back and exits 130
-tczfs import "$T/big" --name big --jobs 2 --quiet &
+"$TCZFS" import "$T/big" --name big --jobs 2 --level 19 --quiet &
 pid=$!
 wait_batches || fail "the import wrote no batch"
 kill -INT $pid
@@ -47,7 +48,7 @@ tczfs ls | grep -qx big && fail "interrupted import is visible"
 tczfs verify >/dev/null || fail "verify"
 
 # a reader working while an import runs sees a consistent store
-tczfs import "$T/big" --name big --jobs 2 --quiet &
+"$TCZFS" import "$T/big" --name big --jobs 2 --quiet &
 pid=$!
 for _ in $(seq 20); do
 	tczfs export small -o "$T/s.out" --force

@@ -24,6 +24,9 @@ struct tcz_snap {
 	tcz_store *s;
 	MDB_txn *txn;
 	uint64_t gen;
+	/* Serialises LMDB calls on txn: a read transaction may serve many
+	 * threads, one call at a time; decoding happens outside. */
+	pthread_mutex_t lock;
 };
 
 /* Sets this thread's one-line message (printf format) and returns err. */

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <xxhash.h>
 #include <zstd.h>
@@ -72,6 +74,7 @@ int tcz_snap_begin(tcz_store *s, tcz_snap **out)
 	if (!sn)
 		return -ENOMEM;
 	sn->s = s;
+	pthread_mutex_init(&sn->lock, NULL);
 	int rc = tcz__txn_begin(s, MDB_RDONLY, &sn->txn);
 	if (rc == 0) {
 		rc = tcz__meta_get(s, sn->txn, "generation", &sn->gen);
@@ -79,6 +82,7 @@ int tcz_snap_begin(tcz_store *s, tcz_snap **out)
 			tcz__txn_abort(s, sn->txn);
 	}
 	if (rc) {
+		pthread_mutex_destroy(&sn->lock);
 		free(sn);
 		return rc;
 	}
@@ -91,6 +95,7 @@ void tcz_snap_end(tcz_snap *sn)
 	if (!sn)
 		return;
 	tcz__txn_abort(sn->s, sn->txn);
+	pthread_mutex_destroy(&sn->lock);
 	free(sn);
 }
 
@@ -106,7 +111,7 @@ void tcz_names_free(char **names, size_t count)
 	free(names);
 }
 
-int tcz_snap_list(tcz_snap *sn, char ***names, size_t *count)
+static int snap_list(tcz_snap *sn, char ***names, size_t *count)
 {
 	MDB_cursor *c;
 	int rc = mdb_cursor_open(sn->txn, sn->s->models, &c);
@@ -145,7 +150,15 @@ int tcz_snap_list(tcz_snap *sn, char ***names, size_t *count)
 	return 0;
 }
 
-int tcz_snap_model_id(tcz_snap *sn, const char *name, uint64_t *id)
+int tcz_snap_list(tcz_snap *sn, char ***names, size_t *count)
+{
+	pthread_mutex_lock(&sn->lock);
+	int rc = snap_list(sn, names, count);
+	pthread_mutex_unlock(&sn->lock);
+	return rc;
+}
+
+static int snap_model_id(tcz_snap *sn, const char *name, uint64_t *id)
 {
 	MDB_val k = {strlen(name), (void *)name}, d;
 	int rc = mdb_get(sn->txn, sn->s->models, &k, &d);
@@ -159,6 +172,14 @@ int tcz_snap_model_id(tcz_snap *sn, const char *name, uint64_t *id)
 	tcz_rb_u32(&r);
 	*id = tcz_rb_u64(&r);
 	return r.err ? -EBADMSG : 0;
+}
+
+int tcz_snap_model_id(tcz_snap *sn, const char *name, uint64_t *id)
+{
+	pthread_mutex_lock(&sn->lock);
+	int rc = snap_model_id(sn, name, id);
+	pthread_mutex_unlock(&sn->lock);
+	return rc;
 }
 
 /* Loads the records of table db under model id into an array, decoding
@@ -204,7 +225,7 @@ static int dec_blob(const void *p, size_t n, void *out)
 	return tcz__blob_decode(p, n, out);
 }
 
-int tcz_snap_model(tcz_snap *sn, const char *name, tcz_model **out)
+static int snap_model(tcz_snap *sn, const char *name, tcz_model **out)
 {
 	MDB_val k = {strlen(name), (void *)name}, d;
 	int rc = mdb_get(sn->txn, sn->s->models, &k, &d);
@@ -250,11 +271,21 @@ int tcz_snap_model(tcz_snap *sn, const char *name, tcz_model **out)
 	return 0;
 }
 
+int tcz_snap_model(tcz_snap *sn, const char *name, tcz_model **out)
+{
+	pthread_mutex_lock(&sn->lock);
+	int rc = snap_model(sn, name, out);
+	pthread_mutex_unlock(&sn->lock);
+	return rc;
+}
+
 int tcz_snap_chunk(tcz_snap *sn, const unsigned char key[TCZ_KEY_LEN],
 		   const void **val, size_t *len)
 {
 	MDB_val k = {TCZ_KEY_LEN, (void *)key}, d;
+	pthread_mutex_lock(&sn->lock);
 	int rc = mdb_get(sn->txn, sn->s->chunks, &k, &d);
+	pthread_mutex_unlock(&sn->lock);
 	if (rc)
 		return rc == MDB_NOTFOUND ? -ENOENT : tcz__mdb_err(rc);
 	unsigned char got[TCZ_KEY_LEN];
@@ -266,8 +297,20 @@ int tcz_snap_chunk(tcz_snap *sn, const unsigned char key[TCZ_KEY_LEN],
 	return 0;
 }
 
+static int snap_tt(tcz_snap *sn, const tcz_model *m, uint32_t t,
+		   struct tcz_tt **out);
+
 int tcz_snap_tt(tcz_snap *sn, const tcz_model *m, uint32_t t,
 		struct tcz_tt **out)
+{
+	pthread_mutex_lock(&sn->lock);
+	int rc = snap_tt(sn, m, t, out);
+	pthread_mutex_unlock(&sn->lock);
+	return rc;
+}
+
+static int snap_tt(tcz_snap *sn, const tcz_model *m, uint32_t t,
+		   struct tcz_tt **out)
 {
 	const tcz_tensor *tn = &m->tensors[t];
 	unsigned d = tn->tt_order;
@@ -326,6 +369,8 @@ int tcz_snap_tt(tcz_snap *sn, const tcz_model *m, uint32_t t,
 struct tcz_reader {
 	tcz_lossless_ctx *lctx;
 	ZSTD_DCtx *zctx;
+	/* allocated on first use: a daemon has a reader per thread and most
+	 * never decode quantized or TT data, nor read partial chunks */
 	float *f32;         /* TCZ_CHUNK_MAX / 2 floats: a chunk as f32 */
 	unsigned char *buf; /* one decoded chunk for partial reads */
 	struct tcz_tt *tt;  /* last TT used, for (tt_model, tt_tensor) */
@@ -340,9 +385,7 @@ int tcz_reader_create(tcz_reader **out)
 		return -ENOMEM;
 	r->lctx = tcz_lossless_ctx_create();
 	r->zctx = ZSTD_createDCtx();
-	r->f32 = malloc((TCZ_CHUNK_MAX / 2) * sizeof(float));
-	r->buf = malloc(TCZ_CHUNK_MAX);
-	if (!r->lctx || !r->zctx || !r->f32 || !r->buf) {
+	if (!r->lctx || !r->zctx) {
 		tcz_reader_free(r);
 		return -ENOMEM;
 	}
@@ -362,6 +405,28 @@ void tcz_reader_free(tcz_reader *r)
 	free(r);
 }
 
+static int need_f32(tcz_reader *r)
+{
+	if (!r->f32)
+		r->f32 = malloc((TCZ_CHUNK_MAX / 2) * sizeof(float));
+	return r->f32 ? 0 : -ENOMEM;
+}
+
+/* Drops the mapped pages a decoded value occupied from this process: the
+ * page cache keeps them, but a reader of a large store would otherwise
+ * hold every page it ever touched in its resident set. The mapping is
+ * read-only, so this never loses data. */
+static void drop_pages(const void *p, size_t len)
+{
+	static long pg;
+	if (!pg)
+		pg = sysconf(_SC_PAGESIZE);
+	uintptr_t a = ((uintptr_t)p + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+	uintptr_t b = ((uintptr_t)p + len) & ~((uintptr_t)pg - 1);
+	if (b > a)
+		madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 /* Decodes a verified chunk value into dst[len] of dtype dt. */
 static int decode_value(tcz_reader *r, const void *val, size_t vlen,
 			tcz_dtype dt, void *dst, uint32_t len)
@@ -377,7 +442,10 @@ static int decode_value(tcz_reader *r, const void *val, size_t vlen,
 		size_t es = tcz_dtype_size(dt), n = len / es;
 		if (!tcz_dtype_is_float(dt) || len % es || n > TCZ_CHUNK_MAX / 2)
 			return -EBADMSG;
-		int rc = tcz_quant_decode(h.payload, h.plen, r->f32, n);
+		int rc = need_f32(r);
+		if (rc)
+			return rc;
+		rc = tcz_quant_decode(h.payload, h.plen, r->f32, n);
 		if (rc)
 			return rc == -EINVAL ? -EBADMSG : rc;
 		return tcz_dtype_from_f32(dt, r->f32, n, dst);
@@ -405,7 +473,9 @@ static int read_keyed(tcz_reader *r, tcz_snap *sn,
 		rc = -EIO; /* a record points at a missing chunk */
 	if (rc)
 		return rc;
-	return decode_value(r, val, vlen, dt, dst, len);
+	rc = decode_value(r, val, vlen, dt, dst, len);
+	drop_pages(val, vlen);
+	return rc;
 }
 
 int tcz_read_tensor_chunk(tcz_reader *r, tcz_snap *sn, const tcz_model *m,
@@ -433,7 +503,10 @@ int tcz_read_tensor_chunk(tcz_reader *r, tcz_snap *sn, const tcz_model *m,
 	size_t first = (size_t)ci * (tn->chunk_bytes / es), n = len / es;
 	if (n > TCZ_CHUNK_MAX / 2)
 		return -EBADMSG;
-	int rc = tcz_tt_reconstruct_range(r->tt, first, n, r->f32);
+	int rc = need_f32(r);
+	if (rc)
+		return rc;
+	rc = tcz_tt_reconstruct_range(r->tt, first, n, r->f32);
 	if (rc)
 		return rc;
 	return tcz_dtype_from_f32(tn->dtype, r->f32, n, dst);
@@ -501,6 +574,8 @@ int tcz_read_file(tcz_reader *r, tcz_snap *sn, const tcz_model *m,
 		size_t take = clen - coff < len ? clen - coff : len;
 		/* whole chunks decode straight into the caller's buffer */
 		unsigned char *dst = (coff == 0 && take == clen) ? out : r->buf;
+		if (!dst && !(dst = r->buf = malloc(TCZ_CHUNK_MAX)))
+			return -ENOMEM;
 		int rc = x->kind == TCZ_EXT_TENSOR
 				 ? tcz_read_tensor_chunk(r, sn, m, x->index, ci,
 							 dst)

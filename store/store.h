@@ -259,6 +259,27 @@ int tcz_store_remove(tcz_store *s, const char *name);
  * receives how many. Errors: -EROFS, -EIO. */
 int tcz_store_recover(tcz_store *s, unsigned *count);
 
+/* ---- access statistics (for tiering) ------------------------------------ */
+
+typedef struct tcz_access {
+	uint64_t reads;       /* read requests that touched the tensor */
+	uint64_t bytes;       /* bytes of it returned to readers */
+	uint64_t last_access; /* unix seconds; 0 = never */
+	int32_t pinned;       /* a tcz_tier pinned by the user, or -1 */
+} tcz_access;
+
+/* Fills out[0..n) with the stored statistics of tensors 0..n-1 of model
+ * id; tensors without a record get zeros and pinned = -1.
+ * Errors: -EIO a damaged record (it reads as zeros), -ENOMEM. */
+int tcz_snap_access(tcz_snap *sn, uint64_t model_id, uint32_t n,
+		    tcz_access *out);
+
+/* Stores statistics for tensors idx[0..n) of model id in one transaction.
+ * Nothing is written for a model that no longer exists.
+ * Errors: -EROFS, -ENOSPC, -EIO. */
+int tcz_store_put_access(tcz_store *s, uint64_t model_id,
+			 const uint32_t *idx, const tcz_access *a, size_t n);
+
 /* ---- checking ---------------------------------------------------------- */
 
 typedef struct tcz_verify_report {

@@ -550,7 +550,7 @@ static int remove_fn(void *arg, MDB_txn *txn)
 		return rc == MDB_NOTFOUND
 			       ? tcz__fail(-ENOENT, "no model named %s", name)
 			       : tcz__mdb_err(rc);
-	struct tcz_snap view = {s, txn, 0};
+	struct tcz_snap view = {s, txn, 0, PTHREAD_MUTEX_INITIALIZER};
 	tcz_model *m = NULL;
 	uint64_t id;
 	rc = tcz_snap_model(&view, name, &m);

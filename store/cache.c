@@ -1,0 +1,306 @@
+#include "store/cache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#define SHARDS 16
+
+enum { LOADING, READY, FAILED };
+
+struct tcz_cache_entry {
+	unsigned char key[16];
+	void *data;
+	size_t len;
+	int state, err;     /* guarded by the shard lock */
+	unsigned refs;      /* guarded by the shard lock */
+	tcz_cache_entry *hnext;          /* hash chain */
+	tcz_cache_entry *prev, *next;    /* LRU list, most recent first */
+	struct shard *sh;
+};
+
+typedef struct shard {
+	pthread_mutex_t lock;
+	pthread_cond_t filled; /* an entry left LOADING */
+	/* everything below is guarded by lock */
+	tcz_cache_entry **buckets;
+	size_t nbuckets, count;
+	tcz_cache_entry *head, *tail;
+	size_t bytes, budget;
+	uint64_t hits, misses, evictions;
+} shard;
+
+struct tcz_cache {
+	shard sh[SHARDS];
+	size_t budget;
+};
+
+static uint64_t khash(const unsigned char *k)
+{
+	uint64_t h;
+	memcpy(&h, k, 8);
+	return h ^ (h >> 29);
+}
+
+static shard *shard_of(tcz_cache *c, const unsigned char *k)
+{
+	return &c->sh[k[15] % SHARDS];
+}
+
+int tcz_cache_create(size_t budget, tcz_cache **out)
+{
+	tcz_cache *c = calloc(1, sizeof *c);
+	if (!c)
+		return -ENOMEM;
+	c->budget = budget;
+	for (int i = 0; i < SHARDS; i++) {
+		shard *s = &c->sh[i];
+		pthread_mutex_init(&s->lock, NULL);
+		pthread_cond_init(&s->filled, NULL);
+		s->budget = budget / SHARDS;
+		s->nbuckets = 64;
+		s->buckets = calloc(s->nbuckets, sizeof *s->buckets);
+		if (!s->buckets) {
+			tcz_cache_free(c);
+			return -ENOMEM;
+		}
+	}
+	*out = c;
+	return 0;
+}
+
+static void lru_unlink(shard *s, tcz_cache_entry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		s->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		s->tail = e->prev;
+	e->prev = e->next = NULL;
+}
+
+static void lru_front(shard *s, tcz_cache_entry *e)
+{
+	e->next = s->head;
+	e->prev = NULL;
+	if (s->head)
+		s->head->prev = e;
+	s->head = e;
+	if (!s->tail)
+		s->tail = e;
+}
+
+static void hash_remove(shard *s, tcz_cache_entry *e)
+{
+	tcz_cache_entry **p = &s->buckets[khash(e->key) & (s->nbuckets - 1)];
+	while (*p && *p != e)
+		p = &(*p)->hnext;
+	if (*p)
+		*p = e->hnext;
+	s->count--;
+}
+
+static void hash_grow(shard *s)
+{
+	size_t n = s->nbuckets * 2;
+	tcz_cache_entry **b = calloc(n, sizeof *b);
+	if (!b)
+		return; /* longer chains, still correct */
+	for (size_t i = 0; i < s->nbuckets; i++) {
+		tcz_cache_entry *e = s->buckets[i];
+		while (e) {
+			tcz_cache_entry *nx = e->hnext;
+			size_t j = khash(e->key) & (n - 1);
+			e->hnext = b[j];
+			b[j] = e;
+			e = nx;
+		}
+	}
+	free(s->buckets);
+	s->buckets = b;
+	s->nbuckets = n;
+}
+
+static void entry_free(tcz_cache_entry *e)
+{
+	if (e->data)
+		munmap(e->data, e->len ? e->len : 1);
+	free(e);
+}
+
+/* Drops unpinned entries from the cold end until within budget. */
+static void evict(shard *s)
+{
+	tcz_cache_entry *e = s->tail;
+	while (s->bytes > s->budget && e) {
+		tcz_cache_entry *prev = e->prev;
+		if (e->refs == 0 && e->state == READY) {
+			lru_unlink(s, e);
+			hash_remove(s, e);
+			s->bytes -= e->len;
+			s->evictions++;
+			entry_free(e);
+		}
+		e = prev;
+	}
+}
+
+static tcz_cache_entry *find(shard *s, const unsigned char *k)
+{
+	tcz_cache_entry *e = s->buckets[khash(k) & (s->nbuckets - 1)];
+	while (e && memcmp(e->key, k, 16) != 0)
+		e = e->hnext;
+	return e;
+}
+
+int tcz_cache_get(tcz_cache *c, const unsigned char key[16], size_t len,
+		  tcz_cache_fill_fn fill, void *arg, tcz_cache_entry **out)
+{
+	shard *s = shard_of(c, key);
+	pthread_mutex_lock(&s->lock);
+	tcz_cache_entry *e = find(s, key);
+	if (e) {
+		e->refs++;
+		s->hits++;
+		while (e->state == LOADING)
+			pthread_cond_wait(&s->filled, &s->lock);
+		int err = e->state == FAILED ? e->err : 0;
+		if (!err && e->len == len) {
+			lru_unlink(s, e);
+			lru_front(s, e);
+		}
+		pthread_mutex_unlock(&s->lock);
+		if (err || e->len != len) {
+			tcz_cache_release(c, e);
+			return err ? err : -EINVAL;
+		}
+		*out = e;
+		return 0;
+	}
+	s->misses++;
+	e = calloc(1, sizeof *e);
+	if (!e) {
+		pthread_mutex_unlock(&s->lock);
+		return -ENOMEM;
+	}
+	memcpy(e->key, key, 16);
+	e->len = len;
+	e->refs = 1;
+	e->state = LOADING;
+	e->sh = s;
+	if (s->count + 1 > s->nbuckets)
+		hash_grow(s);
+	size_t b = khash(key) & (s->nbuckets - 1);
+	e->hnext = s->buckets[b];
+	s->buckets[b] = e;
+	s->count++;
+	s->bytes += len;
+	lru_front(s, e);
+	pthread_mutex_unlock(&s->lock);
+
+	int rc = 0;
+	e->data = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (e->data == MAP_FAILED) {
+		e->data = NULL;
+		rc = -ENOMEM;
+	} else {
+		rc = fill(arg, e->data, len);
+	}
+
+	pthread_mutex_lock(&s->lock);
+	if (rc) {
+		e->state = FAILED;
+		e->err = rc;
+		lru_unlink(s, e);
+		hash_remove(s, e);
+		s->bytes -= len;
+	} else {
+		e->state = READY;
+	}
+	pthread_cond_broadcast(&s->filled);
+	if (rc) {
+		unsigned left = --e->refs;
+		pthread_mutex_unlock(&s->lock);
+		if (left == 0)
+			entry_free(e);
+		return rc;
+	}
+	evict(s);
+	pthread_mutex_unlock(&s->lock);
+	*out = e;
+	return 0;
+}
+
+const void *tcz_cache_data(const tcz_cache_entry *e)
+{
+	return e->data;
+}
+
+size_t tcz_cache_len(const tcz_cache_entry *e)
+{
+	return e->len;
+}
+
+void tcz_cache_release(tcz_cache *c, tcz_cache_entry *e)
+{
+	(void)c;
+	shard *s = e->sh;
+	pthread_mutex_lock(&s->lock);
+	unsigned left = --e->refs;
+	int orphan = e->state == FAILED; /* already out of the table */
+	if (!orphan)
+		evict(s);
+	pthread_mutex_unlock(&s->lock);
+	if (orphan && left == 0)
+		entry_free(e);
+}
+
+bool tcz_cache_has(tcz_cache *c, const unsigned char key[16])
+{
+	shard *s = shard_of(c, key);
+	pthread_mutex_lock(&s->lock);
+	bool has = find(s, key) != NULL;
+	pthread_mutex_unlock(&s->lock);
+	return has;
+}
+
+void tcz_cache_get_stats(tcz_cache *c, tcz_cache_stats *st)
+{
+	memset(st, 0, sizeof *st);
+	st->budget = c->budget;
+	for (int i = 0; i < SHARDS; i++) {
+		shard *s = &c->sh[i];
+		pthread_mutex_lock(&s->lock);
+		st->hits += s->hits;
+		st->misses += s->misses;
+		st->evictions += s->evictions;
+		st->bytes += s->bytes;
+		st->entries += s->count;
+		pthread_mutex_unlock(&s->lock);
+	}
+}
+
+void tcz_cache_free(tcz_cache *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < SHARDS; i++) {
+		shard *s = &c->sh[i];
+		tcz_cache_entry *e = s->head;
+		while (e) {
+			tcz_cache_entry *n = e->next;
+			entry_free(e);
+			e = n;
+		}
+		free(s->buckets);
+		pthread_mutex_destroy(&s->lock);
+		pthread_cond_destroy(&s->filled);
+	}
+	free(c);
+}

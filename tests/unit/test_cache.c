@@ -1,0 +1,136 @@
+/* The decoded-chunk cache: one fill per key under contention, the budget
+ * holds for unpinned entries, pinned ones survive, failures are retried. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "store/cache.h"
+
+static int fills;
+static pthread_mutex_t fl = PTHREAD_MUTEX_INITIALIZER;
+
+static int fill_pattern(void *arg, void *dst, size_t len)
+{
+	unsigned char k = *(unsigned char *)arg;
+	pthread_mutex_lock(&fl);
+	fills++;
+	pthread_mutex_unlock(&fl);
+	memset(dst, k, len);
+	return 0;
+}
+
+static int fill_fail(void *arg, void *dst, size_t len)
+{
+	(void)arg;
+	(void)dst;
+	(void)len;
+	return -EIO;
+}
+
+static void key_of(unsigned char k[16], unsigned i)
+{
+	memset(k, 0, 16);
+	memcpy(k, &i, sizeof i);
+	k[15] = (unsigned char)i;
+}
+
+static tcz_cache *shared;
+
+static void *hammer(void *arg)
+{
+	(void)arg;
+	for (unsigned round = 0; round < 200; round++) {
+		unsigned i = round % 8;
+		unsigned char k[16], v = (unsigned char)i;
+		key_of(k, i);
+		tcz_cache_entry *e;
+		if (tcz_cache_get(shared, k, 4096, fill_pattern, &v, &e) != 0)
+			return (void *)1;
+		const unsigned char *d = tcz_cache_data(e);
+		for (size_t j = 0; j < 4096; j++)
+			if (d[j] != v)
+				return (void *)1;
+		tcz_cache_release(shared, e);
+	}
+	return NULL;
+}
+
+static void one_fill_per_key(void **state)
+{
+	(void)state;
+	fills = 0;
+	assert_int_equal(tcz_cache_create(1 << 20, &shared), 0);
+	pthread_t t[8];
+	for (int i = 0; i < 8; i++)
+		pthread_create(&t[i], NULL, hammer, NULL);
+	for (int i = 0; i < 8; i++) {
+		void *r;
+		pthread_join(t[i], &r);
+		assert_null(r);
+	}
+	assert_int_equal(fills, 8); /* 8 keys, each filled once */
+	tcz_cache_stats st;
+	tcz_cache_get_stats(shared, &st);
+	assert_int_equal(st.misses, 8);
+	assert_int_equal(st.hits, 8 * 200 - 8);
+	tcz_cache_free(shared);
+}
+
+static void budget_and_pins(void **state)
+{
+	(void)state;
+	tcz_cache *c;
+	/* 16 shards x 64 KiB: keys with the same last byte share a shard */
+	assert_int_equal(tcz_cache_create(16 * 65536, &c), 0);
+	unsigned char k[16], v = 7;
+	tcz_cache_entry *pinned, *e;
+	key_of(k, 16);
+	assert_int_equal(tcz_cache_get(c, k, 32768, fill_pattern, &v, &pinned), 0);
+	for (unsigned i = 1; i < 10; i++) { /* same shard (i*16 % 16 == 0) */
+		key_of(k, 16 * (i + 1));
+		assert_int_equal(tcz_cache_get(c, k, 32768, fill_pattern, &v, &e), 0);
+		tcz_cache_release(c, e);
+	}
+	tcz_cache_stats st;
+	tcz_cache_get_stats(c, &st);
+	assert_true(st.bytes <= 65536); /* the pinned one plus one more */
+	assert_true(st.evictions >= 8);
+	key_of(k, 16);
+	assert_true(tcz_cache_has(c, k)); /* pinned: not evicted */
+	tcz_cache_release(c, pinned);
+	key_of(k, 160);
+	assert_true(tcz_cache_has(c, k)); /* most recent stays */
+	tcz_cache_free(c);
+}
+
+static void failure_is_retried(void **state)
+{
+	(void)state;
+	tcz_cache *c;
+	assert_int_equal(tcz_cache_create(1 << 20, &c), 0);
+	unsigned char k[16], v = 3;
+	key_of(k, 5);
+	tcz_cache_entry *e;
+	assert_int_equal(tcz_cache_get(c, k, 100, fill_fail, NULL, &e), -EIO);
+	assert_false(tcz_cache_has(c, k));
+	assert_int_equal(tcz_cache_get(c, k, 100, fill_pattern, &v, &e), 0);
+	assert_int_equal(((const unsigned char *)tcz_cache_data(e))[99], 3);
+	tcz_cache_release(c, e);
+	tcz_cache_free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(one_fill_per_key),
+		cmocka_unit_test(budget_and_pins),
+		cmocka_unit_test(failure_is_retried),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

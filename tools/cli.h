@@ -33,5 +33,8 @@ int cli_double(const char *opt, const char *s, double *out);
 
 int cli_info(int argc, char **argv);
 int cli_export(int argc, char **argv);
+int cli_mount(int argc, char **argv);
+int cli_umount(int argc, char **argv);
+int cli_stat(int argc, char **argv);
 
 #endif

@@ -510,6 +510,9 @@ static const struct {
 	{"export", cli_export, "write a model's files back out"},
 	{"rm", cmd_rm, "remove models"},
 	{"verify", cmd_verify, "check every stored value"},
+	{"mount", cli_mount, "mount the store: models as directories"},
+	{"umount", cli_umount, "unmount"},
+	{"stat", cli_stat, "tier, accesses, codec, ratio, error of a file"},
 };
 
 static void main_help(FILE *f)

@@ -53,3 +53,30 @@ sha() {
 real_models() {
 	ls "$MODELS"/*.safetensors 2>/dev/null || true
 }
+
+# mount_store MNT [args]: mounts in the foreground in the background of
+# this shell, records the daemon's pid in $T/daemon.pid, waits until ready
+mount_store() {
+	mnt=$1
+	shift
+	mkdir -p "$mnt"
+	"$TCZFS" mount "$mnt" -f "$@" 2>>"$T/daemon.log" &
+	echo $! >"$T/daemon.pid"
+	for _ in $(seq 100); do
+		grep -qs " $mnt fuse.tczfs " /proc/mounts && return 0
+		sleep 0.05
+	done
+	cat "$T/daemon.log" >&2
+	fail "mount did not come up"
+}
+
+# umount_store MNT: unmounts and waits for the daemon to exit (10 s)
+umount_store() {
+	"$TCZFS" umount "$1" || fail "umount $1"
+	pid=$(cat "$T/daemon.pid")
+	for _ in $(seq 200); do
+		kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
+		sleep 0.05
+	done
+	fail "the daemon did not exit after umount"
+}

@@ -1,0 +1,638 @@
+/* The FUSE low-level handlers. Each replies exactly once. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+
+#include "fs/internal.h"
+
+#define ROOT_TIMEOUT 1.0     /* models come and go */
+#define MODEL_TIMEOUT 3600.0 /* a model's content never changes */
+
+static tczfs *fs_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+/* What an inode names, with a model reference when it is in a model. */
+typedef struct node {
+	enum { N_ROOT, N_ASIC, N_STREAMS, N_MODEL, N_LAYERS, N_FILE, N_NPY } kind;
+	fs_model *fm;
+	uint32_t index;
+} node;
+
+static int resolve(tczfs *fs, fuse_ino_t ino, node *n)
+{
+	n->fm = NULL;
+	n->index = 0;
+	if (ino == INO_ROOT || ino == INO_ASIC || ino == INO_STREAMS) {
+		n->kind = ino == INO_ROOT ? N_ROOT
+			  : ino == INO_ASIC ? N_ASIC
+					    : N_STREAMS;
+		return 0;
+	}
+	uint64_t id = (uint64_t)ino >> 32;
+	uint32_t local = (uint32_t)ino;
+	fs_model *fm = fs_model_by_id(fs, id);
+	if (!fm)
+		return -ENOENT;
+	const tcz_model *m = fm->m;
+	if (local == LOCAL_DIR) {
+		n->kind = N_MODEL;
+	} else if (local == LOCAL_LAYERS) {
+		n->kind = N_LAYERS;
+	} else if (local >= LOCAL_NPY0 && local - LOCAL_NPY0 < m->n_tensors) {
+		n->kind = N_NPY;
+		n->index = local - LOCAL_NPY0;
+	} else if (local >= LOCAL_FILE0 && local < LOCAL_NPY0 &&
+		   local - LOCAL_FILE0 < m->n_files) {
+		n->kind = N_FILE;
+		n->index = local - LOCAL_FILE0;
+	} else {
+		fs_model_put(fs, fm);
+		return -ENOENT;
+	}
+	n->fm = fm;
+	return 0;
+}
+
+static void fill_attr(tczfs *fs, fuse_ino_t ino, const node *n,
+		      struct stat *st)
+{
+	memset(st, 0, sizeof *st);
+	st->st_ino = ino;
+	st->st_uid = fs->uid;
+	st->st_gid = fs->gid;
+	st->st_blksize = 1 << 20;
+	uint64_t t = n->fm ? n->fm->m->import_time : fs->mount_time;
+	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec =
+		(time_t)t;
+	switch (n->kind) {
+	case N_ROOT:
+	case N_ASIC:
+	case N_STREAMS:
+	case N_MODEL:
+	case N_LAYERS:
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = n->kind == N_ROOT ? 4 : n->kind == N_MODEL ? 3 : 2;
+		break;
+	case N_FILE:
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = (off_t)n->fm->m->files[n->index].size;
+		break;
+	case N_NPY:
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = (off_t)n->fm->npy_size[n->index];
+		break;
+	}
+	st->st_blocks = (st->st_size + 511) / 512;
+}
+
+static void reply_entry(fuse_req_t req, tczfs *fs, fuse_ino_t ino,
+			const node *n, double timeout)
+{
+	struct fuse_entry_param e;
+	memset(&e, 0, sizeof e);
+	e.ino = ino;
+	e.attr_timeout = timeout;
+	e.entry_timeout = timeout;
+	fill_attr(fs, ino, n, &e.attr);
+	fuse_reply_entry(req, &e);
+}
+
+static int find_file(const fs_model *fm, const char *name, uint32_t *f)
+{
+	const tcz_model *m = fm->m;
+	uint32_t lo = 0, hi = m->n_files;
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+		int c = strcmp(m->files[fm->file_order[mid]].name, name);
+		if (c == 0) {
+			*f = fm->file_order[mid];
+			return 0;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -ENOENT;
+}
+
+static int find_npy(const fs_model *fm, const char *name, uint32_t *t)
+{
+	uint32_t lo = 0, hi = fm->m->n_tensors;
+	while (lo < hi) {
+		uint32_t mid = (lo + hi) / 2;
+		int c = strcmp(fm->npy_name[fm->npy_order[mid]], name);
+		if (c == 0) {
+			*t = fm->npy_order[mid];
+			return 0;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -ENOENT;
+}
+
+static void tczfs_ll_lookup(fuse_req_t req, fuse_ino_t parent,
+			    const char *name)
+{
+	tczfs *fs = fs_of(req);
+	node p, n = {0};
+	int rc = resolve(fs, parent, &p);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fuse_ino_t ino = 0;
+	double timeout = MODEL_TIMEOUT;
+	switch (p.kind) {
+	case N_ROOT:
+		timeout = ROOT_TIMEOUT;
+		if (strcmp(name, "asic") == 0) {
+			n.kind = N_ASIC;
+			ino = INO_ASIC;
+		} else if (strcmp(name, "streams") == 0) {
+			n.kind = N_STREAMS;
+			ino = INO_STREAMS;
+		} else {
+			fs_refresh(fs);
+			rc = fs_model_by_name(fs, name, &n.fm);
+			n.kind = N_MODEL;
+			if (rc == 0)
+				ino = ino_make(n.fm->id, LOCAL_DIR);
+		}
+		break;
+	case N_MODEL:
+		n.fm = p.fm;
+		p.fm = NULL;
+		if (strcmp(name, "layers") == 0) {
+			n.kind = N_LAYERS;
+			ino = ino_make(n.fm->id, LOCAL_LAYERS);
+		} else if ((rc = find_file(n.fm, name, &n.index)) == 0) {
+			n.kind = N_FILE;
+			ino = ino_make(n.fm->id, LOCAL_FILE0 + n.index);
+		}
+		break;
+	case N_LAYERS:
+		n.fm = p.fm;
+		p.fm = NULL;
+		if ((rc = find_npy(n.fm, name, &n.index)) == 0) {
+			n.kind = N_NPY;
+			ino = ino_make(n.fm->id, LOCAL_NPY0 + n.index);
+		}
+		break;
+	default:
+		rc = p.kind == N_FILE || p.kind == N_NPY ? -ENOTDIR : -ENOENT;
+	}
+	if (rc)
+		fuse_reply_err(req, -rc);
+	else
+		reply_entry(req, fs, ino, &n, timeout);
+	fs_model_put(fs, p.fm);
+	fs_model_put(fs, n.fm);
+}
+
+static void tczfs_ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	/* inode numbers are computed, not allocated: nothing to drop */
+	(void)ino;
+	(void)nlookup;
+	fuse_reply_none(req);
+}
+
+static void tczfs_ll_forget_multi(fuse_req_t req, size_t count,
+				  struct fuse_forget_data *forgets)
+{
+	(void)count;
+	(void)forgets;
+	fuse_reply_none(req);
+}
+
+static void tczfs_ll_getattr(fuse_req_t req, fuse_ino_t ino,
+			     struct fuse_file_info *fi)
+{
+	(void)fi;
+	tczfs *fs = fs_of(req);
+	node n;
+	int rc = resolve(fs, ino, &n);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	struct stat st;
+	fill_attr(fs, ino, &n, &st);
+	fuse_reply_attr(req, &st, n.kind == N_ROOT || n.kind == N_MODEL
+					  ? ROOT_TIMEOUT
+					  : MODEL_TIMEOUT);
+	fs_model_put(fs, n.fm);
+}
+
+/* Directory listings are built whole and served in slices. */
+typedef struct dirbuf {
+	char *p;
+	size_t len, cap;
+} dirbuf;
+
+static int dir_add(fuse_req_t req, dirbuf *b, const char *name,
+		   fuse_ino_t ino, mode_t mode)
+{
+	struct stat st;
+	memset(&st, 0, sizeof st);
+	st.st_ino = ino;
+	st.st_mode = mode;
+	size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+	if (b->len + need > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 4096;
+		while (cap < b->len + need)
+			cap *= 2;
+		char *np = realloc(b->p, cap);
+		if (!np)
+			return -ENOMEM;
+		b->p = np;
+		b->cap = cap;
+	}
+	fuse_add_direntry(req, b->p + b->len, need, name, &st,
+			  (off_t)(b->len + need));
+	b->len += need;
+	return 0;
+}
+
+static void tczfs_ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+			     off_t off, struct fuse_file_info *fi)
+{
+	(void)fi;
+	tczfs *fs = fs_of(req);
+	node n;
+	int rc = resolve(fs, ino, &n);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	dirbuf b = {0};
+	fuse_ino_t up = n.kind == N_ROOT || n.kind == N_MODEL ||
+				n.kind == N_ASIC || n.kind == N_STREAMS
+			? INO_ROOT
+			: ino_make(n.fm ? n.fm->id : 0, LOCAL_DIR);
+	switch (n.kind) {
+	case N_ROOT: {
+		if (off == 0)
+			fs_refresh(fs); /* a listing shows what is there now */
+		fs_view *v = fs_view_get(fs, 0);
+		char **names = NULL;
+		size_t cnt = 0;
+		rc = tcz_snap_list(v->sn, &names, &cnt);
+		if (rc == 0)
+			rc = dir_add(req, &b, ".", INO_ROOT, S_IFDIR) ||
+			     dir_add(req, &b, "..", INO_ROOT, S_IFDIR) ||
+			     dir_add(req, &b, "asic", INO_ASIC, S_IFDIR) ||
+			     dir_add(req, &b, "streams", INO_STREAMS, S_IFDIR);
+		for (size_t i = 0; rc == 0 && i < cnt; i++) {
+			uint64_t id;
+			if (tcz_snap_model_id(v->sn, names[i], &id) == 0)
+				rc = dir_add(req, &b, names[i],
+					     ino_make(id, LOCAL_DIR), S_IFDIR);
+		}
+		tcz_names_free(names, cnt);
+		fs_view_put(fs, v);
+		break;
+	}
+	case N_ASIC:
+	case N_STREAMS:
+		rc = dir_add(req, &b, ".", ino, S_IFDIR) ||
+		     dir_add(req, &b, "..", INO_ROOT, S_IFDIR);
+		break;
+	case N_MODEL: {
+		const tcz_model *m = n.fm->m;
+		rc = dir_add(req, &b, ".", ino, S_IFDIR) ||
+		     dir_add(req, &b, "..", up, S_IFDIR);
+		for (uint32_t f = 0; rc == 0 && f < m->n_files; f++) {
+			uint32_t k = n.fm->file_order[f];
+			rc = dir_add(req, &b, m->files[k].name,
+				     ino_make(m->id, LOCAL_FILE0 + k), S_IFREG);
+		}
+		if (rc == 0)
+			rc = dir_add(req, &b, "layers",
+				     ino_make(m->id, LOCAL_LAYERS), S_IFDIR);
+		break;
+	}
+	case N_LAYERS: {
+		const tcz_model *m = n.fm->m;
+		rc = dir_add(req, &b, ".", ino, S_IFDIR) ||
+		     dir_add(req, &b, "..", up, S_IFDIR);
+		for (uint32_t t = 0; rc == 0 && t < m->n_tensors; t++) {
+			uint32_t k = n.fm->npy_order[t];
+			rc = dir_add(req, &b, n.fm->npy_name[k],
+				     ino_make(m->id, LOCAL_NPY0 + k), S_IFREG);
+		}
+		break;
+	}
+	default:
+		rc = -ENOTDIR;
+	}
+	if (rc) {
+		fuse_reply_err(req, rc == -ENOTDIR ? ENOTDIR : ENOMEM);
+	} else if ((size_t)off < b.len) {
+		size_t len = b.len - (size_t)off < size ? b.len - (size_t)off : size;
+		/* never cut an entry: fuse_add_direntry records each one's end
+		 * as the next offset, so shrink to the last whole entry */
+		size_t at = (size_t)off, end = at;
+		while (end < b.len) {
+			struct fuse_dirent_hdr {
+				uint64_t ino, off;
+				uint32_t namelen, type;
+			} h;
+			memcpy(&h, b.p + end, sizeof h);
+			size_t next = (size_t)h.off;
+			if (next - at > len)
+				break;
+			end = next;
+		}
+		fuse_reply_buf(req, b.p + at, end - at);
+	} else {
+		fuse_reply_buf(req, NULL, 0);
+	}
+	free(b.p);
+	fs_model_put(fs, n.fm);
+}
+
+static void tczfs_ll_open(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_file_info *fi)
+{
+	tczfs *fs = fs_of(req);
+	node n;
+	int rc = resolve(fs, ino, &n);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (n.kind != N_FILE && n.kind != N_NPY) {
+		fs_model_put(fs, n.fm);
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+		fs_model_put(fs, n.fm);
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	fs_file *f = calloc(1, sizeof *f);
+	if (!f) {
+		fs_model_put(fs, n.fm);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	f->fm = n.fm; /* the open file's reference */
+	f->kind = n.kind == N_NPY ? FILE_NPY : FILE_MODEL;
+	f->index = n.index;
+	f->next_off = 0;
+	pthread_mutex_init(&f->lock, NULL);
+	f->view = fs_view_get(fs, 0);
+	fi->fh = (uint64_t)(uintptr_t)f;
+	fi->keep_cache = 1; /* immutable content: page cache stays valid */
+	fi->direct_io = 0;  /* shared mmap must work */
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		/* interrupted open: the kernel will not release it */
+		fs_view_put(fs, f->view);
+		fs_model_put(fs, f->fm);
+		pthread_mutex_destroy(&f->lock);
+		free(f);
+	}
+}
+
+static void tczfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size,
+			  off_t off, struct fuse_file_info *fi)
+{
+	(void)ino;
+	fs_read(fs_of(req), req, (fs_file *)(uintptr_t)fi->fh, size,
+		(uint64_t)off);
+}
+
+static void tczfs_ll_release(fuse_req_t req, fuse_ino_t ino,
+			     struct fuse_file_info *fi)
+{
+	(void)ino;
+	tczfs *fs = fs_of(req);
+	fs_file *f = (fs_file *)(uintptr_t)fi->fh;
+	fs_view_put(fs, f->view);
+	fs_model_put(fs, f->fm);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+	fuse_reply_err(req, 0);
+}
+
+/* ---- extended attributes ------------------------------------------------ */
+
+static const char *const xattr_names[] = {
+	"user.tczfs.codec",    "user.tczfs.ratio",     "user.tczfs.rel_error",
+	"user.tczfs.max_abs_error", "user.tczfs.tier", "user.tczfs.dtype",
+	"user.tczfs.shape",    "user.tczfs.reads",     "user.tczfs.bytes_read",
+	"user.tczfs.last_access",
+};
+#define N_XATTR (sizeof xattr_names / sizeof xattr_names[0])
+
+/* Value of attribute k of a file, into buf; -ENODATA when it has none. */
+static int xattr_value(const node *n, size_t k, char *buf, size_t cap)
+{
+	const fs_model *fm = n->fm;
+	const tcz_model *m = fm->m;
+	if (n->kind == N_NPY) {
+		const tcz_tensor *t = &m->tensors[n->index];
+		const fs_tstat *s = &fm->st[n->index];
+		switch (k) {
+		case 0:
+			if (t->codec == TCZ_CODEC_QUANT)
+				return snprintf(buf, cap, "quant%u", t->bits);
+			return snprintf(buf, cap, "%s", tcz_codec_name(t->codec));
+		case 1:
+			return snprintf(buf, cap, "%.4f",
+					t->stored_bytes ? (double)t->nbytes /
+								  t->stored_bytes
+							: 0.0);
+		case 2:
+			return snprintf(buf, cap, "%.6g", t->rel_error);
+		case 3:
+			return snprintf(buf, cap, "%.6g", t->max_abs);
+		case 4:
+			return snprintf(buf, cap, "%s", fs_tier_of(fm, n->index));
+		case 5:
+			return snprintf(buf, cap, "%s", tcz_dtype_name(t->dtype));
+		case 6: {
+			int o = snprintf(buf, cap, "[");
+			for (uint32_t d = 0; d < t->ndim && o < (int)cap; d++)
+				o += snprintf(buf + o, cap - (size_t)o, "%s%llu",
+					      d ? ", " : "",
+					      (unsigned long long)t->shape[d]);
+			if (o < (int)cap)
+				o += snprintf(buf + o, cap - (size_t)o, "]");
+			return o;
+		}
+		case 7:
+			return snprintf(buf, cap, "%llu",
+					(unsigned long long)atomic_load(&s->reads));
+		case 8:
+			return snprintf(buf, cap, "%llu",
+					(unsigned long long)atomic_load(&s->bytes));
+		case 9:
+			return snprintf(buf, cap, "%llu",
+					(unsigned long long)atomic_load(&s->last));
+		}
+		return -ENODATA;
+	}
+	if (n->kind != N_FILE)
+		return -ENODATA;
+	/* a model file: figures over the tensors it holds */
+	const tcz_file *f = &m->files[n->index];
+	uint64_t stored = 0, reads = 0, bytes = 0, last = 0;
+	double rel = 0, mabs = 0;
+	int codecs = 0, any = 0;
+	for (uint32_t e = 0; e < f->n_extents; e++) {
+		const tcz_extent *x = &f->extents[e];
+		if (x->kind == TCZ_EXT_BLOB) {
+			stored += m->blobs[x->index].stored_bytes;
+			continue;
+		}
+		const tcz_tensor *t = &m->tensors[x->index];
+		const fs_tstat *s = &fm->st[x->index];
+		any = 1;
+		stored += t->stored_bytes;
+		codecs |= 1 << t->codec;
+		if (t->rel_error > rel)
+			rel = t->rel_error;
+		if (t->max_abs > mabs)
+			mabs = t->max_abs;
+		reads += atomic_load(&s->reads);
+		bytes += atomic_load(&s->bytes);
+		uint64_t l = atomic_load(&s->last);
+		if (l > last)
+			last = l;
+	}
+	switch (k) {
+	case 0:
+		if (!any)
+			return snprintf(buf, cap, "zstd");
+		if ((codecs & (codecs - 1)) == 0)
+			return snprintf(buf, cap, "%s",
+					tcz_codec_name((tcz_codec)__builtin_ctz(
+						(unsigned)codecs)));
+		return snprintf(buf, cap, "mixed");
+	case 1:
+		return snprintf(buf, cap, "%.4f",
+				stored ? (double)f->size / stored : 0.0);
+	case 2:
+		return snprintf(buf, cap, "%.6g", rel);
+	case 3:
+		return snprintf(buf, cap, "%.6g", mabs);
+	case 7:
+		return any ? snprintf(buf, cap, "%llu", (unsigned long long)reads)
+			   : -ENODATA;
+	case 8:
+		return any ? snprintf(buf, cap, "%llu", (unsigned long long)bytes)
+			   : -ENODATA;
+	case 9:
+		return any ? snprintf(buf, cap, "%llu", (unsigned long long)last)
+			   : -ENODATA;
+	}
+	return -ENODATA;
+}
+
+static void tczfs_ll_getxattr(fuse_req_t req, fuse_ino_t ino,
+			      const char *name, size_t size)
+{
+	tczfs *fs = fs_of(req);
+	node n;
+	int rc = resolve(fs, ino, &n);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	char buf[512];
+	int len = -ENODATA;
+	for (size_t k = 0; k < N_XATTR; k++)
+		if (strcmp(name, xattr_names[k]) == 0 && n.fm)
+			len = xattr_value(&n, k, buf, sizeof buf);
+	if (len < 0)
+		fuse_reply_err(req, -len);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)len);
+	else if (size < (size_t)len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, buf, (size_t)len);
+	fs_model_put(fs, n.fm);
+}
+
+static void tczfs_ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	tczfs *fs = fs_of(req);
+	node n;
+	int rc = resolve(fs, ino, &n);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	char list[1024], tmp[512];
+	size_t len = 0;
+	for (size_t k = 0; n.fm && k < N_XATTR; k++) {
+		if (xattr_value(&n, k, tmp, sizeof tmp) < 0)
+			continue;
+		size_t l = strlen(xattr_names[k]) + 1;
+		memcpy(list + len, xattr_names[k], l);
+		len += l;
+	}
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, list, len);
+	fs_model_put(fs, n.fm);
+}
+
+static void tczfs_ll_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	(void)ino;
+	tczfs *fs = fs_of(req);
+	struct statvfs sv;
+	memset(&sv, 0, sizeof sv);
+	uint64_t bytes = 0;
+	tcz_store_disk_size(fs->store, &bytes);
+	sv.f_bsize = sv.f_frsize = 4096;
+	sv.f_blocks = bytes / 4096;
+	sv.f_namemax = 255;
+	sv.f_flag = ST_RDONLY;
+	fuse_reply_statfs(req, &sv);
+}
+
+static void tczfs_ll_init(void *userdata, struct fuse_conn_info *conn)
+{
+	(void)userdata;
+	if (conn->capable & FUSE_CAP_ASYNC_READ)
+		conn->want |= FUSE_CAP_ASYNC_READ; /* parallel reads per file */
+	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA; /* immutable */
+	conn->max_background = 64;
+	conn->congestion_threshold = 48;
+}
+
+const struct fuse_lowlevel_ops tczfs_ll_ops = {
+	.init = tczfs_ll_init,
+	.lookup = tczfs_ll_lookup,
+	.forget = tczfs_ll_forget,
+	.forget_multi = tczfs_ll_forget_multi,
+	.getattr = tczfs_ll_getattr,
+	.readdir = tczfs_ll_readdir,
+	.open = tczfs_ll_open,
+	.read = tczfs_ll_read,
+	.release = tczfs_ll_release,
+	.getxattr = tczfs_ll_getxattr,
+	.listxattr = tczfs_ll_listxattr,
+	.statfs = tczfs_ll_statfs,
+};

@@ -1,0 +1,147 @@
+#!/bin/bash
+# Reading through the mount: model.safetensors byte-identical (lossless),
+# every layers/*.npy equal to the source tensor (or within its recorded
+# error when lossy), also through mmap; 200 dd reads at random offsets and
+# lengths equal the source's bytes; 4 concurrent readers agree; xattrs.
+. "$(dirname "$0")/lib.sh"
+
+M="$T/mnt"
+tczfs init >/dev/null
+"$GEN" "$T/sharded" --size-mb 24 --shards 3 --dtype bf16 --seed 11
+"$GEN" "$T/f32.safetensors" --size-mb 12 --dtype f32 --seed 12
+tczfs import "$T/sharded" --name sharded --quiet >/dev/null
+tczfs import "$T/f32.safetensors" --name f32 --quiet >/dev/null
+tczfs import "$T/f32.safetensors" --name f32q --bits 8 --quiet >/dev/null
+models="sharded f32 f32q"
+for f in $(real_models); do
+	n=$(basename "$f" .safetensors)
+	tczfs import "$f" --quiet >/dev/null
+	models="$models $n"
+done
+mount_store "$M" --cache-mb 32
+
+# byte-identical files
+for f in "$T"/sharded/*; do
+	cmp -s "$f" "$M/sharded/$(basename "$f")" || fail "sharded/$(basename "$f") differs"
+done
+cp "$M/f32/model.safetensors" "$T/copy"
+[ "$(sha "$T/copy")" = "$(sha "$T/f32.safetensors")" ] || fail "cp of f32 differs"
+for f in $(real_models); do
+	n=$(basename "$f" .safetensors)
+	[ "$(sha "$M/$n/model.safetensors")" = "$(sha "$f")" ] || fail "$n differs"
+done
+echo "model files byte-identical"
+
+# every .npy against the source tensors, plain and mmap'd
+check_npy() { # model source
+	tczfs info "$1" --json >"$T/info.json"
+	$PY - "$M/$1" "$2" "$T/info.json" <<'PY'
+import json, os, struct, sys
+import numpy as np
+mdir, src, info = sys.argv[1], sys.argv[2], json.load(open(sys.argv[3]))
+rec = {t["name"]: t for t in info["tensors"]}
+files = [os.path.join(src, f) for f in sorted(os.listdir(src))
+         if f.endswith(".safetensors")] if os.path.isdir(src) else [src]
+npt = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64,
+       "I32": np.int32, "U8": np.uint8, "I8": np.int8, "BOOL": np.bool_}
+n = 0
+for path in files:
+    b = open(path, "rb").read()
+    hl = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + hl]); h.pop("__metadata__", None)
+    for name, v in h.items():
+        raw = b[8 + hl + v["data_offsets"][0]:8 + hl + v["data_offsets"][1]]
+        if v["dtype"] == "BF16":
+            ref = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+        else:
+            ref = np.frombuffer(raw, npt[v["dtype"]])
+        ref = ref.reshape(v["shape"])
+        fn = name.replace("%", "%25").replace("/", "%2F") + ".npy"
+        for mm in (None, "r"):
+            a = np.load(os.path.join(mdir, "layers", fn), mmap_mode=mm)
+            assert a.shape == ref.shape and a.dtype == ref.dtype, (name, a.dtype, ref.dtype)
+            if rec[name]["codec"] == "lossless":
+                assert np.array_equal(a, ref, equal_nan=True), name
+            else:
+                r64, a64 = ref.astype(np.float64), np.asarray(a, np.float64)
+                rel = np.linalg.norm(r64 - a64) / np.linalg.norm(r64)
+                assert abs(rel - rec[name]["rel_error"]) <= 1e-6, (name, rel)
+        n += 1
+print("%s: %d .npy files match" % (os.path.basename(mdir), n))
+PY
+}
+check_npy sharded "$T/sharded"
+check_npy f32 "$T/f32.safetensors"
+check_npy f32q "$T/f32.safetensors"
+for f in $(real_models); do check_npy "$(basename "$f" .safetensors)" "$f"; done
+
+# 200 dd reads: random, chunk-straddling and tensor-straddling ranges
+$PY - "$T/f32.safetensors" >"$T/ranges" <<'PY'
+import json, random, struct, sys
+b = open(sys.argv[1], "rb").read()
+hl = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + hl]); h.pop("__metadata__", None)
+size = len(b)
+rng = random.Random(5)
+edges = [8 + hl + v["data_offsets"][0] for v in h.values()]   # tensor starts
+edges += [8 + hl + v["data_offsets"][0] + k * (1 << 20)        # chunk starts
+          for v in h.values()
+          for k in range(1, (v["data_offsets"][1] - v["data_offsets"][0]) >> 20)]
+edges += [8 + hl, 0, size]
+for i in range(200):
+    if i % 2:
+        e = rng.choice(edges)
+        off = max(0, e - rng.randint(1, 5000))
+    else:
+        off = rng.randrange(size)
+    print(off, rng.choice([1, 7, 4096, 65536, 300000, 1 << 20, 3 << 20]))
+PY
+n=0
+while read -r off len; do
+	dd if="$M/f32/model.safetensors" of="$T/a" skip="$off" count="$len" \
+		iflag=skip_bytes,count_bytes status=none bs=1M
+	dd if="$T/f32.safetensors" of="$T/b" skip="$off" count="$len" \
+		iflag=skip_bytes,count_bytes status=none bs=1M
+	cmp -s "$T/a" "$T/b" || fail "dd at $off+$len differs"
+	n=$((n + 1))
+done <"$T/ranges"
+echo "$n dd reads equal"
+
+# 4 concurrent readers of the same and of different files
+sync
+echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+for i in 1 2 3 4; do
+	case $i in
+	1|2) f="$M/sharded/model.safetensors" ;;
+	3) f="$M/f32/model.safetensors" ;;
+	4) f="$M/sharded/layers/model.embed_tokens.weight.npy" ;;
+	esac
+	(sha256sum "$f" >"$T/r$i") &
+	readers="${readers:-} $!"
+done
+wait $readers # not a bare wait: the daemon is a background job too
+[ "$(cut -d' ' -f1 "$T/r1")" = "$(cut -d' ' -f1 "$T/r2")" ] || fail "readers 1 and 2 disagree"
+[ "$(cut -d' ' -f1 "$T/r3")" = "$(sha "$T/f32.safetensors")" ] || fail "reader 3"
+tczfs export sharded --file model.safetensors -o "$T/merged"
+[ "$(cut -d' ' -f1 "$T/r1")" = "$(sha "$T/merged")" ] || fail "merged model.safetensors differs from export"
+echo "4 concurrent readers agree"
+
+# extended attributes
+npy="$M/f32q/layers/model.layers.0.self_attn.q_proj.weight.npy"
+getfattr -d "$npy" >"$T/x"
+for a in codec ratio rel_error tier dtype shape; do
+	grep -q "^user.tczfs.$a=" "$T/x" || fail "xattr $a missing"
+done
+grep -q 'user.tczfs.codec="quant8"' "$T/x" || fail "codec xattr: $(cat "$T/x")"
+grep -q 'user.tczfs.dtype="F32"' "$T/x" || fail "dtype xattr"
+grep -q 'user.tczfs.shape="\[' "$T/x" || fail "shape xattr"
+tczfs stat "$npy" | grep -q "^tier" || fail "tczfs stat"
+tczfs stat "$npy" --json | $PY -c 'import json,sys; d=json.load(sys.stdin); assert d["reads"] > 0 and d["codec"] == "quant8", d'
+expect_fail "stat outside a mount" tczfs stat "$T/f32.safetensors"
+
+# read-only
+expect_fail "write into the mount" sh -c "echo x >'$M/f32/model.safetensors'"
+expect_fail "create in the mount" touch "$M/f32/new"
+
+umount_store "$M"
+echo ok

@@ -1,0 +1,234 @@
+/* tczfs mount | umount | stat */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/xattr.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "fs/fs.h"
+#include "tools/cli.h"
+
+static const char mount_help[] =
+	"usage: tczfs mount MNT [--store DIR] [-f] [--cache-mb N] [-o OPTS]\n"
+	"                       [--log FILE] [--stats-interval S]\n"
+	"Mounts the store at MNT (an empty directory): every model becomes\n"
+	"MNT/<model>/ with model.safetensors (byte-identical for lossless\n"
+	"models), its other files and layers/<tensor>.npy (BF16 shown as f32).\n"
+	"  -f                 stay in the foreground, log to stderr\n"
+	"  --cache-mb N       decoded-chunk cache (default 256)\n"
+	"  -o OPTS            more FUSE mount options (e.g. allow_other)\n"
+	"  --log FILE         append the daemon's log to FILE (default syslog)\n"
+	"  --stats-interval S save access statistics every S seconds (30)\n"
+	"Unmount with 'tczfs umount MNT'.\n";
+
+int cli_mount(int argc, char **argv)
+{
+	tcz_fs_opts o = {0};
+	uint64_t v, cache_mb = 256;
+	int c;
+	static const struct option lo[] = {
+		{"foreground", no_argument, 0, 'f'},
+		{"cache-mb", required_argument, 0, 'c'},
+		{"log", required_argument, 0, 'L'},
+		{"stats-interval", required_argument, 0, 'S'},
+		{0, 0, 0, 0},
+	};
+	char opts[2048] = "";
+	while ((c = cli_parse_common(argc, argv, mount_help, "fo:", lo)) > 1) {
+		switch (c) {
+		case 'f':
+			o.foreground = 1;
+			break;
+		case 'c':
+			if (cli_u64("--cache-mb", optarg, &cache_mb))
+				return 2;
+			if (cache_mb < 4 || cache_mb > (1u << 20))
+				return cli_usage(mount_help,
+						 "--cache-mb must be 4..1048576");
+			break;
+		case 'o':
+			if (strlen(opts) + strlen(optarg) + 2 > sizeof opts)
+				return cli_usage(mount_help, "-o: too long");
+			if (opts[0])
+				strcat(opts, ",");
+			strcat(opts, optarg);
+			break;
+		case 'L':
+			o.log_path = optarg;
+			break;
+		case 'S':
+			if (cli_u64("--stats-interval", optarg, &v))
+				return 2;
+			if (v < 1 || v > 86400)
+				return cli_usage(mount_help,
+						 "--stats-interval must be 1..86400");
+			o.stats_interval = (unsigned)v;
+			break;
+		}
+	}
+	if (c != 1)
+		return cli_exit;
+	if (argc - optind != 1)
+		return cli_usage(mount_help, "expected one MNT");
+	/* the daemon changes directory to / : absolute paths only */
+	char *dir = cli_store_dir ? realpath(cli_store_dir, NULL) : NULL;
+	if (!dir) {
+		char *d = cli_store_dir ? strdup(cli_store_dir)
+					: tcz_store_default_dir();
+		if (!d) {
+			cli_err("no store directory: give --store DIR");
+			return EXIT_FAILURE;
+		}
+		dir = realpath(d, NULL);
+		if (!dir) {
+			cli_err("no store at %s (run 'tczfs init')", d);
+			free(d);
+			return EXIT_FAILURE;
+		}
+		free(d);
+	}
+	char *mnt = realpath(argv[optind], NULL);
+	if (!mnt) {
+		cli_err("mount point %s: %s", argv[optind], strerror(errno));
+		free(dir);
+		return EXIT_FAILURE;
+	}
+	char *log = o.log_path ? realpath(o.log_path, NULL) : NULL;
+	if (o.log_path && !log) {
+		/* a log file that does not exist yet: resolve its directory */
+		FILE *f = fopen(o.log_path, "a");
+		if (f)
+			fclose(f);
+		log = realpath(o.log_path, NULL);
+	}
+	if (o.log_path)
+		o.log_path = log;
+	o.store_dir = dir;
+	o.mountpoint = mnt;
+	o.cache_bytes = (size_t)cache_mb << 20;
+	o.fuse_opts = opts;
+	char err[1024] = "";
+	int rc = tcz_fs_mount(&o, err, sizeof err);
+	if (rc)
+		cli_err("mount: %s", err[0] ? err : strerror(-rc));
+	free(dir);
+	free(mnt);
+	free(log);
+	return rc ? EXIT_FAILURE : 0;
+}
+
+static const char umount_help[] =
+	"usage: tczfs umount MNT\n"
+	"Unmounts a tczfs mount. When files are still open it detaches the\n"
+	"mount at once and the daemon exits after the last file is closed.\n";
+
+int cli_umount(int argc, char **argv)
+{
+	int c = cli_parse_common(argc, argv, umount_help, NULL, NULL);
+	if (c != 1)
+		return cli_exit;
+	if (argc - optind != 1)
+		return cli_usage(umount_help, "expected one MNT");
+	char err[512] = "";
+	int rc = tcz_fs_umount(argv[optind], err, sizeof err);
+	if (rc < 0) {
+		cli_err("umount: %s", err);
+		return EXIT_FAILURE;
+	}
+	if (rc == 1)
+		fprintf(stderr, "tczfs: %s was busy: detached; the daemon exits "
+				"when the last open file is closed\n",
+			argv[optind]);
+	return 0;
+}
+
+static const char stat_help[] =
+	"usage: tczfs stat PATH [--json]\n"
+	"Shows what tczfs knows of a file in a mounted store: its tier, access\n"
+	"statistics (reads, bytes, last access), codec, compression ratio and\n"
+	"error; for layers/*.npy also the tensor's dtype and shape.\n";
+
+static const char *const keys[] = {
+	"tier", "reads", "bytes_read", "last_access", "codec",
+	"ratio", "rel_error", "max_abs_error", "dtype", "shape",
+};
+
+int cli_stat(int argc, char **argv)
+{
+	int js = 0, c;
+	static const struct option lo[] = {
+		{"json", no_argument, 0, 'J'},
+		{0, 0, 0, 0},
+	};
+	while ((c = cli_parse_common(argc, argv, stat_help, NULL, lo)) > 1)
+		js = 1;
+	if (c != 1)
+		return cli_exit;
+	if (argc - optind != 1)
+		return cli_usage(stat_help, "expected one PATH");
+	const char *path = argv[optind];
+	char val[10][256];
+	int have[10] = {0}, any = 0;
+	for (size_t k = 0; k < 10; k++) {
+		char name[64];
+		snprintf(name, sizeof name, "user.tczfs.%s", keys[k]);
+		ssize_t n = getxattr(path, name, val[k], sizeof val[k] - 1);
+		if (n >= 0) {
+			val[k][n] = 0;
+			have[k] = 1;
+			any = 1;
+		} else if (errno == ENOENT) {
+			cli_err("stat: %s: %s", path, strerror(errno));
+			return EXIT_FAILURE;
+		}
+	}
+	if (!any) {
+		cli_err("stat: %s is not a model file in a tczfs mount", path);
+		return EXIT_FAILURE;
+	}
+	if (js) {
+		json_t *o = json_object();
+		json_object_set_new(o, "path", json_string(path));
+		for (size_t k = 0; k < 10; k++) {
+			if (!have[k])
+				continue;
+			char *end;
+			double d = strtod(val[k], &end);
+			json_object_set_new(o, keys[k],
+					    *end || end == val[k]
+						    ? json_string(val[k])
+						    : json_real(d));
+		}
+		char *txt = json_dumps(o, JSON_INDENT(2));
+		printf("%s\n", txt ? txt : "{}");
+		free(txt);
+		json_decref(o);
+		return 0;
+	}
+	printf("path        %s\n", path);
+	for (size_t k = 0; k < 10; k++) {
+		if (!have[k])
+			continue;
+		if (k == 3) {
+			time_t t = (time_t)strtoull(val[k], NULL, 10);
+			char ts[64] = "never";
+			struct tm tm;
+			if (t) {
+				localtime_r(&t, &tm);
+				strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
+			}
+			printf("%-11s %s\n", keys[k], ts);
+		} else if (k == 2) {
+			char b[32];
+			cli_size(b, sizeof b, strtoull(val[k], NULL, 10));
+			printf("%-11s %s\n", keys[k], b);
+		} else {
+			printf("%-11s %s\n", keys[k], val[k]);
+		}
+	}
+	return 0;
+}

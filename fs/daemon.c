@@ -205,6 +205,7 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 	struct fuse_args args = FUSE_ARGS_INIT(3, argv);
 	struct fuse_session *se =
 		fuse_session_new(&args, &tczfs_ll_ops, sizeof tczfs_ll_ops, fs);
+	fuse_opt_free_args(&args);
 	if (!se) {
 		teardown(fs);
 		free(fs);

@@ -77,22 +77,33 @@ void fs_model_put(tczfs *fs, fs_model *fm)
 		model_free(fm);
 }
 
-/* Models removed from the store leave the table; their open files keep
- * their own references (and views) until closed. Called with fs->lock. */
-static void drop_gone(tczfs *fs, fs_view *v)
+/* Marks models removed from the store as gone. They stay in the table,
+ * so inodes of files still open resolve (fstat works), until nothing but
+ * the table holds them. Called with fs->lock held. */
+static void mark_gone(tczfs *fs, fs_view *v)
+{
+	for (size_t i = 0; i < fs->n_models; i++) {
+		fs_model *fm = fs->models[i];
+		uint64_t id;
+		if (atomic_load(&fm->gone) ||
+		    (tcz_snap_model_id(v->sn, fm->name, &id) == 0 && id == fm->id))
+			continue;
+		atomic_store(&fm->gone, 1);
+		fs_log(fs, LOG_INFO, "model %s was removed from the store",
+		       fm->name);
+	}
+}
+
+/* Drops gone models only the table still holds. Called with fs->lock. */
+static void prune(tczfs *fs)
 {
 	size_t k = 0;
 	for (size_t i = 0; i < fs->n_models; i++) {
 		fs_model *fm = fs->models[i];
-		uint64_t id;
-		if (tcz_snap_model_id(v->sn, fm->name, &id) == 0 && id == fm->id) {
+		if (atomic_load(&fm->gone) && atomic_load(&fm->refs) == 1)
+			fs_model_put(fs, fm);
+		else
 			fs->models[k++] = fm;
-			continue;
-		}
-		atomic_store(&fm->gone, 1);
-		fs_log(fs, LOG_INFO, "model %s was removed from the store",
-		       fm->name);
-		fs_model_put(fs, fm);
 	}
 	fs->n_models = k;
 }
@@ -105,6 +116,7 @@ int fs_refresh(tczfs *fs)
 		return rc;
 	pthread_mutex_lock(&fs->lock);
 	int same = fs->view->gen == g;
+	prune(fs);
 	pthread_mutex_unlock(&fs->lock);
 	if (same)
 		return 0;
@@ -119,7 +131,7 @@ int fs_refresh(tczfs *fs)
 	if (nv->gen > fs->view->gen) {
 		old = fs->view;
 		fs->view = nv;
-		drop_gone(fs, nv);
+		mark_gone(fs, nv);
 	} else {
 		old = nv; /* another thread was faster */
 	}

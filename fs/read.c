@@ -377,6 +377,17 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
 	int rc = f->kind == FILE_NPY ? map_npy(fm, f->index, off, size, &l)
 				     : map_model_file(fm, f->index, off, size, &l);
 	fs_view *v = file_view(fs, f);
+	/* Once replied to, the kernel may release f while this thread still
+	 * runs: everything needed from f is taken now, and the model is held
+	 * by a reference of this read's own. */
+	atomic_fetch_add(&fm->refs, 1);
+	const char *fname = file_name(f);
+	pthread_mutex_lock(&f->lock);
+	int seq = off == f->next_off;
+	f->seq = seq ? f->seq + 1 : 0;
+	f->next_off = off + size;
+	unsigned runs = f->seq;
+	pthread_mutex_unlock(&f->lock);
 
 	/* other chunks of a multi-chunk read decode in parallel */
 	for (size_t i = 1; rc == 0 && i < l.n; i++)
@@ -399,7 +410,7 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
 			fs_log(fs, LOG_ERR,
 			       "%s/%s: read at offset %llu failed: %s %s chunk %u "
 			       "is corrupt (%s)",
-			       fm->name, file_name(f), (unsigned long long)off,
+			       fm->name, fname, (unsigned long long)off,
 			       p->blob ? "file part" : "tensor",
 			       p->blob ? "" : fm->m->tensors[p->index].name,
 			       p->chunk,
@@ -451,12 +462,6 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
 
 	/* a sequential reader gets the next chunks of its tensor decoded
 	 * ahead; it stops at the tensor's end */
-	pthread_mutex_lock(&f->lock);
-	int seq = off == f->next_off;
-	f->seq = seq ? f->seq + 1 : 0;
-	f->next_off = off + size;
-	unsigned runs = f->seq;
-	pthread_mutex_unlock(&f->lock);
 	if (rc == 0 && runs >= 1 && l.n) {
 		const piece *p = &l.p[l.n - 1];
 		if (!p->mem)
@@ -464,5 +469,6 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
 				prefetch(fs, v, fm, p->blob, p->index, p->chunk + k);
 	}
 	fs_view_put(fs, v);
+	fs_model_put(fs, fm);
 	free(l.p);
 }

@@ -1,0 +1,125 @@
+#!/bin/bash
+# The mount while the store changes and under stress: models imported or
+# removed appear and disappear (open files keep reading), a corrupt chunk
+# gives EIO on exactly the reads that touch it, memory stays within the
+# cache budget, umount under load is clean and the store mounts again.
+. "$(dirname "$0")/lib.sh"
+
+M="$T/mnt"
+tczfs init >/dev/null
+# refusals before anything is mounted
+mkdir -p "$T/full" && touch "$T/full/x"
+expect_fail "non-empty mount point" tczfs mount "$T/full"
+grep -q "not empty" "$T/err" || fail "message: $(cat "$T/err")"
+expect_fail "missing mount point" tczfs mount "$T/nope"
+expect_fail "missing store" tczfs --store "$T/nostore" mount "$T/full"
+grep -q "no store" "$T/err" || fail "message: $(cat "$T/err")"
+
+"$GEN" "$T/a.safetensors" --size-mb 8 --dtype f32 --seed 1
+"$GEN" "$T/b.safetensors" --size-mb 8 --dtype bf16 --seed 2
+tczfs import "$T/a.safetensors" --name a --quiet >/dev/null
+mount_store "$M" --cache-mb 16 --stats-interval 1
+
+# live import and removal
+ls "$M" | grep -qx b && fail "b listed before import"
+tczfs import "$T/b.safetensors" --name b --quiet >/dev/null
+ls "$M" | grep -qx b || fail "b not listed after import"
+cmp -s "$T/b.safetensors" "$M/b/model.safetensors" || fail "b differs"
+exec 7<"$M/b/model.safetensors"
+tczfs rm b
+ls "$M" | grep -qx b && fail "b still listed after rm"
+sleep 1.2 # past the entry timeout
+[ -e "$M/b" ] && fail "b still reachable after rm"
+cat <&7 >"$T/b.read"
+cmp -s "$T/b.safetensors" "$T/b.read" || fail "an open file of a removed model stopped reading"
+exec 7<&-
+
+# access statistics reach the store
+cat "$M/a/model.safetensors" >/dev/null
+sleep 2.5
+n=$(mdb_stat -s stats "$TCZFS_STORE" | awk '/Entries/ {print $2}')
+[ "$n" -gt 0 ] || fail "no statistics saved"
+
+# EIO on exactly the reads that touch a corrupt chunk
+"$GEN" "$T/c.safetensors" --size-mb 6 --dtype f32 --seed 3
+tczfs import "$T/c.safetensors" --name c --quiet >/dev/null
+umount_store "$M"
+before=$(mdb_stat -s chunks "$TCZFS_STORE" | awk '/Entries/ {print $2}')
+# corrupt a chunk of c: the one whose key sorts first among c's chunks that
+# are not shared (a and c have no chunks in common: different seeds)
+for i in $(seq 0 $((before - 1))); do
+	"$CORRUPT" "$TCZFS_STORE" "$i" >/dev/null
+	if tczfs verify c >/dev/null 2>&1; then
+		"$CORRUPT" "$TCZFS_STORE" "$i" >/dev/null # flip it back
+	else
+		break
+	fi
+done
+tczfs verify a >/dev/null || fail "the corruption hit a, not c"
+mount_store "$M" --cache-mb 16
+$PY - "$M/c/model.safetensors" "$T/c.safetensors" <<'PY'
+import errno, os, sys
+mnt, src = sys.argv[1], open(sys.argv[2], "rb").read()
+fd = os.open(mnt, os.O_RDONLY)
+bs = 4096
+bad = []
+for off in range(0, len(src), bs):
+    try:
+        b = os.pread(fd, bs, off)
+    except OSError as e:
+        assert e.errno == errno.EIO, e
+        bad.append(off)
+        continue
+    assert b == src[off:off + bs], "wrong bytes at %d" % off
+assert bad, "no read failed"
+# one run of blocks, no longer than a chunk (1 MiB) plus a partial block
+# at each end, and the failures repeat
+assert bad == list(range(bad[0], bad[-1] + bs, bs)), "failures not contiguous"
+assert len(bad) * bs <= (1 << 20) + 2 * bs, len(bad)
+for off in (bad[0], bad[-1]):
+    try:
+        os.pread(fd, 1, off)
+        raise SystemExit("a read of a corrupt range succeeded")
+    except OSError as e:
+        assert e.errno == errno.EIO
+# a big read running into bad data returns only good bytes: a short count
+# ending before the bad block (the kernel's rule), then EIO
+start = max(0, bad[0] - (2 << 20))
+try:
+    b = os.pread(fd, 4 << 20, start)
+    assert len(b) <= bad[0] + bs - start and b == src[start:start + len(b)], len(b)
+    os.pread(fd, 4 << 20, start + len(b))
+    raise SystemExit("reading on into the corrupt range succeeded")
+except OSError as e:
+    assert e.errno == errno.EIO
+print("EIO on %d KiB at offset %d, every other byte correct" % (len(bad) * bs // 1024, bad[0]))
+PY
+grep -q "corrupt" "$T/daemon.log" || fail "the checksum failure was not logged"
+cmp -s "$T/a.safetensors" "$M/a/model.safetensors" || fail "a is damaged"
+umount_store "$M"
+tczfs rm c
+
+# memory: reading a model 8x the cache keeps the daemon within cache + 64 MiB
+"$GEN" "$T/big" --size-mb 200 --dtype bf16 --shards 2 --seed 4
+tczfs import "$T/big" --name big --quiet >/dev/null
+mount_store "$M" --cache-mb 16
+sync
+echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+cat "$M"/big/*.safetensors >/dev/null
+cat "$M"/big/layers/*.npy >/dev/null
+hwm=$(awk '/VmHWM/ {print $2}' "/proc/$(cat "$T/daemon.pid")/status")
+echo "daemon peak RSS ${hwm} KiB with a 16 MiB cache, 200 MB model"
+[ "$hwm" -le $(((16 + 64) * 1024)) ] || fail "peak RSS $hwm KiB exceeds cache + 64 MiB"
+
+# umount under read load, then a second mount of the same store
+for i in 1 2 3; do
+	(for _ in 1 2 3; do cat "$M/big/model.safetensors" >/dev/null 2>&1; done) &
+	loaders="${loaders:-} $!"
+done
+sleep 0.5
+umount_store "$M"
+wait $loaders
+mount_store "$M" --cache-mb 16
+cmp -s "$T/a.safetensors" "$M/a/model.safetensors" || fail "second mount"
+umount_store "$M"
+echo ok

@@ -9,7 +9,7 @@
  * stores it raw in one piece. Exact bytes come back for every dtype and
  * every length, including 0.
  *
- * The blob layout is documented in docs/format-lossless.md. */
+ * The blob layout is documented in docs/formats.md. */
 #ifndef TCZ_LOSSLESS_H
 #define TCZ_LOSSLESS_H
 

@@ -10,7 +10,7 @@
  * to zeros.
  *
  * A quantized blob (all little-endian) is self-describing; its layout is
- * documented in docs/format-quant.md. */
+ * documented in docs/formats.md. */
 #ifndef TCZ_QUANT_H
 #define TCZ_QUANT_H
 

@@ -209,7 +209,7 @@ int cli_stat(int argc, char **argv)
 		json_decref(o);
 		return 0;
 	}
-	printf("path        %s\n", path);
+	printf("%-13s %s\n", "path", path);
 	for (size_t k = 0; k < 10; k++) {
 		if (!have[k])
 			continue;
@@ -221,13 +221,13 @@ int cli_stat(int argc, char **argv)
 				localtime_r(&t, &tm);
 				strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tm);
 			}
-			printf("%-11s %s\n", keys[k], ts);
+			printf("%-13s %s\n", keys[k], ts);
 		} else if (k == 2) {
 			char b[32];
 			cli_size(b, sizeof b, strtoull(val[k], NULL, 10));
-			printf("%-11s %s\n", keys[k], b);
+			printf("%-13s %s\n", keys[k], b);
 		} else {
-			printf("%-11s %s\n", keys[k], val[k]);
+			printf("%-13s %s\n", keys[k], val[k]);
 		}
 	}
 	return 0;

@@ -119,7 +119,7 @@ int tcz__decref(tcz_store *s, MDB_txn *txn, const unsigned char *key)
 
 static int incref_chunk(tcz_store *s, MDB_txn *txn, const item *it)
 {
-	uint64_t c;
+	uint64_t c = 0; /* gcc -O3 cannot see refs_get sets it on success */
 	MDB_val k = {TCZ_KEY_LEN, (void *)it->key}, d;
 	int rc = refs_get(s, txn, it->key, &c);
 	if (rc == 0 && mdb_get(txn, s->chunks, &k, &d) == 0) {

@@ -467,3 +467,8 @@ out:
 	free(s);
 	return rc;
 }
+
+void tcz_tt_blas_threads(int n)
+{
+	openblas_set_num_threads(n > 0 ? n : 1);
+}

@@ -79,4 +79,9 @@ int tcz_tt_svd_estimate(const float *a, size_t m, size_t n, double eps,
 			uint32_t max_rank, size_t *rank, double *rel_err,
 			size_t *params);
 
+/* Sets how many threads BLAS/LAPACK calls may use, process-wide. Callers
+ * that run their own threads (an importer with --jobs, the FUSE daemon)
+ * set 1: OpenBLAS threads spin while they wait and starve those threads. */
+void tcz_tt_blas_threads(int n);
+
 #endif

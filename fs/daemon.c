@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "codec/tt.h"
 #include "fs/internal.h"
 
 #define READAHEAD_KB 16384 /* kernel readahead on the mount: decode ahead */
@@ -156,6 +157,7 @@ static int start(tczfs *fs, char *err, size_t errlen)
 	}
 	fs->view->gen = tcz_snap_generation(fs->view->sn);
 	atomic_init(&fs->view->refs, 1);
+	tcz_tt_blas_threads(1); /* TT chunks decode on the FUSE threads */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	if ((rc = fs_prefetch_start(fs, cpus > 0 ? (unsigned)cpus : 1)))
 		return fail(err, errlen, rc, "out of memory");

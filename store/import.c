@@ -284,10 +284,12 @@ static int quant_pass(job *j, enc *e, uint32_t t, const src_tensor *st,
 	return 0;
 }
 
-/* TT over the tensor's own shape (size-1 modes dropped). *tt_out gets the
- * decomposition when its measured error is <= bound (bound < 0: any). */
+/* TT over the tensor's own shape (size-1 modes dropped), its error measured
+ * in the original dtype. -ERANGE when the truncation alone already exceeds
+ * bound (bound < 0: no bound), without reconstructing. */
 static int tt_try(job *j, enc *e, const src_tensor *st, double eps,
-		  uint32_t max_rank, tcz_tt **tt_out, tcz_error *err_out)
+		  uint32_t max_rank, double bound, tcz_tt **tt_out,
+		  tcz_error *err_out)
 {
 	(void)e;
 	size_t modes[TCZ_TT_MAX_ORDER];
@@ -311,8 +313,17 @@ static int tt_try(job *j, enc *e, const src_tensor *st, double eps,
 		tcz_tt_params_default(&p);
 		p.eps = eps;
 		p.max_rank = max_rank;
+		/* with a bound to meet under a rank cap, one randomized sketch
+		 * of cap + oversampling columns decides; a full SVD would not
+		 * change the answer, only its cost */
+		if (bound >= 0 && max_rank)
+			p.randomized = 1;
 		tcz_dtype_to_f32(st->dtype, st->data, st->numel, a);
 		rc = tcz_tt_decompose(a, d, modes, &p, tt_out);
+		/* the bound is the truncation's error in f32; the dtype can
+		 * only add to it, so a bound above the target ends it here */
+		if (rc == 0 && bound >= 0 && tcz_tt_error_bound(*tt_out) > bound)
+			rc = -ERANGE;
 		if (rc == 0)
 			rc = tcz_tt_reconstruct(*tt_out, r);
 		if (rc == 0) {
@@ -423,7 +434,7 @@ static int encode_tensor(job *j, enc *e, uint32_t t)
 	}
 	if (o->profile == TCZ_PROFILE_TT) {
 		tcz_tt *tt;
-		rc = tt_try(j, e, st, o->tt_eps, o->tt_max_rank, &tt, &err);
+		rc = tt_try(j, e, st, o->tt_eps, o->tt_max_rank, -1, &tt, &err);
 		if (rc == -EINVAL || rc == -EDOM)
 			return encode_lossless(j, e, t, st);
 		if (rc == 0)
@@ -464,8 +475,8 @@ static int encode_tensor(job *j, enc *e, uint32_t t)
 	if (cap >= 1 && st->numel <= TT_MAX_NUMEL) {
 		tcz_tt *tt = NULL;
 		tcz_error terr;
-		rc = tt_try(j, e, st, o->max_error * 0.9, (uint32_t)cap, &tt,
-			    &terr);
+		rc = tt_try(j, e, st, o->max_error * 0.9, (uint32_t)cap,
+			    o->max_error, &tt, &terr);
 		if (rc == 0 && terr.rel_fro <= o->max_error &&
 		    tcz_tt_param_count(tt) * 4 < best_size) {
 			rc = emit_tt(j, t, st, tt, &terr);
@@ -473,7 +484,8 @@ static int encode_tensor(job *j, enc *e, uint32_t t)
 			return rc;
 		}
 		tcz_tt_free(tt);
-		if (rc && rc != -EINVAL && rc != -EDOM && rc != -EIO)
+		if (rc && rc != -EINVAL && rc != -EDOM && rc != -EIO &&
+		    rc != -ERANGE)
 			return rc;
 	}
 	if (best_bits)
@@ -915,6 +927,7 @@ int tcz_import(tcz_store *s, const char *const *srcs, size_t n,
 	}
 	if (jobs > 256)
 		jobs = 256;
+	tcz_tt_blas_threads(1); /* the jobs are the parallelism */
 	pthread_t *th = calloc(jobs, sizeof *th);
 	j.src = &src;
 	j.o = o;

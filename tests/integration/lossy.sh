@@ -8,12 +8,30 @@ tczfs init >/dev/null
 srcs="$(real_models) "
 "$GEN" "$T/gen.safetensors" --size-mb 4 --dtype bf16 --seed 3
 srcs="$srcs $T/gen.safetensors"
+# exactly low-rank matrices: the one place TT must win under --max-error
+$PY - "$T/lowrank.safetensors" <<'PY'
+import json, struct, sys
+import numpy as np
+rng = np.random.default_rng(0)
+h, blobs, off = {}, [], 0
+for i in range(4):
+    a = (rng.standard_normal((512, 8)) @ rng.standard_normal((8, 384)) / 10).astype(np.float32)
+    b = a.tobytes()
+    h["w%d.weight" % i] = {"dtype": "F32", "shape": [512, 384], "data_offsets": [off, off + len(b)]}
+    off += len(b)
+    blobs.append(b)
+j = json.dumps(h).encode()
+j += b" " * (-len(j) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(j)) + j + b"".join(blobs))
+PY
+srcs="$srcs $T/lowrank.safetensors"
 i=0
 for f in $srcs; do
-	for mode in "--bits 8" "--max-error 0.01" "--bits 3"; do
+	for mode in "--bits 8" "--max-error 0.01" "--bits 3" "--tt --eps 0.05"; do
 		i=$((i + 1))
 		name=m$i
 		tczfs import "$f" --name $name $mode --quiet >/dev/null
+		case "$f $mode" in *lowrank*max-error*) lowrank_model=$name ;; esac
 		tczfs export $name -o "$T/$name.safetensors"
 		tczfs info $name --json >"$T/$name.json"
 		$PY - "$f" "$T/$name.safetensors" "$T/$name.json" "$mode" <<'PY'
@@ -70,5 +88,10 @@ print("%s %s: %d lossy tensors match their recorded errors" % (sys.argv[1].split
 PY
 	done
 done
+# TT was the smallest encoding meeting the bound for the low-rank model
+tczfs info "$lowrank_model" --json | $PY -c '
+import json, sys
+d = json.load(sys.stdin)
+assert all(t["codec"] == "tt" and t["ratio"] > 20 for t in d["tensors"]), d["tensors"]'
 tczfs verify >/dev/null || fail "verify"
 echo ok

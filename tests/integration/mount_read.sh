@@ -12,11 +12,11 @@ tczfs init >/dev/null
 tczfs import "$T/sharded" --name sharded --quiet >/dev/null
 tczfs import "$T/f32.safetensors" --name f32 --quiet >/dev/null
 tczfs import "$T/f32.safetensors" --name f32q --bits 8 --quiet >/dev/null
-models="sharded f32 f32q"
+tczfs import "$T/f32.safetensors" --name f32tt --tt --eps 0.05 --quiet >/dev/null
 for f in $(real_models); do
 	n=$(basename "$f" .safetensors)
 	tczfs import "$f" --quiet >/dev/null
-	models="$models $n"
+
 done
 mount_store "$M" --cache-mb 32
 
@@ -73,6 +73,7 @@ PY
 check_npy sharded "$T/sharded"
 check_npy f32 "$T/f32.safetensors"
 check_npy f32q "$T/f32.safetensors"
+check_npy f32tt "$T/f32.safetensors"
 for f in $(real_models); do check_npy "$(basename "$f" .safetensors)" "$f"; done
 
 # 200 dd reads: random, chunk-straddling and tensor-straddling ranges

@@ -19,6 +19,7 @@ struct tcz_cache_entry {
 	tcz_cache_entry *hnext;          /* hash chain */
 	tcz_cache_entry *prev, *next;    /* LRU list, most recent first */
 	struct shard *sh;
+	struct tcz_cache *cache;
 };
 
 typedef struct shard {
@@ -32,10 +33,48 @@ typedef struct shard {
 	uint64_t hits, misses, evictions;
 } shard;
 
+/* Freed full-size buffers kept for reuse: their pages stay mapped and
+ * populated, so filling a new entry does not fault on every page. */
+#define POOL_SIZE (1u << 20)
+#define POOL_MAX 16
+
 struct tcz_cache {
 	shard sh[SHARDS];
 	size_t budget;
+	pthread_mutex_t pool_lock; /* guards pool, npool */
+	void *pool[POOL_MAX];
+	unsigned npool;
 };
+
+static void *buf_get(tcz_cache *c, size_t len)
+{
+	if (len == POOL_SIZE) {
+		pthread_mutex_lock(&c->pool_lock);
+		void *p = c->npool ? c->pool[--c->npool] : NULL;
+		pthread_mutex_unlock(&c->pool_lock);
+		if (p)
+			return p;
+	}
+	void *p = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void buf_put(tcz_cache *c, void *p, size_t len)
+{
+	if (!p)
+		return;
+	if (len == POOL_SIZE) {
+		pthread_mutex_lock(&c->pool_lock);
+		if (c->npool < POOL_MAX) {
+			c->pool[c->npool++] = p;
+			p = NULL;
+		}
+		pthread_mutex_unlock(&c->pool_lock);
+	}
+	if (p)
+		munmap(p, len ? len : 1);
+}
 
 static uint64_t khash(const unsigned char *k)
 {
@@ -55,6 +94,7 @@ int tcz_cache_create(size_t budget, tcz_cache **out)
 	if (!c)
 		return -ENOMEM;
 	c->budget = budget;
+	pthread_mutex_init(&c->pool_lock, NULL);
 	for (int i = 0; i < SHARDS; i++) {
 		shard *s = &c->sh[i];
 		pthread_mutex_init(&s->lock, NULL);
@@ -128,8 +168,7 @@ static void hash_grow(shard *s)
 
 static void entry_free(tcz_cache_entry *e)
 {
-	if (e->data)
-		munmap(e->data, e->len ? e->len : 1);
+	buf_put(e->cache, e->data, e->len);
 	free(e);
 }
 
@@ -193,6 +232,7 @@ int tcz_cache_get(tcz_cache *c, const unsigned char key[16], size_t len,
 	e->refs = 1;
 	e->state = LOADING;
 	e->sh = s;
+	e->cache = c;
 	if (s->count + 1 > s->nbuckets)
 		hash_grow(s);
 	size_t b = khash(key) & (s->nbuckets - 1);
@@ -204,14 +244,8 @@ int tcz_cache_get(tcz_cache *c, const unsigned char key[16], size_t len,
 	pthread_mutex_unlock(&s->lock);
 
 	int rc = 0;
-	e->data = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (e->data == MAP_FAILED) {
-		e->data = NULL;
-		rc = -ENOMEM;
-	} else {
-		rc = fill(arg, e->data, len);
-	}
+	e->data = buf_get(c, len);
+	rc = e->data ? fill(arg, e->data, len) : -ENOMEM;
 
 	pthread_mutex_lock(&s->lock);
 	if (rc) {
@@ -302,5 +336,8 @@ void tcz_cache_free(tcz_cache *c)
 		pthread_mutex_destroy(&s->lock);
 		pthread_cond_destroy(&s->filled);
 	}
+	for (unsigned i = 0; i < c->npool; i++)
+		munmap(c->pool[i], POOL_SIZE);
+	pthread_mutex_destroy(&c->pool_lock);
 	free(c);
 }

@@ -5,7 +5,8 @@
  * other getters of that key wait; entries are pinned until released, and
  * unpinned ones are evicted least-recently-used first when the cache holds
  * more than its budget. Entry memory is mapped per entry, so evicting
- * returns it to the system at once. */
+ * returns it to the system, but for up to 16 MiB of 1 MiB buffers kept
+ * for reuse (counted outside the budget). */
 #ifndef TCZ_CACHE_H
 #define TCZ_CACHE_H
 

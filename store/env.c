@@ -420,3 +420,46 @@ int tcz__del_prefix(MDB_txn *txn, MDB_dbi db, uint64_t id)
 	mdb_cursor_close(c);
 	return rc == MDB_NOTFOUND || rc == 0 ? 0 : tcz__mdb_err(rc);
 }
+
+/* Finds the mapping of data.mdb (by inode) that holds p. */
+static int find_mapping(tcz_store *s, const char *p)
+{
+	int fd;
+	struct stat st;
+	if (mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &st) != 0)
+		return -1;
+	FILE *f = fopen("/proc/self/maps", "r");
+	if (!f)
+		return -1;
+	char line[4352];
+	int found = -1;
+	while (found && fgets(line, sizeof line, f)) {
+		unsigned long lo, hi, off, ino;
+		char perms[8];
+		if (sscanf(line, "%lx-%lx %7s %lx %*s %lu", &lo, &hi, perms, &off,
+			   &ino) != 5)
+			continue;
+		if (ino != (unsigned long)st.st_ino || (uintptr_t)p < lo ||
+		    (uintptr_t)p >= hi)
+			continue;
+		s->map_lo = (const char *)lo;
+		s->map_hi = (const char *)hi;
+		s->map_off = off;
+		found = 0;
+	}
+	fclose(f);
+	return found;
+}
+
+int64_t tcz__map_offset(tcz_store *s, const void *pv, size_t n)
+{
+	const char *p = pv;
+	int64_t off = -1;
+	pthread_mutex_lock(&s->map_lock);
+	if (!(p >= s->map_lo && p + n <= s->map_hi))
+		find_mapping(s, p);
+	if (p >= s->map_lo && p + n <= s->map_hi)
+		off = (int64_t)(s->map_off + (uint64_t)(p - s->map_lo));
+	pthread_mutex_unlock(&s->map_lock);
+	return off;
+}

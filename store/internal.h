@@ -18,6 +18,10 @@ struct tcz_store {
 	 * in this process: LMDB may only remap with none active. */
 	pthread_mutex_t map_lock;
 	unsigned open_txns; /* guarded by map_lock */
+	/* Where LMDB mapped data.mdb (LMDB does not say): found in
+	 * /proc/self/maps, refreshed when a value falls outside. */
+	const char *map_lo, *map_hi; /* guarded by map_lock */
+	uint64_t map_off;            /* guarded by map_lock */
 };
 
 struct tcz_snap {
@@ -45,6 +49,10 @@ void tcz__txn_abort(tcz_store *s, MDB_txn *txn);
 /* Doubles the map after MDB_MAP_FULL (no transaction may be open).
  * Errors: -ENOSPC the map cannot grow (transactions open / at the limit). */
 int tcz__grow_map(tcz_store *s);
+
+/* The offset in data.mdb of the mapped bytes [p, p+n), or -1 when they
+ * are not in the file's mapping. */
+int64_t tcz__map_offset(tcz_store *s, const void *p, size_t n);
 
 /* meta helpers: values are checksummed records holding one u64. */
 int tcz__meta_get(tcz_store *s, MDB_txn *txn, const char *k, uint64_t *v);

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <xxhash.h>
@@ -373,6 +372,8 @@ struct tcz_reader {
 	 * never decode quantized or TT data, nor read partial chunks */
 	float *f32;         /* TCZ_CHUNK_MAX / 2 floats: a chunk as f32 */
 	unsigned char *buf; /* one decoded chunk for partial reads */
+	unsigned char *val; /* a stored chunk value, read from the file */
+	size_t val_cap;
 	struct tcz_tt *tt;  /* last TT used, for (tt_model, tt_tensor) */
 	uint64_t tt_model;
 	uint32_t tt_tensor;
@@ -402,6 +403,7 @@ void tcz_reader_free(tcz_reader *r)
 	tcz_tt_free(r->tt);
 	free(r->f32);
 	free(r->buf);
+	free(r->val);
 	free(r);
 }
 
@@ -410,21 +412,6 @@ static int need_f32(tcz_reader *r)
 	if (!r->f32)
 		r->f32 = malloc((TCZ_CHUNK_MAX / 2) * sizeof(float));
 	return r->f32 ? 0 : -ENOMEM;
-}
-
-/* Drops the mapped pages a decoded value occupied from this process: the
- * page cache keeps them, but a reader of a large store would otherwise
- * hold every page it ever touched in its resident set. The mapping is
- * read-only, so this never loses data. */
-static void drop_pages(const void *p, size_t len)
-{
-	static long pg;
-	if (!pg)
-		pg = sysconf(_SC_PAGESIZE);
-	uintptr_t a = ((uintptr_t)p + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
-	uintptr_t b = ((uintptr_t)p + len) & ~((uintptr_t)pg - 1);
-	if (b > a)
-		madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 /* Decodes a verified chunk value into dst[len] of dtype dt. */
@@ -462,20 +449,63 @@ static int decode_value(tcz_reader *r, const void *val, size_t vlen,
 	}
 }
 
+/* Copies the value of chunk key into r->val and checks it against the key.
+ * The value is read with pread() from the data file at its place in the
+ * map rather than through the map: no page of it enters this process's
+ * address space (a reader of a large store would otherwise hold every page
+ * it touched), and the hash is checked on the very bytes decoded. */
+static int copy_value(tcz_reader *r, tcz_snap *sn, const unsigned char *key,
+		      size_t *vlen)
+{
+	MDB_val k = {TCZ_KEY_LEN, (void *)key}, d;
+	int fd = -1;
+	pthread_mutex_lock(&sn->lock);
+	int rc = mdb_get(sn->txn, sn->s->chunks, &k, &d);
+	pthread_mutex_unlock(&sn->lock);
+	if (rc == 0)
+		mdb_env_get_fd(sn->s->env, &fd);
+	if (rc)
+		return rc == MDB_NOTFOUND ? -EIO /* a record points at it */
+					  : tcz__mdb_err(rc);
+	if (d.mv_size > r->val_cap) {
+		unsigned char *nv = realloc(r->val, d.mv_size);
+		if (!nv)
+			return -ENOMEM;
+		r->val = nv;
+		r->val_cap = d.mv_size;
+	}
+	int64_t off = fd >= 0 ? tcz__map_offset(sn->s, d.mv_data, d.mv_size) : -1;
+	if (off >= 0) {
+		for (size_t got = 0; got < d.mv_size;) {
+			ssize_t n = pread(fd, r->val + got, d.mv_size - got,
+					  off + (off_t)got);
+			if (n <= 0) {
+				if (n < 0 && errno == EINTR)
+					continue;
+				return -EIO;
+			}
+			got += (size_t)n;
+		}
+	} else {
+		memcpy(r->val, d.mv_data, d.mv_size); /* not in the map */
+	}
+	unsigned char got[TCZ_KEY_LEN];
+	tcz__chunk_key(r->val, d.mv_size, got);
+	if (memcmp(got, key, TCZ_KEY_LEN) != 0)
+		return -EIO;
+	*vlen = d.mv_size;
+	return 0;
+}
+
 static int read_keyed(tcz_reader *r, tcz_snap *sn,
 		      const unsigned char *key, tcz_dtype dt, void *dst,
 		      uint32_t len)
 {
-	const void *val;
 	size_t vlen;
-	int rc = tcz_snap_chunk(sn, key, &val, &vlen);
-	if (rc == -ENOENT)
-		rc = -EIO; /* a record points at a missing chunk */
+	int rc = copy_value(r, sn, key, &vlen);
 	if (rc)
 		return rc;
-	rc = decode_value(r, val, vlen, dt, dst, len);
-	drop_pages(val, vlen);
-	return rc;
+	return decode_value(r, r->val, vlen, dt, dst, len);
 }
 
 int tcz_read_tensor_chunk(tcz_reader *r, tcz_snap *sn, const tcz_model *m,

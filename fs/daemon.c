@@ -124,6 +124,15 @@ static void teardown(tczfs *fs)
 		fs_prefetch_stop(fs);
 	if (fs->store)
 		fs_flush_stats(fs);
+	if (fs->cache) {
+		tcz_cache_stats cs;
+		tcz_cache_get_stats(fs->cache, &cs);
+		fs_log(fs, LOG_INFO,
+		       "decoded-chunk cache: %llu hits, %llu misses, %llu "
+		       "evictions",
+		       (unsigned long long)cs.hits, (unsigned long long)cs.misses,
+		       (unsigned long long)cs.evictions);
+	}
 	fs_models_free(fs);
 	if (fs->view)
 		fs_view_put(fs, fs->view);

@@ -80,6 +80,7 @@ typedef struct prefetch_job {
 	fs_view *view;
 	int blob; /* blob chunk, else tensor chunk */
 	uint32_t index, chunk;
+	uint64_t queued_ns; /* CLOCK_MONOTONIC */
 } prefetch_job;
 
 struct tczfs {

@@ -1,6 +1,7 @@
 #include "store/cache.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,7 @@ typedef struct shard {
 	tcz_cache_entry **buckets;
 	size_t nbuckets, count;
 	tcz_cache_entry *head, *tail;
-	size_t bytes, budget;
+	size_t bytes;
 	uint64_t hits, misses, evictions;
 } shard;
 
@@ -41,6 +42,10 @@ typedef struct shard {
 struct tcz_cache {
 	shard sh[SHARDS];
 	size_t budget;
+	/* Bytes held by all shards. The budget is one, global: a per-shard
+	 * share of a small budget is a couple of chunks, and uneven hashing
+	 * then evicts chunks about to be read. */
+	_Atomic size_t total;
 	pthread_mutex_t pool_lock; /* guards pool, npool */
 	void *pool[POOL_MAX];
 	unsigned npool;
@@ -99,7 +104,6 @@ int tcz_cache_create(size_t budget, tcz_cache **out)
 		shard *s = &c->sh[i];
 		pthread_mutex_init(&s->lock, NULL);
 		pthread_cond_init(&s->filled, NULL);
-		s->budget = budget / SHARDS;
 		s->nbuckets = 64;
 		s->buckets = calloc(s->nbuckets, sizeof *s->buckets);
 		if (!s->buckets) {
@@ -172,20 +176,36 @@ static void entry_free(tcz_cache_entry *e)
 	free(e);
 }
 
-/* Drops unpinned entries from the cold end until within budget. */
-static void evict(shard *s)
+/* Drops unpinned entries from the cold end of shard s while the cache is
+ * over budget. Called with s->lock held. */
+static void evict_shard(tcz_cache *c, shard *s)
 {
 	tcz_cache_entry *e = s->tail;
-	while (s->bytes > s->budget && e) {
+	while (atomic_load(&c->total) > c->budget && e) {
 		tcz_cache_entry *prev = e->prev;
 		if (e->refs == 0 && e->state == READY) {
 			lru_unlink(s, e);
 			hash_remove(s, e);
 			s->bytes -= e->len;
+			atomic_fetch_sub(&c->total, e->len);
 			s->evictions++;
 			entry_free(e);
 		}
 		e = prev;
+	}
+}
+
+/* Brings the cache within budget, starting with shard s (locked by the
+ * caller), then the others in turn (each locked briefly). */
+static void evict(tcz_cache *c, shard *s)
+{
+	evict_shard(c, s);
+	for (int i = 1; i < SHARDS && atomic_load(&c->total) > c->budget; i++) {
+		shard *o = &c->sh[(s - c->sh + i) % SHARDS];
+		if (pthread_mutex_trylock(&o->lock) != 0)
+			continue; /* busy: its own users will evict */
+		evict_shard(c, o);
+		pthread_mutex_unlock(&o->lock);
 	}
 }
 
@@ -240,6 +260,7 @@ int tcz_cache_get(tcz_cache *c, const unsigned char key[16], size_t len,
 	s->buckets[b] = e;
 	s->count++;
 	s->bytes += len;
+	atomic_fetch_add(&c->total, len);
 	lru_front(s, e);
 	pthread_mutex_unlock(&s->lock);
 
@@ -254,6 +275,7 @@ int tcz_cache_get(tcz_cache *c, const unsigned char key[16], size_t len,
 		lru_unlink(s, e);
 		hash_remove(s, e);
 		s->bytes -= len;
+		atomic_fetch_sub(&c->total, len);
 	} else {
 		e->state = READY;
 	}
@@ -265,7 +287,7 @@ int tcz_cache_get(tcz_cache *c, const unsigned char key[16], size_t len,
 			entry_free(e);
 		return rc;
 	}
-	evict(s);
+	evict(c, s);
 	pthread_mutex_unlock(&s->lock);
 	*out = e;
 	return 0;
@@ -283,13 +305,12 @@ size_t tcz_cache_len(const tcz_cache_entry *e)
 
 void tcz_cache_release(tcz_cache *c, tcz_cache_entry *e)
 {
-	(void)c;
 	shard *s = e->sh;
 	pthread_mutex_lock(&s->lock);
 	unsigned left = --e->refs;
 	int orphan = e->state == FAILED; /* already out of the table */
 	if (!orphan)
-		evict(s);
+		evict(c, s);
 	pthread_mutex_unlock(&s->lock);
 	if (orphan && left == 0)
 		entry_free(e);

@@ -280,6 +280,27 @@ int tcz_snap_access(tcz_snap *sn, uint64_t model_id, uint32_t n,
 int tcz_store_put_access(tcz_store *s, uint64_t model_id,
 			 const uint32_t *idx, const tcz_access *a, size_t n);
 
+/* ---- temporal segments (streams) ---------------------------------------- */
+
+/* Stores a TQTC segment (codec/tqtc.h) of stream `stream` covering frames
+ * with timestamps start_ts..end_ts. Keys are big-endian (stream, start,
+ * end), so a stream's segments sort by time.
+ * Errors: -EINVAL start_ts > end_ts; -EBADMSG not a valid TQTC segment;
+ * -EROFS; -ENOSPC; -EIO. */
+int tcz_store_put_segment(tcz_store *s, uint64_t stream, uint64_t start_ts,
+			  uint64_t end_ts, const void *seg, size_t len);
+
+/* Called per segment in time order; a non-zero return stops the walk and
+ * is returned by tcz_snap_segments. seg points into the view. */
+typedef int (*tcz_segment_cb)(void *ud, uint64_t start_ts, uint64_t end_ts,
+			      const void *seg, size_t len);
+
+/* Walks the segments of stream whose end_ts >= from_ts, oldest first,
+ * checking each checksum. Errors: -EIO a damaged segment; what cb
+ * returned. */
+int tcz_snap_segments(tcz_snap *sn, uint64_t stream, uint64_t from_ts,
+		      tcz_segment_cb cb, void *ud);
+
 /* ---- checking ---------------------------------------------------------- */
 
 typedef struct tcz_verify_report {

@@ -289,16 +289,31 @@ int tcz_store_open(const char *dir, unsigned flags, tcz_store **out)
 	while (map < 2 * fsize)
 		map *= 2;
 
-	int rc = mdb_env_create(&s->env);
-	if (rc == 0)
-		rc = mdb_env_set_maxdbs(s->env, 16);
-	if (rc == 0)
-		rc = mdb_env_set_maxreaders(s->env, MAX_READERS);
-	if (rc == 0)
-		rc = mdb_env_set_mapsize(s->env, (size_t)map);
-	if (rc == 0)
-		rc = mdb_env_open(s->env, dir,
-				  MDB_NOTLS | (rdonly ? MDB_RDONLY : 0), 0600);
+	int rc;
+	for (;;) {
+		rc = mdb_env_create(&s->env);
+		if (rc == 0)
+			rc = mdb_env_set_maxdbs(s->env, 16);
+		if (rc == 0)
+			rc = mdb_env_set_maxreaders(s->env, MAX_READERS);
+		if (rc == 0)
+			rc = mdb_env_set_mapsize(s->env, (size_t)map);
+		if (rc == 0)
+			rc = mdb_env_open(s->env, dir,
+					  MDB_NOTLS | (rdonly ? MDB_RDONLY : 0),
+					  0600);
+		/* The map is address space only, but some environments
+		 * (valgrind, ulimit -v) refuse a large one: halve it, never
+		 * below what the data needs; MDB_MAP_FULL grows it later. */
+		if ((rc == EINVAL || rc == ENOMEM) && map / 2 >= 2 * fsize &&
+		    map / 2 >= (64u << 20)) {
+			mdb_env_close(s->env);
+			s->env = NULL;
+			map /= 2;
+			continue;
+		}
+		break;
+	}
 	if (rc) {
 		int e = tcz__mdb_err(rc);
 		if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)

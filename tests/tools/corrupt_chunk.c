@@ -21,7 +21,7 @@ int main(int argc, char **argv)
 	int rc = mdb_env_create(&env);
 	mdb_env_set_maxdbs(env, 16);
 	mdb_env_set_maxreaders(env, 4096);
-	mdb_env_set_mapsize(env, 64ull << 30);
+	mdb_env_set_mapsize(env, 1ull << 30);
 	if (rc || (rc = mdb_env_open(env, argv[1], MDB_NOTLS, 0600)) ||
 	    (rc = mdb_txn_begin(env, NULL, 0, &txn)) ||
 	    (rc = mdb_dbi_open(txn, "chunks", 0, &dbi)) ||

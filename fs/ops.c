@@ -105,15 +105,18 @@ static void reply_entry(fuse_req_t req, tczfs *fs, fuse_ino_t ino,
 	fuse_reply_entry(req, &e);
 }
 
-static int find_file(const fs_model *fm, const char *name, uint32_t *f)
+/* Binary search of name among n entries listed in order[] (sorted by
+ * their names, as name_of gives them). */
+static int find_sorted(const fs_model *fm, const uint32_t *order, uint32_t n,
+		       const char *(*name_of)(const fs_model *, uint32_t),
+		       const char *name, uint32_t *out)
 {
-	const tcz_model *m = fm->m;
-	uint32_t lo = 0, hi = m->n_files;
+	uint32_t lo = 0, hi = n;
 	while (lo < hi) {
 		uint32_t mid = (lo + hi) / 2;
-		int c = strcmp(m->files[fm->file_order[mid]].name, name);
+		int c = strcmp(name_of(fm, order[mid]), name);
 		if (c == 0) {
-			*f = fm->file_order[mid];
+			*out = order[mid];
 			return 0;
 		}
 		if (c < 0)
@@ -124,22 +127,14 @@ static int find_file(const fs_model *fm, const char *name, uint32_t *f)
 	return -ENOENT;
 }
 
-static int find_npy(const fs_model *fm, const char *name, uint32_t *t)
+static const char *file_name_of(const fs_model *fm, uint32_t i)
 {
-	uint32_t lo = 0, hi = fm->m->n_tensors;
-	while (lo < hi) {
-		uint32_t mid = (lo + hi) / 2;
-		int c = strcmp(fm->npy_name[fm->npy_order[mid]], name);
-		if (c == 0) {
-			*t = fm->npy_order[mid];
-			return 0;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -ENOENT;
+	return fm->m->files[i].name;
+}
+
+static const char *npy_name_of(const fs_model *fm, uint32_t i)
+{
+	return fm->npy_name[i];
 }
 
 static void tczfs_ll_lookup(fuse_req_t req, fuse_ino_t parent,
@@ -177,7 +172,9 @@ static void tczfs_ll_lookup(fuse_req_t req, fuse_ino_t parent,
 		if (strcmp(name, "layers") == 0) {
 			n.kind = N_LAYERS;
 			ino = ino_make(n.fm->id, LOCAL_LAYERS);
-		} else if ((rc = find_file(n.fm, name, &n.index)) == 0) {
+		} else if ((rc = find_sorted(n.fm, n.fm->file_order,
+					     n.fm->m->n_files, file_name_of,
+					     name, &n.index)) == 0) {
 			n.kind = N_FILE;
 			ino = ino_make(n.fm->id, LOCAL_FILE0 + n.index);
 		}
@@ -185,7 +182,9 @@ static void tczfs_ll_lookup(fuse_req_t req, fuse_ino_t parent,
 	case N_LAYERS:
 		n.fm = p.fm;
 		p.fm = NULL;
-		if ((rc = find_npy(n.fm, name, &n.index)) == 0) {
+		if ((rc = find_sorted(n.fm, n.fm->npy_order,
+					     n.fm->m->n_tensors, npy_name_of,
+					     name, &n.index)) == 0) {
 			n.kind = N_NPY;
 			ino = ino_make(n.fm->id, LOCAL_NPY0 + n.index);
 		}

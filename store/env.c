@@ -30,6 +30,16 @@ int tcz__fail(int err, const char *fmt, ...)
 	return err;
 }
 
+int tcz__errf(int rc, char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	if (err && errlen)
+		vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
 int tcz__mdb_err(int rc)
 {
 	switch (rc) {

@@ -37,6 +37,11 @@ struct tcz_snap {
 int tcz__fail(int err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* Formats a one-line message into err[errlen] (when err is not NULL) and
+ * returns rc: the error reporting of the parsers and the importer. */
+int tcz__errf(int rc, char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* LMDB result -> 0 or negative errno. */
 int tcz__mdb_err(int rc);
 

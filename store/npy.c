@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/internal.h"
+
 static const struct {
 	tcz_dtype dt;
 	const char *descr;
@@ -59,18 +61,6 @@ int tcz_npy_header(tcz_dtype dt, uint32_t ndim, const uint64_t *shape,
 	return 0;
 }
 
-static int bad(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int bad(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (err && errlen)
-		vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EBADMSG;
-}
 
 /* A cursor over the header's Python-literal dict. */
 typedef struct lex {
@@ -130,7 +120,7 @@ int tcz_npy_parse(const void *buf, size_t len, tcz_npy_info *out, char *err,
 	const unsigned char *b = buf;
 	memset(out, 0, sizeof *out);
 	if (len < 10 || memcmp(b, "\x93NUMPY", 6) != 0)
-		return bad(err, errlen, "not a .npy file (bad magic)");
+		return tcz__errf(-EBADMSG, err, errlen, "not a .npy file (bad magic)");
 	size_t hl, hstart;
 	if (b[6] == 1 && b[7] == 0) {
 		hl = (size_t)b[8] | (size_t)b[9] << 8;
@@ -140,22 +130,22 @@ int tcz_npy_parse(const void *buf, size_t len, tcz_npy_info *out, char *err,
 		     (size_t)b[11] << 24;
 		hstart = 12;
 	} else {
-		return bad(err, errlen, "unsupported .npy version %u.%u", b[6],
+		return tcz__errf(-EBADMSG, err, errlen, "unsupported .npy version %u.%u", b[6],
 			   b[7]);
 	}
 	if (hl > len - hstart)
-		return bad(err, errlen, "header length %zu past end of file", hl);
+		return tcz__errf(-EBADMSG, err, errlen, "header length %zu past end of file", hl);
 	lex l = {(const char *)b + hstart, (const char *)b + hstart + hl};
 	int have_descr = 0, have_order = 0, have_shape = 0;
 	char key[32], descr[32] = "";
 	if (!eat(&l, '{'))
-		return bad(err, errlen, "header is not a dict");
+		return tcz__errf(-EBADMSG, err, errlen, "header is not a dict");
 	while (!eat(&l, '}')) {
 		if (quoted(&l, key, sizeof key) || !eat(&l, ':'))
-			return bad(err, errlen, "malformed header dict");
+			return tcz__errf(-EBADMSG, err, errlen, "malformed header dict");
 		if (strcmp(key, "descr") == 0 && !have_descr) {
 			if (quoted(&l, descr, sizeof descr))
-				return bad(err, errlen, "descr is not a string");
+				return tcz__errf(-EBADMSG, err, errlen, "descr is not a string");
 			have_descr = 1;
 		} else if (strcmp(key, "fortran_order") == 0 && !have_order) {
 			if (word(&l, "True")) {
@@ -163,12 +153,12 @@ int tcz_npy_parse(const void *buf, size_t len, tcz_npy_info *out, char *err,
 			} else if (word(&l, "False")) {
 				have_order = 1;
 			} else {
-				return bad(err, errlen,
+				return tcz__errf(-EBADMSG, err, errlen,
 					   "fortran_order is not a bool");
 			}
 		} else if (strcmp(key, "shape") == 0 && !have_shape) {
 			if (!eat(&l, '('))
-				return bad(err, errlen, "shape is not a tuple");
+				return tcz__errf(-EBADMSG, err, errlen, "shape is not a tuple");
 			while (!eat(&l, ')')) {
 				skip_ws(&l);
 				uint64_t v = 0;
@@ -176,7 +166,7 @@ int tcz_npy_parse(const void *buf, size_t len, tcz_npy_info *out, char *err,
 				while (l.p < l.end && *l.p >= '0' && *l.p <= '9') {
 					unsigned dgt = (unsigned)(*l.p - '0');
 					if (v > (UINT64_MAX - dgt) / 10)
-						return bad(err, errlen,
+						return tcz__errf(-EBADMSG, err, errlen,
 							   "shape value too large");
 					v = v * 10 + dgt;
 					l.p++;
@@ -184,28 +174,28 @@ int tcz_npy_parse(const void *buf, size_t len, tcz_npy_info *out, char *err,
 				if (l.p < l.end && *l.p == 'L')
 					l.p++;
 				if (l.p == s0 || out->ndim >= 32)
-					return bad(err, errlen,
+					return tcz__errf(-EBADMSG, err, errlen,
 						   "malformed shape tuple");
 				out->shape[out->ndim++] = v;
 				if (!eat(&l, ',')) {
 					if (!eat(&l, ')'))
-						return bad(err, errlen,
+						return tcz__errf(-EBADMSG, err, errlen,
 							   "malformed shape tuple");
 					break;
 				}
 			}
 			have_shape = 1;
 		} else {
-			return bad(err, errlen, "unexpected header key '%s'", key);
+			return tcz__errf(-EBADMSG, err, errlen, "unexpected header key '%s'", key);
 		}
 		if (!eat(&l, ',')) {
 			if (!eat(&l, '}'))
-				return bad(err, errlen, "malformed header dict");
+				return tcz__errf(-EBADMSG, err, errlen, "malformed header dict");
 			break;
 		}
 	}
 	if (!have_descr || !have_order || !have_shape)
-		return bad(err, errlen,
+		return tcz__errf(-EBADMSG, err, errlen,
 			   "header lacks descr, fortran_order or shape");
 	int found = 0;
 	for (size_t i = 0; i < sizeof descrs / sizeof descrs[0]; i++) {
@@ -218,26 +208,26 @@ int tcz_npy_parse(const void *buf, size_t len, tcz_npy_info *out, char *err,
 	}
 	if (!found) {
 		if (descr[0] == '>')
-			return bad(err, errlen,
+			return tcz__errf(-EBADMSG, err, errlen,
 				   "big-endian arrays ('%s') are not supported",
 				   descr);
-		return bad(err, errlen, "unsupported dtype '%s'", descr);
+		return tcz__errf(-EBADMSG, err, errlen, "unsupported dtype '%s'", descr);
 	}
 	uint64_t numel = 1;
 	for (uint32_t i = 0; i < out->ndim; i++) {
 		if (out->shape[i] && numel > UINT64_MAX / out->shape[i])
-			return bad(err, errlen, "shape size overflows");
+			return tcz__errf(-EBADMSG, err, errlen, "shape size overflows");
 		numel *= out->shape[i];
 	}
 	if (have_order == 2 && out->ndim > 1 && numel > 1)
-		return bad(err, errlen,
+		return tcz__errf(-EBADMSG, err, errlen,
 			   "Fortran-order arrays are not supported");
 	size_t es = tcz_dtype_size(out->dtype);
 	uint64_t dstart = hstart + hl;
 	if (numel > UINT64_MAX / es)
-		return bad(err, errlen, "shape size overflows");
+		return tcz__errf(-EBADMSG, err, errlen, "shape size overflows");
 	if (len - dstart != numel * es)
-		return bad(err, errlen,
+		return tcz__errf(-EBADMSG, err, errlen,
 			   "data is %llu bytes but dtype x shape needs %llu%s",
 			   (unsigned long long)(len - dstart),
 			   (unsigned long long)(numel * es),

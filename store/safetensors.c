@@ -8,20 +8,10 @@
 
 #include <jansson.h>
 
+#include "store/internal.h"
+
 #include "store/store.h"
 
-static int bad(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int bad(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (err && errlen)
-		vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -EBADMSG;
-}
 
 void tcz_st_free(tcz_st_file *f)
 {
@@ -47,9 +37,9 @@ static int parse_tensor(const char *name, json_t *obj, uint64_t data_len,
 			tcz_st_tensor *t, char *err, size_t errlen)
 {
 	if (!*name)
-		return bad(err, errlen, "a tensor has an empty name");
+		return tcz__errf(-EBADMSG, err, errlen, "a tensor has an empty name");
 	if (!json_is_object(obj))
-		return bad(err, errlen, "tensor '%s': entry is not an object",
+		return tcz__errf(-EBADMSG, err, errlen, "tensor '%s': entry is not an object",
 			   name);
 	const char *key;
 	json_t *v;
@@ -57,7 +47,7 @@ static int parse_tensor(const char *name, json_t *obj, uint64_t data_len,
 	{
 		if (strcmp(key, "dtype") && strcmp(key, "shape") &&
 		    strcmp(key, "data_offsets"))
-			return bad(err, errlen,
+			return tcz__errf(-EBADMSG, err, errlen,
 				   "tensor '%s': unexpected field '%s'", name,
 				   key);
 	}
@@ -65,18 +55,18 @@ static int parse_tensor(const char *name, json_t *obj, uint64_t data_len,
 	json_t *sh = json_object_get(obj, "shape");
 	json_t *off = json_object_get(obj, "data_offsets");
 	if (!json_is_string(dt))
-		return bad(err, errlen, "tensor '%s': missing or non-string dtype",
+		return tcz__errf(-EBADMSG, err, errlen, "tensor '%s': missing or non-string dtype",
 			   name);
 	if (tcz_dtype_parse(json_string_value(dt), json_string_length(dt),
 			    &t->dtype))
-		return bad(err, errlen, "tensor '%s': unsupported dtype '%s'",
+		return tcz__errf(-EBADMSG, err, errlen, "tensor '%s': unsupported dtype '%s'",
 			   name, json_string_value(dt));
 	if (!json_is_array(sh))
-		return bad(err, errlen, "tensor '%s': missing or non-array shape",
+		return tcz__errf(-EBADMSG, err, errlen, "tensor '%s': missing or non-array shape",
 			   name);
 	size_t nd = json_array_size(sh);
 	if (nd > TCZ_MAX_DIMS)
-		return bad(err, errlen, "tensor '%s': %zu dimensions (at most %u)",
+		return tcz__errf(-EBADMSG, err, errlen, "tensor '%s': %zu dimensions (at most %u)",
 			   name, nd, TCZ_MAX_DIMS);
 	t->ndim = (uint32_t)nd;
 	t->shape = calloc(nd + 1, sizeof *t->shape);
@@ -86,7 +76,7 @@ static int parse_tensor(const char *name, json_t *obj, uint64_t data_len,
 	int overflow = 0;
 	for (size_t i = 0; i < nd; i++) {
 		if (get_uint(json_array_get(sh, i), &t->shape[i]))
-			return bad(err, errlen,
+			return tcz__errf(-EBADMSG, err, errlen,
 				   "tensor '%s': shape[%zu] is not a "
 				   "non-negative integer",
 				   name, i);
@@ -102,29 +92,29 @@ static int parse_tensor(const char *name, json_t *obj, uint64_t data_len,
 	uint64_t nbytes;
 	size_t es = tcz_dtype_size(t->dtype);
 	if (overflow || (numel && numel > UINT64_MAX / es))
-		return bad(err, errlen, "tensor '%s': shape size overflows", name);
+		return tcz__errf(-EBADMSG, err, errlen, "tensor '%s': shape size overflows", name);
 	nbytes = numel * es;
 	t->numel = numel;
 	if (!json_is_array(off) || json_array_size(off) != 2 ||
 	    get_uint(json_array_get(off, 0), &t->begin) ||
 	    get_uint(json_array_get(off, 1), &t->end))
-		return bad(err, errlen,
+		return tcz__errf(-EBADMSG, err, errlen,
 			   "tensor '%s': data_offsets must be [begin, end] "
 			   "non-negative integers",
 			   name);
 	if (t->begin > t->end)
-		return bad(err, errlen,
+		return tcz__errf(-EBADMSG, err, errlen,
 			   "tensor '%s': data_offsets [%llu, %llu] are reversed",
 			   name, (unsigned long long)t->begin,
 			   (unsigned long long)t->end);
 	if (t->end > data_len)
-		return bad(err, errlen,
+		return tcz__errf(-EBADMSG, err, errlen,
 			   "tensor '%s': data_offsets end %llu is past the data "
 			   "(%llu bytes; file truncated?)",
 			   name, (unsigned long long)t->end,
 			   (unsigned long long)data_len);
 	if (t->end - t->begin != nbytes)
-		return bad(err, errlen,
+		return tcz__errf(-EBADMSG, err, errlen,
 			   "tensor '%s': data_offsets span %llu bytes but %s x "
 			   "shape needs %llu",
 			   name, (unsigned long long)(t->end - t->begin),
@@ -150,37 +140,37 @@ int tcz_st_parse(const void *buf, size_t len, tcz_st_file *out, char *err,
 	const unsigned char *p = buf;
 	memset(out, 0, sizeof *out);
 	if (len < 8)
-		return bad(err, errlen,
+		return tcz__errf(-EBADMSG, err, errlen,
 			   "%zu bytes: too short for a safetensors header", len);
 	uint64_t n = 0;
 	for (int i = 7; i >= 0; i--)
 		n = (n << 8) | p[i];
 	if (n > TCZ_ST_HEADER_MAX)
-		return bad(err, errlen,
+		return tcz__errf(-EBADMSG, err, errlen,
 			   "header length %llu exceeds the 100 MiB limit "
 			   "(not a safetensors file?)",
 			   (unsigned long long)n);
 	if (n > len - 8)
-		return bad(err, errlen,
+		return tcz__errf(-EBADMSG, err, errlen,
 			   "header length %llu exceeds the file size %zu "
 			   "(truncated?)",
 			   (unsigned long long)n, len);
 	if (n < 2 || p[8] != '{')
-		return bad(err, errlen, "header is not a JSON object");
+		return tcz__errf(-EBADMSG, err, errlen, "header is not a JSON object");
 
 	json_error_t je;
 	json_t *root = json_loadb((const char *)p + 8, (size_t)n,
 				  JSON_REJECT_DUPLICATES, &je);
 	if (!root) {
 		if (strstr(je.text, "duplicate"))
-			return bad(err, errlen, "duplicate tensor name (%s)",
+			return tcz__errf(-EBADMSG, err, errlen, "duplicate tensor name (%s)",
 				   je.text);
-		return bad(err, errlen, "invalid JSON header: %s (column %d)",
+		return tcz__errf(-EBADMSG, err, errlen, "invalid JSON header: %s (column %d)",
 			   je.text, je.column);
 	}
 	int rc = 0;
 	if (!json_is_object(root)) {
-		rc = bad(err, errlen, "header is not a JSON object");
+		rc = tcz__errf(-EBADMSG, err, errlen, "header is not a JSON object");
 		goto out;
 	}
 	out->header_len = n;
@@ -200,14 +190,14 @@ int tcz_st_parse(const void *buf, size_t len, tcz_st_file *out, char *err,
 			const char *mk;
 			json_t *mv;
 			if (!json_is_object(v)) {
-				rc = bad(err, errlen,
+				rc = tcz__errf(-EBADMSG, err, errlen,
 					 "__metadata__ is not an object");
 				goto out;
 			}
 			json_object_foreach(v, mk, mv)
 			{
 				if (!json_is_string(mv)) {
-					rc = bad(err, errlen,
+					rc = tcz__errf(-EBADMSG, err, errlen,
 						 "__metadata__ value '%s' is not "
 						 "a string",
 						 mk);
@@ -232,7 +222,7 @@ int tcz_st_parse(const void *buf, size_t len, tcz_st_file *out, char *err,
 	for (size_t i = 0; i < out->n; i++) {
 		tcz_st_tensor *t = &out->tensors[i];
 		if (t->begin < at) {
-			rc = bad(err, errlen,
+			rc = tcz__errf(-EBADMSG, err, errlen,
 				 "tensor '%s': data_offsets [%llu, %llu] overlap "
 				 "tensor '%s'",
 				 t->name, (unsigned long long)t->begin,
@@ -241,7 +231,7 @@ int tcz_st_parse(const void *buf, size_t len, tcz_st_file *out, char *err,
 			goto out;
 		}
 		if (t->begin > at) {
-			rc = bad(err, errlen,
+			rc = tcz__errf(-EBADMSG, err, errlen,
 				 "tensor '%s': %llu unused bytes before its data "
 				 "(a hole at offset %llu)",
 				 t->name, (unsigned long long)(t->begin - at),
@@ -251,7 +241,7 @@ int tcz_st_parse(const void *buf, size_t len, tcz_st_file *out, char *err,
 		at = t->end;
 	}
 	if (at != out->data_len)
-		rc = bad(err, errlen,
+		rc = tcz__errf(-EBADMSG, err, errlen,
 			 "%llu bytes after the last tensor's data are not "
 			 "covered by any tensor",
 			 (unsigned long long)(out->data_len - at));

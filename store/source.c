@@ -13,21 +13,10 @@
 
 #include <jansson.h>
 
-#include "store/store.h"
+#include "store/internal.h"
 
 #define INDEX_NAME "model.safetensors.index.json"
 
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(int rc, char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return rc;
-}
 
 static int ends_with(const char *s, const char *suf)
 {
@@ -39,12 +28,12 @@ static int map_file(src_file *f, char *err, size_t errlen)
 {
 	int fd = open(f->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return fail(-errno, err, errlen, "%s: %s", f->path,
+		return tcz__errf(-errno, err, errlen, "%s: %s", f->path,
 			    strerror(errno));
 	struct stat st;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return fail(-EINVAL, err, errlen, "%s: not a regular file",
+		return tcz__errf(-EINVAL, err, errlen, "%s: not a regular file",
 			    f->path);
 	}
 	f->size = (size_t)st.st_size;
@@ -56,7 +45,7 @@ static int map_file(src_file *f, char *err, size_t errlen)
 	void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
 	close(fd);
 	if (m == MAP_FAILED)
-		return fail(-errno, err, errlen, "%s: %s", f->path,
+		return tcz__errf(-errno, err, errlen, "%s: %s", f->path,
 			    strerror(errno));
 	madvise(m, f->size, MADV_SEQUENTIAL);
 	f->map = m;
@@ -98,7 +87,7 @@ static int scan_dir(src_set *s, const char *dir, char *err, size_t errlen)
 {
 	DIR *d = opendir(dir);
 	if (!d)
-		return fail(-errno, err, errlen, "%s: %s", dir, strerror(errno));
+		return tcz__errf(-errno, err, errlen, "%s: %s", dir, strerror(errno));
 	char **names = NULL;
 	size_t n = 0;
 	int rc = 0;
@@ -135,7 +124,7 @@ static int scan_dir(src_set *s, const char *dir, char *err, size_t errlen)
 			continue;
 		}
 		if (strlen(names[i]) > 255 || strchr(names[i], '\n')) {
-			rc = fail(-EINVAL, err, errlen, "%s: unusable file name",
+			rc = tcz__errf(-EINVAL, err, errlen, "%s: unusable file name",
 				  path);
 			break;
 		}
@@ -158,13 +147,13 @@ static int check_index(src_set *s, const src_file *idx, char *err,
 	json_t *root = json_loadb((const char *)idx->map, idx->size,
 				  JSON_REJECT_DUPLICATES, &je);
 	if (!root)
-		return fail(-EBADMSG, err, errlen, "%s: invalid JSON: %s",
+		return tcz__errf(-EBADMSG, err, errlen, "%s: invalid JSON: %s",
 			    idx->path, je.text);
 	json_t *wm = json_object_get(root, "weight_map");
 	int rc = 0;
 	size_t listed = 0;
 	if (!json_is_object(wm)) {
-		rc = fail(-EBADMSG, err, errlen, "%s: no weight_map object",
+		rc = tcz__errf(-EBADMSG, err, errlen, "%s: no weight_map object",
 			  idx->path);
 		goto out;
 	}
@@ -178,7 +167,7 @@ static int check_index(src_set *s, const src_file *idx, char *err,
 			if (strcmp(s->tensors[i].name, tname) == 0)
 				hit = &s->tensors[i];
 		if (!shard || !hit) {
-			rc = fail(-EBADMSG, err, errlen,
+			rc = tcz__errf(-EBADMSG, err, errlen,
 				  "%s: tensor '%s' is listed but %s", idx->path,
 				  tname,
 				  shard ? "no shard holds it"
@@ -186,7 +175,7 @@ static int check_index(src_set *s, const src_file *idx, char *err,
 			goto out;
 		}
 		if (strcmp(s->files[hit->file].name, shard) != 0) {
-			rc = fail(-EBADMSG, err, errlen,
+			rc = tcz__errf(-EBADMSG, err, errlen,
 				  "%s: tensor '%s' is listed in %s but stored in "
 				  "%s",
 				  idx->path, tname, shard,
@@ -198,7 +187,7 @@ static int check_index(src_set *s, const src_file *idx, char *err,
 	if (listed != s->n_tensors) {
 		for (size_t i = 0; i < s->n_tensors; i++)
 			if (!json_object_get(wm, s->tensors[i].name)) {
-				rc = fail(-EBADMSG, err, errlen,
+				rc = tcz__errf(-EBADMSG, err, errlen,
 					  "%s: tensor '%s' of %s is not in the "
 					  "weight_map",
 					  idx->path, s->tensors[i].name,
@@ -235,7 +224,7 @@ static int parse_all(src_set *s, char *err, size_t errlen)
 					  sizeof msg);
 			if (rc)
 				return rc == -EBADMSG
-					       ? fail(rc, err, errlen, "%s: %s",
+					       ? tcz__errf(rc, err, errlen, "%s: %s",
 						      f->path, msg)
 					       : rc;
 			total += f->st.n;
@@ -243,7 +232,7 @@ static int parse_all(src_set *s, char *err, size_t errlen)
 			rc = tcz_npy_parse(f->map, f->size, &f->npy, msg,
 					   sizeof msg);
 			if (rc)
-				return fail(rc, err, errlen, "%s: %s", f->path,
+				return tcz__errf(rc, err, errlen, "%s: %s", f->path,
 					    msg);
 			total++;
 		}
@@ -293,7 +282,7 @@ static int parse_all(src_set *s, char *err, size_t errlen)
 	int rc = 0;
 	for (size_t i = 1; i < s->n_tensors; i++)
 		if (strcmp(by[i]->name, by[i - 1]->name) == 0) {
-			rc = fail(-EBADMSG, err, errlen,
+			rc = tcz__errf(-EBADMSG, err, errlen,
 				  "tensor '%s' appears in both %s and %s",
 				  by[i]->name, s->files[by[i - 1]->file].path,
 				  s->files[by[i]->file].path);
@@ -310,13 +299,13 @@ int src_open(const char *const *srcs, size_t n, src_set *out, char *err,
 	int rc = 0;
 	struct stat st;
 	if (n == 0)
-		return fail(-EINVAL, err, errlen, "nothing to import");
+		return tcz__errf(-EINVAL, err, errlen, "nothing to import");
 	if (stat(srcs[0], &st) != 0)
-		return fail(-errno, err, errlen, "%s: %s", srcs[0],
+		return tcz__errf(-errno, err, errlen, "%s: %s", srcs[0],
 			    strerror(errno));
 	if (S_ISDIR(st.st_mode)) {
 		if (n > 1)
-			return fail(-EINVAL, err, errlen,
+			return tcz__errf(-EINVAL, err, errlen,
 				    "give one directory per import");
 		char *clean = strdup(srcs[0]);
 		if (!clean)
@@ -331,12 +320,12 @@ int src_open(const char *const *srcs, size_t n, src_set *out, char *err,
 		for (size_t i = 0; rc == 0 && i < out->n_files; i++)
 			shards += out->files[i].kind == SRC_SAFETENSORS;
 		if (rc == 0 && shards == 0)
-			rc = fail(-EINVAL, err, errlen,
+			rc = tcz__errf(-EINVAL, err, errlen,
 				  "%s: no .safetensors files in the directory",
 				  srcs[0]);
 	} else if (ends_with(srcs[0], ".safetensors")) {
 		if (n > 1)
-			return fail(-EINVAL, err, errlen,
+			return tcz__errf(-EINVAL, err, errlen,
 				    "import a sharded model as its directory");
 		out->default_name = stem(srcs[0], ".safetensors");
 		rc = add_file(out, srcs[0], "model.safetensors", SRC_SAFETENSORS);
@@ -344,19 +333,19 @@ int src_open(const char *const *srcs, size_t n, src_set *out, char *err,
 		out->default_name = stem(srcs[0], ".npy");
 		for (size_t i = 0; i < n && rc == 0; i++) {
 			if (!ends_with(srcs[i], ".npy"))
-				return fail(-EINVAL, err, errlen,
+				return tcz__errf(-EINVAL, err, errlen,
 					    "%s: mix of .npy and other files",
 					    srcs[i]);
 			const char *b = strrchr(srcs[i], '/');
 			rc = add_file(out, srcs[i], b ? b + 1 : srcs[i], SRC_NPY);
 		}
 	} else if (ends_with(srcs[0], ".gguf")) {
-		return fail(-EINVAL, err, errlen,
+		return tcz__errf(-EINVAL, err, errlen,
 			    "%s: GGUF import is not supported yet; convert to "
 			    "safetensors",
 			    srcs[0]);
 	} else {
-		return fail(-EINVAL, err, errlen,
+		return tcz__errf(-EINVAL, err, errlen,
 			    "%s: expected a .safetensors file, a model "
 			    "directory or .npy files",
 			    srcs[0]);

@@ -31,21 +31,13 @@ done
 # the merged model.safetensors holds every tensor of the shards, equal
 tczfs export sharded --file model.safetensors -o "$T/merged.safetensors"
 $PY - "$T/src" "$T/merged.safetensors" <<'PY'
-import glob, json, struct, sys
-import numpy as np
-
-def load(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        h = json.loads(f.read(n))
-        data = f.read()
-    h.pop("__metadata__", None)
-    return {k: data[v["data_offsets"][0]:v["data_offsets"][1]] for k, v in h.items()}
+import glob, sys
+from stfile import tensors
 
 src = {}
 for p in sorted(glob.glob(sys.argv[1] + "/*.safetensors")):
-    src.update(load(p))
-merged = load(sys.argv[2])
+    src.update(tensors(p))
+merged = tensors(sys.argv[2])
 assert src.keys() == merged.keys(), "tensor sets differ"
 for k in src:
     assert src[k] == merged[k], k

@@ -8,6 +8,7 @@ SRC_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 GEN="$SRC_ROOT/tools/gen-model"
 MODELS=${TCZ_MODELS_DIR:-$SRC_ROOT/../shared/models}
 T=$(mktemp -d /tmp/tczfs-test.XXXXXX)
+export PYTHONPATH="$SRC_ROOT/tests/integration" # stfile.py
 export TCZFS_STORE="$T/store"
 
 cleanup() {

@@ -35,26 +35,13 @@ for f in $srcs; do
 		tczfs export $name -o "$T/$name.safetensors"
 		tczfs info $name --json >"$T/$name.json"
 		$PY - "$f" "$T/$name.safetensors" "$T/$name.json" "$mode" <<'PY'
-import json, struct, sys
+import json, sys
 import numpy as np
+from stfile import array, tensors
 
 def load(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        h = json.loads(f.read(n))
-        data = f.read()
-    h.pop("__metadata__", None)
-    out = {}
-    for k, v in h.items():
-        b = data[v["data_offsets"][0]:v["data_offsets"][1]]
-        dt = v["dtype"]
-        if dt == "BF16":
-            a = (np.frombuffer(b, np.uint16).astype(np.uint32) << 16).view(np.float32)
-        else:
-            a = np.frombuffer(b, {"F32": np.float32, "F16": np.float16,
-                                  "F64": np.float64}.get(dt, np.uint8))
-        out[k] = (dt, v["shape"], a.astype(np.float64))
-    return out
+    return {k: (dt, shape, array(dt, shape, raw).astype(np.float64).ravel())
+            for k, (dt, shape, raw) in tensors(path).items()}
 
 src, dec = load(sys.argv[1]), load(sys.argv[2])
 info = {t["name"]: t for t in json.load(open(sys.argv[3]))["tensors"]}

@@ -36,26 +36,17 @@ echo "model files byte-identical"
 check_npy() { # model source
 	tczfs info "$1" --json >"$T/info.json"
 	$PY - "$M/$1" "$2" "$T/info.json" <<'PY'
-import json, os, struct, sys
+import json, os, sys
 import numpy as np
+from stfile import array, tensors
 mdir, src, info = sys.argv[1], sys.argv[2], json.load(open(sys.argv[3]))
 rec = {t["name"]: t for t in info["tensors"]}
 files = [os.path.join(src, f) for f in sorted(os.listdir(src))
          if f.endswith(".safetensors")] if os.path.isdir(src) else [src]
-npt = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64,
-       "I32": np.int32, "U8": np.uint8, "I8": np.int8, "BOOL": np.bool_}
 n = 0
 for path in files:
-    b = open(path, "rb").read()
-    hl = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + hl]); h.pop("__metadata__", None)
-    for name, v in h.items():
-        raw = b[8 + hl + v["data_offsets"][0]:8 + hl + v["data_offsets"][1]]
-        if v["dtype"] == "BF16":
-            ref = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
-        else:
-            ref = np.frombuffer(raw, npt[v["dtype"]])
-        ref = ref.reshape(v["shape"])
+    for name, (dt, shape, raw) in tensors(path).items():
+        ref = array(dt, shape, raw)
         fn = name.replace("%", "%25").replace("/", "%2F") + ".npy"
         for mm in (None, "r"):
             a = np.load(os.path.join(mdir, "layers", fn), mmap_mode=mm)

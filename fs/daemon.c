@@ -151,7 +151,7 @@ static void teardown(tczfs *fs)
  * (LMDB environments must not cross fork()). */
 static int start(tczfs *fs, char *err, size_t errlen)
 {
-	int rc = tcz_store_open(fs->opts.store_dir, 0, &fs->store);
+	int rc = tcz_store_open(fs->opts.store_dir, TCZ_STORE_DAEMON, &fs->store);
 	if (rc)
 		return fail(err, errlen, rc, "%s", tcz_store_errmsg());
 	if ((rc = tcz_cache_create(fs->opts.cache_bytes, &fs->cache)))

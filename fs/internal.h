@@ -34,6 +34,7 @@ static inline fuse_ino_t ino_make(uint64_t id, uint32_t local)
 typedef struct fs_view {
 	tcz_snap *sn;
 	uint64_t gen;
+	uint64_t born; /* CLOCK_MONOTONIC seconds */
 	atomic_uint refs;
 } fs_view;
 

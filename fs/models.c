@@ -10,6 +10,18 @@
 #include "fs/names.h"
 #include "store/npy.h"
 
+/* A view older than this is renewed even when no model changed: an open
+ * LMDB snapshot keeps the pages freed after it (by the daemon's own
+ * statistics writes, say) from being reused, and the file would grow. */
+#define VIEW_MAX_AGE 10
+
+static uint64_t mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
 static fs_view *view_new(tczfs *fs, int *err)
 {
 	fs_view *v = calloc(1, sizeof *v);
@@ -23,6 +35,7 @@ static fs_view *view_new(tczfs *fs, int *err)
 		return NULL;
 	}
 	v->gen = tcz_snap_generation(v->sn);
+	v->born = mono_s();
 	atomic_init(&v->refs, 1);
 	return v;
 }
@@ -112,13 +125,26 @@ int fs_refresh(tczfs *fs)
 {
 	uint64_t g;
 	int rc = tcz_store_generation(fs->store, &g);
-	if (rc)
+	if (rc) {
+		/* e.g. another process grew the map past ours while views are
+		 * open: say so, now and then, rather than go quietly stale */
+		static _Atomic uint64_t last_warn;
+		uint64_t now = mono_s();
+		if (now - atomic_load(&last_warn) >= 60) {
+			atomic_store(&last_warn, now);
+			fs_log(fs, LOG_WARNING,
+			       "cannot see store changes: %s (%s); a remount "
+			       "will",
+			       strerror(-rc), tcz_store_errmsg());
+		}
 		return rc;
+	}
 	pthread_mutex_lock(&fs->lock);
-	int same = fs->view->gen == g;
+	int fresh = fs->view->gen == g &&
+		    mono_s() - fs->view->born < VIEW_MAX_AGE;
 	prune(fs);
 	pthread_mutex_unlock(&fs->lock);
-	if (same)
+	if (fresh)
 		return 0;
 	fs_view *nv = view_new(fs, &rc);
 	if (!nv) {
@@ -128,7 +154,7 @@ int fs_refresh(tczfs *fs)
 	}
 	fs_view *old = NULL;
 	pthread_mutex_lock(&fs->lock);
-	if (nv->gen > fs->view->gen) {
+	if (nv->gen >= fs->view->gen) {
 		old = fs->view;
 		fs->view = nv;
 		mark_gone(fs, nv);

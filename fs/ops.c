@@ -265,39 +265,33 @@ static int dir_add(fuse_req_t req, dirbuf *b, const char *name,
 	return 0;
 }
 
-static void tczfs_ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
-			     off_t off, struct fuse_file_info *fi)
+/* Builds the whole listing of directory ino into b. */
+static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 {
-	(void)fi;
-	tczfs *fs = fs_of(req);
 	node n;
 	int rc = resolve(fs, ino, &n);
-	if (rc) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	dirbuf b = {0};
+	if (rc)
+		return rc;
 	fuse_ino_t up = n.kind == N_ROOT || n.kind == N_MODEL ||
 				n.kind == N_ASIC || n.kind == N_STREAMS
 			? INO_ROOT
 			: ino_make(n.fm ? n.fm->id : 0, LOCAL_DIR);
 	switch (n.kind) {
 	case N_ROOT: {
-		if (off == 0)
-			fs_refresh(fs); /* a listing shows what is there now */
+		fs_refresh(fs); /* a listing shows what is there now */
 		fs_view *v = fs_view_get(fs, 0);
 		char **names = NULL;
 		size_t cnt = 0;
 		rc = tcz_snap_list(v->sn, &names, &cnt);
 		if (rc == 0)
-			rc = dir_add(req, &b, ".", INO_ROOT, S_IFDIR) ||
-			     dir_add(req, &b, "..", INO_ROOT, S_IFDIR) ||
-			     dir_add(req, &b, "asic", INO_ASIC, S_IFDIR) ||
-			     dir_add(req, &b, "streams", INO_STREAMS, S_IFDIR);
+			rc = dir_add(req, b, ".", INO_ROOT, S_IFDIR) ||
+			     dir_add(req, b, "..", INO_ROOT, S_IFDIR) ||
+			     dir_add(req, b, "asic", INO_ASIC, S_IFDIR) ||
+			     dir_add(req, b, "streams", INO_STREAMS, S_IFDIR);
 		for (size_t i = 0; rc == 0 && i < cnt; i++) {
 			uint64_t id;
 			if (tcz_snap_model_id(v->sn, names[i], &id) == 0)
-				rc = dir_add(req, &b, names[i],
+				rc = dir_add(req, b, names[i],
 					     ino_make(id, LOCAL_DIR), S_IFDIR);
 		}
 		tcz_names_free(names, cnt);
@@ -306,30 +300,30 @@ static void tczfs_ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 	}
 	case N_ASIC:
 	case N_STREAMS:
-		rc = dir_add(req, &b, ".", ino, S_IFDIR) ||
-		     dir_add(req, &b, "..", INO_ROOT, S_IFDIR);
+		rc = dir_add(req, b, ".", ino, S_IFDIR) ||
+		     dir_add(req, b, "..", INO_ROOT, S_IFDIR);
 		break;
 	case N_MODEL: {
 		const tcz_model *m = n.fm->m;
-		rc = dir_add(req, &b, ".", ino, S_IFDIR) ||
-		     dir_add(req, &b, "..", up, S_IFDIR);
+		rc = dir_add(req, b, ".", ino, S_IFDIR) ||
+		     dir_add(req, b, "..", up, S_IFDIR);
 		for (uint32_t f = 0; rc == 0 && f < m->n_files; f++) {
 			uint32_t k = n.fm->file_order[f];
-			rc = dir_add(req, &b, m->files[k].name,
+			rc = dir_add(req, b, m->files[k].name,
 				     ino_make(m->id, LOCAL_FILE0 + k), S_IFREG);
 		}
 		if (rc == 0)
-			rc = dir_add(req, &b, "layers",
+			rc = dir_add(req, b, "layers",
 				     ino_make(m->id, LOCAL_LAYERS), S_IFDIR);
 		break;
 	}
 	case N_LAYERS: {
 		const tcz_model *m = n.fm->m;
-		rc = dir_add(req, &b, ".", ino, S_IFDIR) ||
-		     dir_add(req, &b, "..", up, S_IFDIR);
+		rc = dir_add(req, b, ".", ino, S_IFDIR) ||
+		     dir_add(req, b, "..", up, S_IFDIR);
 		for (uint32_t t = 0; rc == 0 && t < m->n_tensors; t++) {
 			uint32_t k = n.fm->npy_order[t];
-			rc = dir_add(req, &b, n.fm->npy_name[k],
+			rc = dir_add(req, b, n.fm->npy_name[k],
 				     ino_make(m->id, LOCAL_NPY0 + k), S_IFREG);
 		}
 		break;
@@ -337,30 +331,65 @@ static void tczfs_ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 	default:
 		rc = -ENOTDIR;
 	}
-	if (rc) {
-		fuse_reply_err(req, rc == -ENOTDIR ? ENOTDIR : ENOMEM);
-	} else if ((size_t)off < b.len) {
-		size_t len = b.len - (size_t)off < size ? b.len - (size_t)off : size;
-		/* never cut an entry: fuse_add_direntry records each one's end
-		 * as the next offset, so shrink to the last whole entry */
-		size_t at = (size_t)off, end = at;
-		while (end < b.len) {
-			struct fuse_dirent_hdr {
-				uint64_t ino, off;
-				uint32_t namelen, type;
-			} h;
-			memcpy(&h, b.p + end, sizeof h);
-			size_t next = (size_t)h.off;
-			if (next - at > len)
-				break;
-			end = next;
-		}
-		fuse_reply_buf(req, b.p + at, end - at);
-	} else {
-		fuse_reply_buf(req, NULL, 0);
-	}
-	free(b.p);
 	fs_model_put(fs, n.fm);
+	return rc < 0 ? rc : rc ? -ENOMEM : 0;
+}
+
+/* A listing is made once per opendir and served in slices from it, so
+ * the offsets the kernel hands back always fall on entries of the same
+ * listing, however the store changes meanwhile. */
+static void tczfs_ll_opendir(fuse_req_t req, fuse_ino_t ino,
+			     struct fuse_file_info *fi)
+{
+	tczfs *fs = fs_of(req);
+	dirbuf *b = calloc(1, sizeof *b);
+	int rc = b ? list_dir(req, fs, ino, b) : -ENOMEM;
+	if (rc) {
+		if (b)
+			free(b->p);
+		free(b);
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)b;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		free(b->p);
+		free(b);
+	}
+}
+
+static void tczfs_ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
+			     off_t off, struct fuse_file_info *fi)
+{
+	(void)ino;
+	const dirbuf *b = (const dirbuf *)(uintptr_t)fi->fh;
+	size_t at = (size_t)off, end = at;
+	/* whole entries only: each records where the next one starts */
+	struct fuse_dirent_hdr {
+		uint64_t ino, off;
+		uint32_t namelen, type;
+	} h;
+	while (end + sizeof h <= b->len) {
+		memcpy(&h, b->p + end, sizeof h);
+		size_t next = (size_t)h.off;
+		if (next <= end || next > b->len || next - at > size)
+			break;
+		end = next;
+	}
+	if (at < b->len && end == at && off > 0 && size >= b->len - at)
+		fuse_reply_err(req, EINVAL); /* not an offset we gave */
+	else
+		fuse_reply_buf(req, end > at ? b->p + at : NULL, end - at);
+}
+
+static void tczfs_ll_releasedir(fuse_req_t req, fuse_ino_t ino,
+				struct fuse_file_info *fi)
+{
+	(void)ino;
+	dirbuf *b = (dirbuf *)(uintptr_t)fi->fh;
+	free(b->p);
+	free(b);
+	fuse_reply_err(req, 0);
 }
 
 static void tczfs_ll_open(fuse_req_t req, fuse_ino_t ino,
@@ -553,11 +582,15 @@ static void tczfs_ll_getxattr(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	char buf[512];
+	char buf[1024];
 	int len = -ENODATA;
 	for (size_t k = 0; k < N_XATTR; k++)
 		if (strcmp(name, xattr_names[k]) == 0 && n.fm)
 			len = xattr_value(&n, k, buf, sizeof buf);
+	/* snprintf reports what it would have written: never reply with
+	 * more than buf holds */
+	if (len >= (int)sizeof buf)
+		len = -E2BIG;
 	if (len < 0)
 		fuse_reply_err(req, -len);
 	else if (size == 0)
@@ -578,7 +611,7 @@ static void tczfs_ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	char list[1024], tmp[512];
+	char list[1024], tmp[1024];
 	size_t len = 0;
 	for (size_t k = 0; n.fm && k < N_XATTR; k++) {
 		if (xattr_value(&n, k, tmp, sizeof tmp) < 0)
@@ -627,7 +660,9 @@ const struct fuse_lowlevel_ops tczfs_ll_ops = {
 	.forget = tczfs_ll_forget,
 	.forget_multi = tczfs_ll_forget_multi,
 	.getattr = tczfs_ll_getattr,
+	.opendir = tczfs_ll_opendir,
 	.readdir = tczfs_ll_readdir,
+	.releasedir = tczfs_ll_releasedir,
 	.open = tczfs_ll_open,
 	.read = tczfs_ll_read,
 	.release = tczfs_ll_release,

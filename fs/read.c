@@ -326,16 +326,16 @@ static void widen_copy(unsigned char *dst, const unsigned char *src,
 
 /* ---- the read --------------------------------------------------------- */
 
-/* The view a read of f uses: its own, moved to the newest one when the
- * store changed and its model is still there (so old snapshots are let
+/* The view a read of f uses: its own, moved to the newest one when there
+ * is a newer one and its model is still there (so old snapshots are let
  * go), kept when the model was removed (open files read on). */
 static fs_view *file_view(tczfs *fs, fs_file *f)
 {
 	pthread_mutex_lock(&f->lock);
-	fs_view *v = f->view;
+	const fs_view *mine = f->view; /* compared, never dereferenced */
 	pthread_mutex_unlock(&f->lock);
 	pthread_mutex_lock(&fs->lock);
-	int stale = fs->view->gen != v->gen;
+	int stale = fs->view != mine;
 	pthread_mutex_unlock(&fs->lock);
 	if (stale) {
 		fs_view *cur = fs_view_get(fs, 0);
@@ -350,7 +350,7 @@ static fs_view *file_view(tczfs *fs, fs_file *f)
 		}
 	}
 	pthread_mutex_lock(&f->lock);
-	v = f->view;
+	fs_view *v = f->view;
 	atomic_fetch_add(&v->refs, 1);
 	pthread_mutex_unlock(&f->lock);
 	return v;

@@ -295,7 +295,9 @@ int tcz_store_open(const char *dir, unsigned flags, tcz_store **out)
 	s->flags = flags;
 	pthread_mutex_init(&s->map_lock, NULL);
 
-	uint64_t map = env_u64("TCZFS_MAPSIZE", MAP_DEFAULT);
+	uint64_t map = env_u64("TCZFS_MAPSIZE", (flags & TCZ_STORE_DAEMON)
+							? (1ull << 40)
+							: MAP_DEFAULT);
 	while (map < 2 * fsize)
 		map *= 2;
 

@@ -99,12 +99,26 @@ static void job_fail(job *j, int rc, const char *fmt, ...)
 	pthread_mutex_unlock(&j->lock);
 }
 
+/* Waits on cond for at most 100 ms: the cancel flag is set from a signal
+ * handler, which cannot signal a condition variable. */
+static void wait_a_while(pthread_cond_t *cond, pthread_mutex_t *lock)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 100000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_timedwait(cond, lock, &ts);
+}
+
 /* Hands an item to the writer; waits while the queue is full. */
 static int push(job *j, qitem *it)
 {
 	pthread_mutex_lock(&j->lock);
 	while (j->qlen == j->qcap && !j->err && !cancelled)
-		pthread_cond_wait(&j->not_full, &j->lock);
+		wait_a_while(&j->not_full, &j->lock);
 	int rc = j->err ? j->err : cancelled ? -EINTR : 0;
 	if (rc == 0) {
 		j->q[(j->qhead + j->qlen) % j->qcap] = *it;
@@ -388,6 +402,20 @@ static int emit_tt(job *j, uint32_t t, const src_tensor *st, tcz_tt *tt,
 	return rc;
 }
 
+/* True when every value of float tensor st is finite. */
+static int all_finite(enc *e, const src_tensor *st)
+{
+	size_t es = tcz_dtype_size(st->dtype), per = TCZ_CHUNK_MAX / 2;
+	for (uint64_t at = 0; at < st->numel; at += per) {
+		size_t n = st->numel - at < per ? (size_t)(st->numel - at) : per;
+		tcz_dtype_to_f32(st->dtype, st->data + at * es, n, e->a);
+		for (size_t i = 0; i < n; i++)
+			if (!isfinite(e->a[i]))
+				return 0;
+	}
+	return 1;
+}
+
 /* May tensor st be stored lossy under the options? */
 static int lossy_allowed(const job *j, const src_tensor *st)
 {
@@ -427,10 +455,11 @@ static int encode_tensor(job *j, enc *e, uint32_t t)
 		return encode_lossless(j, e, t, st);
 
 	if (o->profile == TCZ_PROFILE_BITS) {
-		rc = quant_pass(j, e, t, st, o->bits, 1, &err, &size);
-		if (rc == -EDOM) /* NaN/inf: quantization is meaningless */
+		/* NaN/inf make quantization meaningless; checked first, as
+		 * chunks emitted before one would be left behind */
+		if (!all_finite(e, st))
 			return encode_lossless(j, e, t, st);
-		return rc;
+		return quant_pass(j, e, t, st, o->bits, 1, &err, &size);
 	}
 	if (o->profile == TCZ_PROFILE_TT) {
 		tcz_tt *tt;
@@ -712,18 +741,25 @@ static int assemble(tcz_import_tx *tx, const src_set *src, tcz_model *m,
 					   m->tensors[t].nbytes);
 		}
 	}
-	/* file names must be unique in the model directory */
-	for (uint32_t i = 0; rc == 0 && i < m->n_files; i++)
-		for (uint32_t k = 0; k < i; k++)
-			if (strcmp(m->files[i].name, m->files[k].name) == 0 ||
-			    strcmp(m->files[i].name, "layers") == 0) {
+	/* file names must be unique in the model directory, where layers/
+	 * is taken */
+	for (uint32_t i = 0; rc == 0 && i < m->n_files; i++) {
+		if (strcmp(m->files[i].name, "layers") == 0) {
+			rc = -EBADMSG;
+			snprintf(err, errlen,
+				 "a file named 'layers' cannot be imported (the "
+				 "model directory's layers/ holds the tensors)");
+			break;
+		}
+		for (uint32_t k = 0; rc == 0 && k < i; k++)
+			if (strcmp(m->files[i].name, m->files[k].name) == 0) {
 				rc = -EBADMSG;
 				snprintf(err, errlen,
 					 "file name '%s' is used twice in the "
 					 "model directory",
 					 m->files[i].name);
-				break;
 			}
+	}
 	ZSTD_freeCCtx(z);
 	free(out);
 	return rc;
@@ -758,7 +794,7 @@ static int write_all(job *j, tcz_import_tx *tx, uint64_t total)
 	for (;;) {
 		pthread_mutex_lock(&j->lock);
 		while (j->qlen == 0 && j->running && !j->err && !cancelled)
-			pthread_cond_wait(&j->not_empty, &j->lock);
+			wait_a_while(&j->not_empty, &j->lock);
 		if (j->err || cancelled || (j->qlen == 0 && !j->running)) {
 			rc = j->err ? j->err : cancelled ? -EINTR : 0;
 			pthread_mutex_unlock(&j->lock);
@@ -944,13 +980,19 @@ int tcz_import(tcz_store *s, const char *const *srcs, size_t n,
 	for (size_t i = 0; i < src.n_tensors; i++)
 		total += src.tensors[i].nbytes;
 	if (rc == 0) {
-		j.running = jobs;
-		for (; started < jobs; started++)
-			if (pthread_create(&th[started], NULL, worker, &j))
+		/* counted before each start: a worker with nothing to do may
+		 * finish (and count itself out) before the next one starts */
+		for (; started < jobs; started++) {
+			pthread_mutex_lock(&j.lock);
+			j.running++;
+			pthread_mutex_unlock(&j.lock);
+			if (pthread_create(&th[started], NULL, worker, &j)) {
+				pthread_mutex_lock(&j.lock);
+				j.running--;
+				pthread_mutex_unlock(&j.lock);
 				break;
-		pthread_mutex_lock(&j.lock);
-		j.running = started; /* threads that failed to start never run */
-		pthread_mutex_unlock(&j.lock);
+			}
+		}
 		if (started == 0)
 			rc = -EAGAIN;
 		else

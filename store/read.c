@@ -278,24 +278,6 @@ int tcz_snap_model(tcz_snap *sn, const char *name, tcz_model **out)
 	return rc;
 }
 
-int tcz_snap_chunk(tcz_snap *sn, const unsigned char key[TCZ_KEY_LEN],
-		   const void **val, size_t *len)
-{
-	MDB_val k = {TCZ_KEY_LEN, (void *)key}, d;
-	pthread_mutex_lock(&sn->lock);
-	int rc = mdb_get(sn->txn, sn->s->chunks, &k, &d);
-	pthread_mutex_unlock(&sn->lock);
-	if (rc)
-		return rc == MDB_NOTFOUND ? -ENOENT : tcz__mdb_err(rc);
-	unsigned char got[TCZ_KEY_LEN];
-	tcz__chunk_key(d.mv_data, d.mv_size, got);
-	if (memcmp(got, key, TCZ_KEY_LEN) != 0)
-		return -EIO;
-	*val = d.mv_data;
-	*len = d.mv_size;
-	return 0;
-}
-
 static int snap_tt(tcz_snap *sn, const tcz_model *m, uint32_t t,
 		   struct tcz_tt **out);
 

@@ -50,6 +50,9 @@ typedef struct tcz_store tcz_store;
 
 #define TCZ_STORE_CREATE 0x1u /* create the directory and databases */
 #define TCZ_STORE_RDONLY 0x2u /* no writes (ls, info, export) */
+#define TCZ_STORE_DAEMON 0x4u /* long-lived (mount): reserve a 1 TiB map,
+			       * as open views keep it from adopting a map
+			       * another process grew */
 
 /* Opens the store in directory dir (created 0700 with TCZ_STORE_CREATE,
  * files 0600). The schema version is checked.
@@ -179,11 +182,6 @@ int tcz_snap_model_id(tcz_snap *sn, const char *name, uint64_t *id);
 /* Loads a model's records. Errors: -ENOENT no such model; -EIO a record's
  * checksum failed; -EBADMSG a record is malformed; -ENOMEM. */
 int tcz_snap_model(tcz_snap *sn, const char *name, tcz_model **out);
-
-/* The verified value of a chunk; *val points into the map.
- * Errors: -ENOENT missing; -EIO the value does not match its key. */
-int tcz_snap_chunk(tcz_snap *sn, const unsigned char key[TCZ_KEY_LEN],
-		   const void **val, size_t *len);
 
 /* Loads the TT cores of tensor t of model m (checksums verified); free with
  * tcz_tt_free (codec/tt.h). Errors: -ENOENT, -EIO, -EBADMSG, -ENOMEM. */

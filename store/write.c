@@ -144,6 +144,17 @@ static int write_items(tcz_import_tx *tx, MDB_txn *txn)
 {
 	tcz_store *s = tx->s;
 	tcz_wbuf w;
+	/* Our marker must still be there: another writer that judged this
+	 * process dead (a pid namespace it cannot see into) has rolled the
+	 * import back, and its chunks may be gone. */
+	unsigned char mk[8];
+	tcz__key_id(mk, tx->id);
+	MDB_val mkv = {8, mk}, mdv;
+	if (mdb_get(txn, s->imports, &mkv, &mdv) != 0)
+		return tcz__fail(-ECANCELED,
+				 "import of %s was rolled back by another "
+				 "process; run it again",
+				 tx->name);
 	tcz_wb_init(&w);
 	int rc = 0;
 	for (size_t i = 0; i < tx->n && rc == 0; i++) {

@@ -33,4 +33,9 @@ tczfs ls --json | $PY -c 'import json,sys; assert json.load(sys.stdin)[0]["name"
 tczfs info m | grep -q "model.layers.0.self_attn.q_proj.weight" || fail info
 tczfs info m --json | $PY -c 'import json,sys; d=json.load(sys.stdin); assert d["lossless"] and len(d["tensors"]) > 5'
 expect_fail "export over an existing file" tczfs export m -o "$T/m.safetensors"
+# more jobs than tensors, many times: no import may hang
+for i in $(seq 40); do
+	timeout 20 "$TCZFS" import "$SRC_ROOT/tests/corpus/safetensors/valid-scalar.safetensors" \
+		--name "s$i" --jobs 8 --quiet >/dev/null || fail "import $i hung or failed"
+done
 echo ok

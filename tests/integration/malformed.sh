@@ -42,6 +42,10 @@ echo '{"weight_map": {"a": "a.safetensors", "zz": "a.safetensors"}}' \
 	>"$T/dir/model.safetensors.index.json"
 expect_fail "index lists a missing tensor" tczfs import "$T/dir"
 grep -q "'zz'" "$T/err" || fail "index: $(cat "$T/err")"
+rm "$T/dir/model.safetensors.index.json"
+echo x >"$T/dir/layers"
+expect_fail "a file named layers" tczfs import "$T/dir"
+grep -q "layers" "$T/err" || fail "layers: $(cat "$T/err")"
 [ "$(state)" = "$before" ] || fail "the store changed"
 
 # wrong options and names are refused before anything happens

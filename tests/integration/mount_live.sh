@@ -34,6 +34,32 @@ cat <&7 >"$T/b.read"
 cmp -s "$T/b.safetensors" "$T/b.read" || fail "an open file of a removed model stopped reading"
 exec 7<&-
 
+# a listing is one snapshot: changing the store in the middle of it (here
+# between 1 KiB getdents batches) neither cuts it short nor garbles it
+for i in $(seq 1 60); do
+	tczfs import "$SRC_ROOT/tests/corpus/safetensors/valid-two.safetensors" \
+		--name "many$i" --quiet >/dev/null
+done
+seen=$("$SLOW_LISTDIR" "$M" "$TCZFS rm many30 && sleep 1.2")
+# ., .., asic, streams, a and the 60 (b was removed above)
+[ "$seen" = 65 ] || fail "a listing changed mid-way saw $seen entries, not 65"
+[ "$(ls "$M" | wc -l)" = 62 ] || fail "the next listing: $(ls "$M" | wc -l)"
+for i in $(seq 1 60); do [ $i = 30 ] || tczfs rm "many$i"; done
+
+# a huge shape: its xattr is whole and nothing past it leaks
+$PY - "$T/huge.safetensors" <<'PY'
+import json, struct, sys
+h = {"z": {"dtype": "F32", "shape": [0] + [2**63 - 1] * 31, "data_offsets": [0, 0]},
+     "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
+j = json.dumps(h).encode()
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(j)) + j + bytes(8))
+PY
+tczfs import "$T/huge.safetensors" --name huge --quiet >/dev/null
+v=$(getfattr --only-values -n user.tczfs.shape "$M/huge/layers/z.npy")
+[ "$v" = "[0$(printf ', %s' $(seq 31 | sed 's/.*/9223372036854775807/'))]" ] ||
+	fail "shape xattr: $v"
+tczfs rm huge
+
 # access statistics reach the store
 cat "$M/a/model.safetensors" >/dev/null
 sleep 2.5

@@ -276,7 +276,13 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 				n.kind == N_ASIC || n.kind == N_STREAMS
 			? INO_ROOT
 			: ino_make(n.fm ? n.fm->id : 0, LOCAL_DIR);
-	switch (n.kind) {
+	if (n.kind == N_FILE || n.kind == N_NPY) {
+		fs_model_put(fs, n.fm);
+		return -ENOTDIR;
+	}
+	rc = dir_add(req, b, ".", ino, S_IFDIR) ||
+	     dir_add(req, b, "..", up, S_IFDIR);
+	switch (rc ? -1 : (int)n.kind) {
 	case N_ROOT: {
 		fs_refresh(fs); /* a listing shows what is there now */
 		fs_view *v = fs_view_get(fs, 0);
@@ -284,9 +290,7 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 		size_t cnt = 0;
 		rc = tcz_snap_list(v->sn, &names, &cnt);
 		if (rc == 0)
-			rc = dir_add(req, b, ".", INO_ROOT, S_IFDIR) ||
-			     dir_add(req, b, "..", INO_ROOT, S_IFDIR) ||
-			     dir_add(req, b, "asic", INO_ASIC, S_IFDIR) ||
+			rc = dir_add(req, b, "asic", INO_ASIC, S_IFDIR) ||
 			     dir_add(req, b, "streams", INO_STREAMS, S_IFDIR);
 		for (size_t i = 0; rc == 0 && i < cnt; i++) {
 			uint64_t id;
@@ -298,15 +302,8 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 		fs_view_put(fs, v);
 		break;
 	}
-	case N_ASIC:
-	case N_STREAMS:
-		rc = dir_add(req, b, ".", ino, S_IFDIR) ||
-		     dir_add(req, b, "..", INO_ROOT, S_IFDIR);
-		break;
 	case N_MODEL: {
 		const tcz_model *m = n.fm->m;
-		rc = dir_add(req, b, ".", ino, S_IFDIR) ||
-		     dir_add(req, b, "..", up, S_IFDIR);
 		for (uint32_t f = 0; rc == 0 && f < m->n_files; f++) {
 			uint32_t k = n.fm->file_order[f];
 			rc = dir_add(req, b, m->files[k].name,
@@ -319,8 +316,6 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 	}
 	case N_LAYERS: {
 		const tcz_model *m = n.fm->m;
-		rc = dir_add(req, b, ".", ino, S_IFDIR) ||
-		     dir_add(req, b, "..", up, S_IFDIR);
 		for (uint32_t t = 0; rc == 0 && t < m->n_tensors; t++) {
 			uint32_t k = n.fm->npy_order[t];
 			rc = dir_add(req, b, n.fm->npy_name[k],
@@ -328,8 +323,8 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 		}
 		break;
 	}
-	default:
-		rc = -ENOTDIR;
+	default: /* asic/ and streams/ are empty; or an error above */
+		break;
 	}
 	fs_model_put(fs, n.fm);
 	return rc < 0 ? rc : rc ? -ENOMEM : 0;

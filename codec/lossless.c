@@ -1,4 +1,4 @@
-/* Lossless codec: byte planes + zstd. Blob layout: docs/format-lossless.md.
+/* Lossless codec: byte planes + zstd. Blob layout: docs/formats.md.
  *
  * The input is cut into blocks of LL_BLOCK_ELEMS elements so that the
  * planes of one block (at most 512 KiB, 128 KiB for 16-bit types) stay in

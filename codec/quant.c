@@ -9,7 +9,7 @@
 #include "codec/half.h"
 #include "codec/qkernel.h"
 
-/* Blob layout (docs/format-quant.md), little-endian:
+/* Blob layout (docs/formats.md), little-endian:
  *   0 u32 magic "TCZQ"  4 u8 version  5 u8 bits  6 u8 flags  7 u8 zero
  *   8 u32 group_len    12 u64 n       20 scales[S] (f16, or f32 if flagged)
  *   20 + S*w  packed codes, ceil(n*bits/8) bytes */

@@ -1,5 +1,5 @@
 /* Lossless codec: exact round trips for every dtype and length, the blob
- * layout of docs/format-lossless.md checked byte by byte (planes decoded
+ * layout of docs/formats.md checked byte by byte (planes decoded
  * with libzstd directly, the header check recomputed here), entropy bounds
  * on synthetic data, real-model ratios, and malformed blobs. */
 #include <errno.h>

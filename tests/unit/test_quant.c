@@ -1,7 +1,7 @@
 /* Groupwise quantization against its closed-form rules: the stored scale
  * is f16(max|v|/qmax) (or f32 when f16 cannot hold it), every decoded
  * value is an integer multiple q*s with |q| <= qmax and |v - v'| <= s/2
- * (plus float slack), the blob size follows docs/format-quant.md, a blob
+ * (plus float slack), the blob size follows docs/formats.md, a blob
  * written by hand decodes, malformed blobs are refused, and real weights
  * meet the error figures. */
 #include <dirent.h>
@@ -51,7 +51,7 @@ static size_t ceil_div(size_t a, size_t b)
 	return a / b + (a % b != 0);
 }
 
-/* docs/format-quant.md: header 20 + S scales of w bytes + codes */
+/* docs/formats.md: header 20 + S scales of w bytes + codes */
 static size_t want_size(size_t n, unsigned bits, uint32_t g, size_t w)
 {
 	return HDR + w * ceil_div(n, g) + ceil_div(n * bits, 8);
@@ -267,7 +267,7 @@ static void bad_arguments(void **state)
 	assert_int_equal(tcz_quant_bound(SIZE_MAX, &p), 0);
 }
 
-/* A blob written out by hand from docs/format-quant.md: n = 5, G = 4,
+/* A blob written out by hand from docs/formats.md: n = 5, G = 4,
  * 4 bits (qmax 7). Group 0 {7, -3, 0, 1.2}: scale 1 (f16 0x3c00), q {7,
  * -3, 0, 1}, u {14, 4, 7, 8}. Group 1 {-1.75}: scale 0.25 (0x3400), q -7,
  * u 0. Codes LSB first: 0x4e, 0x87, 0x00 (20 bits). */

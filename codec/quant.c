@@ -209,3 +209,18 @@ int tcz_quant_decode(const void *src, size_t len, float *dst, size_t n)
 	tcz_qk_decode(b.codes, 0, n, b.glen, b.scales, b.f32, b.bits, dst);
 	return 0;
 }
+
+int tcz_quant_decode_range(const void *src, size_t len, size_t first,
+			   size_t count, float *dst)
+{
+	qblob b;
+	int r = parse(src, len, &b);
+	if (r)
+		return r;
+	if (first % b.glen || count > b.n || first > b.n - count)
+		return -EINVAL;
+	size_t w = b.f32 ? 4 : 2;
+	tcz_qk_decode(b.codes, first, count, b.glen,
+		      b.scales + first / b.glen * w, b.f32, b.bits, dst);
+	return 0;
+}

@@ -47,6 +47,13 @@ int tcz_quant_peek(const void *src, size_t len, tcz_quant_params *p,
  * Errors: -EBADMSG malformed blob; -EINVAL n differs from the blob's. */
 int tcz_quant_decode(const void *src, size_t len, float *dst, size_t n);
 
+/* Decodes values [first, first+count) of a blob into dst[count]; first
+ * must start a group. Never reads outside [src, src+len).
+ * Errors: -EBADMSG malformed blob; -EINVAL a range outside the blob or
+ * not starting a group. */
+int tcz_quant_decode_range(const void *src, size_t len, size_t first,
+			   size_t count, float *dst);
+
 /* Encoded size in bytes for n values, f16 scales, without building it
  * (header + scales + packed codes); 0 on invalid parameters. */
 size_t tcz_quant_size(size_t n, const tcz_quant_params *p);

@@ -11,7 +11,7 @@
 
 /* Scratch for reconstruction is kept under this many floats by shrinking
  * the chunk of elements done per pass. */
-#define RECON_SCRATCH_MAX ((size_t)1 << 22)
+#define RECON_SCRATCH_MAX ((size_t)1 << 18) /* 1 MiB: readers run it per chunk */
 #define RECON_CHUNK ((size_t)1 << 16)
 
 struct tcz_tt {
@@ -22,6 +22,7 @@ struct tcz_tt {
 	size_t numel;
 	size_t params;
 	double err_bound; /* NaN when unknown (built from cores) */
+	int borrowed;     /* cores belong to the caller (tcz_tt_wrap) */
 };
 
 void tcz_tt_params_default(tcz_tt_params *p)
@@ -93,7 +94,7 @@ void tcz_tt_free(tcz_tt *tt)
 {
 	if (!tt)
 		return;
-	for (unsigned k = 0; k < tt->d; k++)
+	for (unsigned k = 0; k < tt->d && !tt->borrowed; k++)
 		free(tt->cores[k]);
 	free(tt);
 }
@@ -223,25 +224,23 @@ fail:
 	return rc;
 }
 
-int tcz_tt_from_cores(unsigned d, const size_t *modes, const size_t *ranks,
-		      const float *const *cores, tcz_tt **out)
+/* A TT of the given shape with no cores yet, validated. */
+static int tt_shell(unsigned d, const size_t *modes, const size_t *ranks,
+		    const float *const *cores, tcz_tt **out)
 {
 	size_t numel, params;
 	int rc;
-
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	if ((rc = check_modes(d, modes, &numel)))
-		return rc;
-	if ((rc = check_ranks(d, modes, ranks, &params)))
+	if ((rc = check_modes(d, modes, &numel)) ||
+	    (rc = check_ranks(d, modes, ranks, &params)))
 		return rc;
 	if (!cores)
 		return -EINVAL;
 	for (unsigned k = 0; k < d; k++)
 		if (!cores[k])
 			return -EINVAL;
-
 	tcz_tt *tt = calloc(1, sizeof *tt);
 	if (!tt)
 		return -ENOMEM;
@@ -251,6 +250,21 @@ int tcz_tt_from_cores(unsigned d, const size_t *modes, const size_t *ranks,
 	tt->err_bound = NAN;
 	memcpy(tt->modes, modes, d * sizeof *modes);
 	memcpy(tt->ranks, ranks, (d + 1) * sizeof *ranks);
+	*out = tt;
+	return 0;
+}
+
+int tcz_tt_from_cores(unsigned d, const size_t *modes, const size_t *ranks,
+		      const float *const *cores, tcz_tt **out)
+{
+	tcz_tt *tt;
+	if (!out)
+		return -EINVAL;
+	int rc = tt_shell(d, modes, ranks, cores, out);
+	if (rc)
+		return rc;
+	tt = *out;
+	*out = NULL;
 	for (unsigned k = 0; k < d; k++) {
 		size_t sz = core_size(tt, k);
 		if (sum_sq(cores[k], sz) < 0.0) {
@@ -269,6 +283,23 @@ int tcz_tt_from_cores(unsigned d, const size_t *modes, const size_t *ranks,
 fail:
 	tcz_tt_free(tt);
 	return rc;
+}
+
+int tcz_tt_wrap(unsigned d, const size_t *modes, const size_t *ranks,
+		const float *const *cores, tcz_tt **out)
+{
+	int rc = tt_shell(d, modes, ranks, cores, out);
+	if (rc)
+		return rc;
+	(*out)->borrowed = 1;
+	for (unsigned k = 0; k < d; k++)
+		(*out)->cores[k] = (float *)cores[k];
+	return 0;
+}
+
+int tcz_tt_cores_finite(const float *a, size_t n)
+{
+	return sum_sq(a, n) >= 0.0;
 }
 
 unsigned tcz_tt_order(const tcz_tt *tt)

@@ -46,7 +46,17 @@ int tcz_tt_decompose(const float *a, unsigned d, const size_t *modes,
 int tcz_tt_from_cores(unsigned d, const size_t *modes, const size_t *ranks,
 		      const float *const *cores, tcz_tt **out);
 
-void tcz_tt_free(tcz_tt *tt); /* NULL is fine */
+/* Like tcz_tt_from_cores, but the cores are borrowed, not copied: they
+ * must outlive the result, and are not checked for NaN/inf (see
+ * tcz_tt_cores_finite). For readers whose cores live in a shared cache.
+ * Errors: as tcz_tt_from_cores but -EDOM. */
+int tcz_tt_wrap(unsigned d, const size_t *modes, const size_t *ranks,
+		const float *const *cores, tcz_tt **out);
+
+/* True when the n floats at a are all finite. */
+int tcz_tt_cores_finite(const float *a, size_t n);
+
+void tcz_tt_free(tcz_tt *tt); /* NULL is fine (borrowed cores stay) */
 
 unsigned tcz_tt_order(const tcz_tt *tt);
 size_t tcz_tt_mode(const tcz_tt *tt, unsigned k);  /* k < d */

@@ -19,6 +19,8 @@
 #include "fs/internal.h"
 
 #define READAHEAD_KB 16384 /* kernel readahead on the mount: decode ahead */
+#define GC_INTERVAL 5             /* seconds */
+#define READER_CHECK_INTERVAL 30  /* seconds */
 
 extern char **environ;
 
@@ -60,15 +62,34 @@ static int check_mountpoint(const char *mnt, char *err, size_t errlen)
 }
 
 /* Raises the kernel's readahead for this mount (root only; best effort):
- * FUSE starts at 128 KiB, too little to keep decoders busy. */
+ * FUSE starts at 128 KiB, too little to keep decoders busy. The mount's
+ * device number comes from mountinfo: a stat of the mount point would be
+ * a request to this very daemon. */
 static void raise_readahead(tczfs *fs)
 {
-	struct stat st;
-	if (stat(fs->opts.mountpoint, &st) != 0)
+	FILE *m = fopen("/proc/self/mountinfo", "r");
+	char line[4352];
+	unsigned maj = 0, min = 0;
+	int found = 0;
+	while (m && !found && fgets(line, sizeof line, m)) {
+		char point[4096];
+		unsigned a, b;
+		/* id parent major:minor root point ... */
+		if (sscanf(line, "%*s %*s %u:%u %*s %4095s", &a, &b, point) == 3 &&
+		    strcmp(point, fs->opts.mountpoint) == 0 &&
+		    strstr(line, " - fuse.tczfs ")) {
+			maj = a;
+			min = b;
+			found = 1;
+		}
+	}
+	if (m)
+		fclose(m);
+	if (!found)
 		return;
 	char path[128];
-	snprintf(path, sizeof path, "/sys/class/bdi/%u:%u/read_ahead_kb",
-		 major(st.st_dev), minor(st.st_dev));
+	snprintf(path, sizeof path, "/sys/class/bdi/%u:%u/read_ahead_kb", maj,
+		 min);
 	FILE *f = fopen(path, "w");
 	if (!f)
 		return;
@@ -76,11 +97,22 @@ static void raise_readahead(tczfs *fs)
 	fclose(f);
 }
 
+static uint64_t mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
+/* Every half second: new and removed models show up without a remount.
+ * Now and then: statistics saved, removed contents released, reader
+ * slots of dead processes cleared, store pages unmapped from this
+ * process (its resident set holds the cache, not the store). */
 static void *maintenance(void *arg)
 {
 	tczfs *fs = arg;
 	raise_readahead(fs);
-	time_t last_flush = time(NULL);
+	uint64_t last_flush = mono_s(), last_gc = mono_s(), last_check = 0;
 	pthread_mutex_lock(&fs->mlock);
 	while (!fs->stopping) {
 		struct timespec ts;
@@ -94,11 +126,32 @@ static void *maintenance(void *arg)
 		if (fs->stopping)
 			break;
 		pthread_mutex_unlock(&fs->mlock);
-		/* new and removed models show up without a remount */
 		fs_refresh(fs);
-		if (time(NULL) - last_flush >= (time_t)fs->opts.stats_interval) {
+		uint64_t now = mono_s();
+		if (now - last_flush >= fs->opts.stats_interval) {
 			fs_flush_stats(fs);
-			last_flush = time(NULL);
+			last_flush = now;
+		}
+		if (now - last_gc >= GC_INTERVAL) {
+			unsigned released = 0;
+			if (tcz_store_collect(fs->store, &released) == 0 &&
+			    released)
+				fs_log(fs, LOG_INFO,
+				       "released %u removed model(s) no longer "
+				       "read",
+				       released);
+			tcz_store_trim(fs->store);
+			last_gc = now;
+		}
+		if (now - last_check >= READER_CHECK_INTERVAL) {
+			int dead = 0;
+			tcz_store_reader_check(fs->store, &dead);
+			if (dead)
+				fs_log(fs, LOG_INFO,
+				       "cleared %d reader slot(s) of dead "
+				       "processes",
+				       dead);
+			last_check = now;
 		}
 		pthread_mutex_lock(&fs->mlock);
 	}
@@ -133,14 +186,17 @@ static void teardown(tczfs *fs)
 		       (unsigned long long)cs.hits, (unsigned long long)cs.misses,
 		       (unsigned long long)cs.evictions);
 	}
+	fs_handles_free(fs);
 	fs_models_free(fs);
-	if (fs->view)
-		fs_view_put(fs, fs->view);
+	/* this thread's reader, before the store it belongs to */
+	tcz_reader_free(pthread_getspecific(fs->reader_key));
+	pthread_setspecific(fs->reader_key, NULL);
 	tcz_cache_free(fs->cache);
 	tcz_store_close(fs->store);
 	if (fs->log)
 		fclose(fs->log);
 	pthread_mutex_destroy(&fs->lock);
+	pthread_mutex_destroy(&fs->hlock);
 	pthread_mutex_destroy(&fs->mlock);
 	pthread_cond_destroy(&fs->mcond);
 	pthread_mutex_destroy(&fs->pflock);
@@ -156,16 +212,9 @@ static int start(tczfs *fs, char *err, size_t errlen)
 		return fail(err, errlen, rc, "%s", tcz_store_errmsg());
 	if ((rc = tcz_cache_create(fs->opts.cache_bytes, &fs->cache)))
 		return fail(err, errlen, rc, "out of memory");
-	fs->view = calloc(1, sizeof *fs->view);
-	if (!fs->view)
-		return fail(err, errlen, -ENOMEM, "out of memory");
-	if ((rc = tcz_snap_begin(fs->store, &fs->view->sn))) {
-		free(fs->view);
-		fs->view = NULL;
+	uint64_t g;
+	if ((rc = tcz_store_generation(fs->store, &g)) && rc != -EIO)
 		return fail(err, errlen, rc, "%s", tcz_store_errmsg());
-	}
-	fs->view->gen = tcz_snap_generation(fs->view->sn);
-	atomic_init(&fs->view->refs, 1);
 	tcz_tt_blas_threads(1); /* TT chunks decode on the FUSE threads */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	if ((rc = fs_prefetch_start(fs, cpus > 0 ? (unsigned)cpus : 1)))
@@ -173,6 +222,50 @@ static int start(tczfs *fs, char *err, size_t errlen)
 	if (pthread_create(&fs->maint, NULL, maintenance, fs) == 0)
 		fs->maint_started = 1;
 	return 0;
+}
+
+/* Goes to the background: the parent waits until the daemon child says
+ * whether it started (the store opened, threads running), prints what
+ * went wrong if not, and exits with that status; so `tczfs mount` fails
+ * when the daemon does. Returns, in the child, the pipe to report on;
+ * -1 on failure to fork (err set); never returns in the parent. */
+static int detach(const tcz_fs_opts *o, char *err, size_t errlen)
+{
+	(void)o;
+	int p[2];
+	if (pipe(p) != 0)
+		return fail(err, errlen, -1, "pipe: %s", strerror(errno));
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return fail(err, errlen, -1, "fork: %s", strerror(errno));
+	}
+	if (pid > 0) {
+		close(p[1]);
+		char buf[1100];
+		size_t got = 0;
+		ssize_t n;
+		while (got < sizeof buf - 1 &&
+		       (n = read(p[0], buf + got, sizeof buf - 1 - got)) != 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0)
+				break;
+			got += (size_t)n;
+		}
+		buf[got] = 0;
+		if (got && buf[0] == '0')
+			_exit(0);
+		fprintf(stderr, "tczfs: mount: %s\n",
+			got > 1 ? buf + 1 : "the daemon died while starting");
+		_exit(1);
+	}
+	close(p[0]);
+	setsid();
+	if (chdir("/") != 0)
+		return fail(err, errlen, -1, "chdir /: %s", strerror(errno));
+	return p[1];
 }
 
 int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
@@ -195,6 +288,7 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 	fs->gid = getgid();
 	fs->mount_time = (uint64_t)time(NULL);
 	pthread_mutex_init(&fs->lock, NULL);
+	pthread_mutex_init(&fs->hlock, NULL);
 	pthread_mutex_init(&fs->mlock, NULL);
 	pthread_cond_init(&fs->mcond, NULL);
 	pthread_mutex_init(&fs->pflock, NULL);
@@ -233,12 +327,35 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 			    "or is fusermount3 installed?)",
 			    o->mountpoint);
 	}
-	if (!o->foreground) {
-		if (!fs->log)
-			openlog("tczfs", LOG_PID, LOG_DAEMON);
-		fuse_daemonize(0); /* the parent returns 0 from here on exit */
+	int report = -1; /* the pipe to the waiting parent */
+	if (!o->foreground && (report = detach(o, err, errlen)) < 0) {
+		fuse_session_unmount(se);
+		fuse_remove_signal_handlers(se);
+		fuse_session_destroy(se);
+		teardown(fs);
+		free(fs);
+		return report == -2 ? 0 : -EIO;
 	}
+	if (!o->foreground && !fs->log)
+		openlog("tczfs", LOG_PID, LOG_DAEMON);
 	rc = start(fs, err, errlen);
+	if (report >= 0) {
+		/* the parent exits with what start() said */
+		char buf[1100];
+		int n = snprintf(buf, sizeof buf, "%c%s", rc ? '1' : '0',
+				 rc ? err : "");
+		if (write(report, buf, (size_t)n) < 0)
+			rc = rc ? rc : -EIO;
+		close(report);
+		int dn = open("/dev/null", O_RDWR);
+		if (dn >= 0) {
+			dup2(dn, 0);
+			dup2(dn, 1);
+			dup2(dn, 2);
+			if (dn > 2)
+				close(dn);
+		}
+	}
 	if (rc) {
 		fs_log(fs, LOG_ERR, "%s", err);
 	} else {
@@ -246,6 +363,8 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 		       o->store_dir, o->mountpoint, o->cache_bytes >> 20);
 		struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 		fuse_loop_cfg_set_clone_fd(cfg, 0);
+		if (o->threads)
+			fuse_loop_cfg_set_max_threads(cfg, o->threads);
 		rc = fuse_session_loop_mt(se, cfg);
 		fuse_loop_cfg_destroy(cfg);
 		if (rc > 0)

@@ -15,6 +15,7 @@ typedef struct tcz_fs_opts {
 	const char *log_path;    /* append log lines here (else stderr in the
 				  * foreground, syslog in the background) */
 	unsigned stats_interval; /* seconds between saving statistics */
+	unsigned threads;        /* FUSE worker threads at most (0: libfuse's) */
 } tcz_fs_opts;
 
 /* Mounts and serves until unmounted; in the background unless

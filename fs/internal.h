@@ -1,4 +1,6 @@
-/* Internals of the FUSE daemon; not a public header. */
+/* Internals of the FUSE daemon; not a public header. The daemon maps
+ * inodes and requests onto store views (store/view.h): it knows no file
+ * format itself. */
 #ifndef TCZ_FS_INTERNAL_H
 #define TCZ_FS_INTERNAL_H
 
@@ -12,6 +14,7 @@
 #include "fs/fs.h"
 #include "store/cache.h"
 #include "store/store.h"
+#include "store/view.h"
 
 /* Inode numbers: fixed ones, then model id in the high 32 bits and the
  * entry in the low ones. Model ids are never reused, so a number always
@@ -19,70 +22,62 @@
 #define INO_ROOT 1u
 #define INO_ASIC 2u
 #define INO_STREAMS 3u
-#define LOCAL_DIR 0u
-#define LOCAL_LAYERS 1u
-#define LOCAL_FILE0 2u          /* + file index */
-#define LOCAL_NPY0 0x80000000u  /* + tensor index */
+#define LOCAL_DIR 0u    /* <model>/ */
+#define LOCAL_LAYERS 1u /* <model>/layers/ */
+#define LOCAL_FILE0 2u  /* + the view's file index */
 
 static inline fuse_ino_t ino_make(uint64_t id, uint32_t local)
 {
 	return (fuse_ino_t)((id << 32) | local);
 }
 
-/* A read view (LMDB snapshot) shared by the operations and open files
- * that started under it. */
-typedef struct fs_view {
-	tcz_snap *sn;
-	uint64_t gen;
-	uint64_t born; /* CLOCK_MONOTONIC seconds */
-	atomic_uint refs;
-} fs_view;
-
-/* Access statistics of one tensor, updated without locks. */
+/* Access statistics of one tensor, updated without locks: what the
+ * store held when last read (base_*) plus this daemon's reads since
+ * (saved as deltas, so several daemons add up). */
 typedef struct fs_tstat {
+	atomic_uint_fast64_t base_reads, base_bytes;
 	atomic_uint_fast64_t reads, bytes, last;
-	atomic_int dirty;
-	int32_t pinned;
+	atomic_int pinned;
 } fs_tstat;
 
-/* A loaded model: immutable after loading, except refs, gone, stats. */
+/* A loaded model: its view, immutable, and statistics. */
 typedef struct fs_model {
 	uint64_t id;
 	char *name;
-	tcz_model *m;
-	char **npy_name;     /* per tensor: file name under layers/ */
-	uint32_t *npy_order; /* tensor indexes sorted by npy_name */
-	char **npy_hdr;      /* per tensor: .npy header bytes */
-	uint32_t *npy_hlen;
-	uint64_t *npy_size;
-	uint32_t *file_order; /* file indexes sorted by name */
-	fs_tstat *st;         /* per tensor */
-	atomic_uint refs;     /* the table's, open files', running ops' */
-	atomic_int gone;      /* removed from the store */
+	tcz_mview *v;
+	const tcz_model *m;
+	fs_tstat *st;     /* per tensor */
+	atomic_uint refs; /* the table's, open files', running ops' */
+	atomic_int gone;  /* removed from the store */
 } fs_model;
 
 typedef struct tczfs tczfs;
 
-/* An open file. */
-enum { FILE_MODEL = 0, FILE_NPY = 1 };
-
+/* An open file of a model. */
 typedef struct fs_file {
-	fs_model *fm;
-	int kind;
-	uint32_t index; /* file or tensor index */
-	pthread_mutex_t lock; /* guards view, next_off, seq */
-	fs_view *view;
+	fs_model *fm;  /* a reference of the open file's own */
+	uint32_t file; /* the view's file index */
+	pthread_mutex_t lock; /* guards next_off, seq */
 	uint64_t next_off;
 	unsigned seq;
 } fs_file;
 
 typedef struct prefetch_job {
-	fs_model *fm;
-	fs_view *view;
-	int blob; /* blob chunk, else tensor chunk */
-	uint32_t index, chunk;
+	fs_model *fm; /* a reference of the job's own */
+	tcz_src src;
 	uint64_t queued_ns; /* CLOCK_MONOTONIC */
 } prefetch_job;
+
+/* File and directory handles: fi->fh is a slot number and generation,
+ * never a pointer, so a release racing a read (an interrupted request)
+ * cannot free what the read still uses. */
+typedef struct fs_slot {
+	void *obj;
+	void (*free_fn)(tczfs *, void *);
+	uint32_t gen;
+	uint32_t refs; /* the open's (until release) and requests' */
+	int closed;
+} fs_slot;
 
 struct tczfs {
 	tcz_fs_opts opts;
@@ -95,10 +90,15 @@ struct tczfs {
 	FILE *log;
 	pthread_key_t reader_key; /* per-thread tcz_reader */
 
-	pthread_mutex_t lock; /* guards view, models, n_models, cap */
-	fs_view *view;        /* the newest view */
+	pthread_mutex_t lock; /* guards models, n_models, cap, gen */
 	fs_model **models;    /* sorted by id */
 	size_t n_models, cap;
+	uint64_t gen;         /* the store generation last seen */
+	int gen_ok;
+
+	pthread_mutex_t hlock; /* guards slots, n_slots, free_slot */
+	fs_slot *slots;
+	size_t n_slots;
 
 	pthread_t maint;
 	int maint_started;
@@ -108,7 +108,7 @@ struct tczfs {
 
 	pthread_t *pf_threads;
 	unsigned pf_count;
-	pthread_mutex_t pflock; /* guards the prefetch queue */
+	pthread_mutex_t pflock; /* guards pfq, pf_head, pf_len, pf_stop */
 	pthread_cond_t pfcond;
 	prefetch_job *pfq;
 	size_t pf_head, pf_len, pf_cap;
@@ -119,18 +119,32 @@ struct tczfs {
 void fs_log(tczfs *fs, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* handles.c */
+/* A handle for obj, freed with free_fn after fs_handle_close and the
+ * last fs_handle_put. Returns 0 when out of memory. */
+uint64_t fs_handle_new(tczfs *fs, void *obj, void (*free_fn)(tczfs *, void *));
+/* The object of handle fh with a reference, or NULL (closed, stale). */
+void *fs_handle_get(tczfs *fs, uint64_t fh);
+void fs_handle_put(tczfs *fs, uint64_t fh);
+void fs_handle_close(tczfs *fs, uint64_t fh); /* the open's reference */
+void fs_handles_free(tczfs *fs);
+
 /* models.c */
-fs_view *fs_view_get(tczfs *fs, int refresh); /* a ref to the newest */
-void fs_view_put(tczfs *fs, fs_view *v);
 int fs_refresh(tczfs *fs); /* adopt a new store generation, if any */
-/* A ref to the model of inode id (loaded earlier by a lookup). */
+/* A ref to the loaded model of id, or NULL. */
 fs_model *fs_model_by_id(tczfs *fs, uint64_t id);
-/* A ref to the model called name in the newest view; -ENOENT if none. */
+/* A ref to the model called name now; -ENOENT if none. */
 int fs_model_by_name(tczfs *fs, const char *name, fs_model **out);
+fs_model *fs_model_ref(fs_model *fm);
 void fs_model_put(tczfs *fs, fs_model *fm);
 void fs_models_free(tczfs *fs);
 int fs_flush_stats(tczfs *fs);
 const char *fs_tier_of(const fs_model *fm, uint32_t t);
+/* Reads of tensor t counted so far (store and this daemon). */
+uint64_t fs_stat_reads(const fs_model *fm, uint32_t t);
+uint64_t fs_stat_bytes(const fs_model *fm, uint32_t t);
+/* The reader of the calling thread (NULL when out of memory). */
+tcz_reader *fs_reader(tczfs *fs);
 
 /* read.c */
 void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size,

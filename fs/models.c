@@ -1,4 +1,5 @@
-/* Views of the store and the table of loaded models. */
+/* The table of loaded models, following the store's generation, and the
+ * access statistics kept per tensor. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,13 +8,6 @@
 
 #include "codec/tier.h"
 #include "fs/internal.h"
-#include "fs/names.h"
-#include "store/npy.h"
-
-/* A view older than this is renewed even when no model changed: an open
- * LMDB snapshot keeps the pages freed after it (by the daemon's own
- * statistics writes, say) from being reused, and the file would grow. */
-#define VIEW_MAX_AGE 10
 
 static uint64_t mono_s(void)
 {
@@ -22,65 +16,30 @@ static uint64_t mono_s(void)
 	return (uint64_t)ts.tv_sec;
 }
 
-static fs_view *view_new(tczfs *fs, int *err)
+tcz_reader *fs_reader(tczfs *fs)
 {
-	fs_view *v = calloc(1, sizeof *v);
-	if (!v) {
-		*err = -ENOMEM;
-		return NULL;
+	tcz_reader *r = pthread_getspecific(fs->reader_key);
+	if (!r && tcz_reader_create(fs->store, &r) == 0) {
+		tcz_reader_set_cache(r, fs->cache);
+		pthread_setspecific(fs->reader_key, r);
 	}
-	*err = tcz_snap_begin(fs->store, &v->sn);
-	if (*err) {
-		free(v);
-		return NULL;
-	}
-	v->gen = tcz_snap_generation(v->sn);
-	v->born = mono_s();
-	atomic_init(&v->refs, 1);
-	return v;
-}
-
-void fs_view_put(tczfs *fs, fs_view *v)
-{
-	(void)fs;
-	if (v && atomic_fetch_sub(&v->refs, 1) == 1) {
-		tcz_snap_end(v->sn);
-		free(v);
-	}
-}
-
-fs_view *fs_view_get(tczfs *fs, int refresh)
-{
-	if (refresh)
-		fs_refresh(fs);
-	pthread_mutex_lock(&fs->lock);
-	fs_view *v = fs->view;
-	atomic_fetch_add(&v->refs, 1);
-	pthread_mutex_unlock(&fs->lock);
-	return v;
+	return r;
 }
 
 static void model_free(fs_model *fm)
 {
 	if (!fm)
 		return;
-	uint32_t n = fm->m ? fm->m->n_tensors : 0;
-	for (uint32_t i = 0; i < n; i++) {
-		if (fm->npy_name)
-			free(fm->npy_name[i]);
-		if (fm->npy_hdr)
-			free(fm->npy_hdr[i]);
-	}
-	free(fm->npy_name);
-	free(fm->npy_hdr);
-	free(fm->npy_hlen);
-	free(fm->npy_size);
-	free(fm->npy_order);
-	free(fm->file_order);
 	free(fm->st);
 	free(fm->name);
-	tcz_model_free(fm->m);
+	tcz_mview_put(fm->v); /* unpins the content */
 	free(fm);
+}
+
+fs_model *fs_model_ref(fs_model *fm)
+{
+	atomic_fetch_add(&fm->refs, 1);
+	return fm;
 }
 
 void fs_model_put(tczfs *fs, fs_model *fm)
@@ -90,21 +49,18 @@ void fs_model_put(tczfs *fs, fs_model *fm)
 		model_free(fm);
 }
 
-/* Marks models removed from the store as gone. They stay in the table,
- * so inodes of files still open resolve (fstat works), until nothing but
- * the table holds them. Called with fs->lock held. */
-static void mark_gone(tczfs *fs, fs_view *v)
+/* Index in the sorted table of the first model with id >= id. */
+static size_t table_pos(tczfs *fs, uint64_t id)
 {
-	for (size_t i = 0; i < fs->n_models; i++) {
-		fs_model *fm = fs->models[i];
-		uint64_t id;
-		if (atomic_load(&fm->gone) ||
-		    (tcz_snap_model_id(v->sn, fm->name, &id) == 0 && id == fm->id))
-			continue;
-		atomic_store(&fm->gone, 1);
-		fs_log(fs, LOG_INFO, "model %s was removed from the store",
-		       fm->name);
+	size_t lo = 0, hi = fs->n_models;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (fs->models[mid]->id < id)
+			lo = mid + 1;
+		else
+			hi = mid;
 	}
+	return lo;
 }
 
 /* Drops gone models only the table still holds. Called with fs->lock. */
@@ -126,58 +82,66 @@ int fs_refresh(tczfs *fs)
 	uint64_t g;
 	int rc = tcz_store_generation(fs->store, &g);
 	if (rc) {
-		/* e.g. another process grew the map past ours while views are
-		 * open: say so, now and then, rather than go quietly stale */
 		static _Atomic uint64_t last_warn;
 		uint64_t now = mono_s();
 		if (now - atomic_load(&last_warn) >= 60) {
 			atomic_store(&last_warn, now);
-			fs_log(fs, LOG_WARNING,
-			       "cannot see store changes: %s (%s); a remount "
-			       "will",
-			       strerror(-rc), tcz_store_errmsg());
+			fs_log(fs, LOG_WARNING, "cannot see store changes: %s",
+			       tcz_store_errmsg()[0] ? tcz_store_errmsg()
+						     : strerror(-rc));
 		}
 		return rc;
 	}
 	pthread_mutex_lock(&fs->lock);
-	int fresh = fs->view->gen == g &&
-		    mono_s() - fs->view->born < VIEW_MAX_AGE;
+	int same = fs->gen_ok && fs->gen == g;
+	size_t n = fs->n_models;
+	uint64_t *ids = same ? NULL : malloc((n ? n : 1) * sizeof *ids);
+	char **names = same ? NULL : calloc(n ? n : 1, sizeof *names);
+	for (size_t i = 0; !same && ids && names && i < n; i++) {
+		ids[i] = fs->models[i]->id;
+		names[i] = strdup(fs->models[i]->name);
+	}
 	prune(fs);
 	pthread_mutex_unlock(&fs->lock);
-	if (fresh)
+	if (same)
 		return 0;
-	fs_view *nv = view_new(fs, &rc);
-	if (!nv) {
-		fs_log(fs, LOG_WARNING, "cannot open a new view of the store: %s",
-		       strerror(-rc));
-		return rc;
+	if (!ids || !names) {
+		free(ids);
+		if (names)
+			tcz_names_free(names, n);
+		return -ENOMEM;
 	}
-	fs_view *old = NULL;
-	pthread_mutex_lock(&fs->lock);
-	if (nv->gen >= fs->view->gen) {
-		old = fs->view;
-		fs->view = nv;
-		mark_gone(fs, nv);
-	} else {
-		old = nv; /* another thread was faster */
+	/* which loaded models are gone: a short snapshot, no lock held */
+	tcz_snap *sn = NULL;
+	rc = tcz_snap_begin(fs->store, &sn);
+	uint8_t *gone = calloc(n ? n : 1, 1);
+	for (size_t i = 0; rc == 0 && gone && i < n; i++) {
+		uint64_t id;
+		gone[i] = !names[i] || tcz_snap_model_id(sn, names[i], &id) != 0 ||
+			  id != ids[i];
 	}
-	pthread_mutex_unlock(&fs->lock);
-	fs_view_put(fs, old);
-	return 0;
-}
-
-/* Index in the sorted table of the first model with id >= id. */
-static size_t table_pos(tczfs *fs, uint64_t id)
-{
-	size_t lo = 0, hi = fs->n_models;
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		if (fs->models[mid]->id < id)
-			lo = mid + 1;
-		else
-			hi = mid;
+	tcz_snap_end(sn);
+	if (rc == 0 && gone) {
+		pthread_mutex_lock(&fs->lock);
+		for (size_t i = 0; i < n; i++) {
+			if (!gone[i])
+				continue;
+			size_t p = table_pos(fs, ids[i]);
+			if (p < fs->n_models && fs->models[p]->id == ids[i] &&
+			    !atomic_exchange(&fs->models[p]->gone, 1))
+				fs_log(fs, LOG_INFO,
+				       "model %s was removed from the store",
+				       fs->models[p]->name);
+		}
+		fs->gen = g;
+		fs->gen_ok = 1;
+		prune(fs);
+		pthread_mutex_unlock(&fs->lock);
 	}
-	return lo;
+	free(gone);
+	free(ids);
+	tcz_names_free(names, n);
+	return rc;
 }
 
 fs_model *fs_model_by_id(tczfs *fs, uint64_t id)
@@ -185,91 +149,45 @@ fs_model *fs_model_by_id(tczfs *fs, uint64_t id)
 	fs_model *fm = NULL;
 	pthread_mutex_lock(&fs->lock);
 	size_t p = table_pos(fs, id);
-	if (p < fs->n_models && fs->models[p]->id == id) {
-		fm = fs->models[p];
-		atomic_fetch_add(&fm->refs, 1);
-	}
+	if (p < fs->n_models && fs->models[p]->id == id)
+		fm = fs_model_ref(fs->models[p]);
 	pthread_mutex_unlock(&fs->lock);
 	return fm;
 }
 
-static fs_model *sort_fm; /* qsort has no context argument */
-
-static int by_npy_name(const void *a, const void *b)
+static int model_build(tczfs *fs, tcz_mview *v, fs_model **out)
 {
-	return strcmp(sort_fm->npy_name[*(const uint32_t *)a],
-		      sort_fm->npy_name[*(const uint32_t *)b]);
-}
-
-static int by_file_name(const void *a, const void *b)
-{
-	return strcmp(sort_fm->m->files[*(const uint32_t *)a].name,
-		      sort_fm->m->files[*(const uint32_t *)b].name);
-}
-
-static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static int model_build(fs_view *v, tcz_model *m, fs_model **out)
-{
+	const tcz_model *m = tcz_mview_model(v);
 	fs_model *fm = calloc(1, sizeof *fm);
 	if (!fm)
 		return -ENOMEM;
+	fm->v = v;
 	fm->m = m;
 	fm->id = m->id;
 	fm->name = strdup(m->name);
-	uint32_t n = m->n_tensors, nf = m->n_files;
-	size_t nn = n ? n : 1;
-	fm->npy_name = calloc(nn, sizeof *fm->npy_name);
-	fm->npy_hdr = calloc(nn, sizeof *fm->npy_hdr);
-	fm->npy_hlen = calloc(nn, sizeof *fm->npy_hlen);
-	fm->npy_size = calloc(nn, sizeof *fm->npy_size);
-	fm->npy_order = calloc(nn, sizeof *fm->npy_order);
-	fm->file_order = calloc(nf ? nf : 1, sizeof *fm->file_order);
-	fm->st = calloc(nn, sizeof *fm->st);
-	if (!fm->name || !fm->npy_name || !fm->npy_hdr || !fm->npy_hlen ||
-	    !fm->npy_size || !fm->npy_order || !fm->file_order || !fm->st) {
+	uint32_t n = m->n_tensors;
+	fm->st = calloc(n ? n : 1, sizeof *fm->st);
+	if (!fm->name || !fm->st) {
 		model_free(fm);
 		return -ENOMEM;
 	}
+	/* statistics saved by earlier mounts and other daemons */
+	tcz_access *acc = calloc(n ? n : 1, sizeof *acc);
+	tcz_snap *sn = NULL;
+	int ok = acc && tcz_snap_begin(fs->store, &sn) == 0;
+	int rc = ok ? tcz_snap_access(sn, m->id, n, acc) : -ENOMEM;
+	tcz_snap_end(sn);
+	if (rc == -EIO)
+		fs_log(fs, LOG_WARNING,
+		       "access statistics of model %s are damaged; they restart "
+		       "from zero",
+		       m->name);
 	for (uint32_t t = 0; t < n; t++) {
-		const tcz_tensor *tn = &m->tensors[t];
-		char name[TCZ_FS_NAME_MAX + 1], hdr[1024];
-		size_t hl;
-		tcz_fs_npy_name(tn->name, name);
-		int rc = tcz_npy_header(tn->dtype, tn->ndim, tn->shape, hdr,
-					sizeof hdr, &hl);
-		fm->npy_name[t] = strdup(name);
-		fm->npy_hdr[t] = malloc(hl);
-		if (rc || !fm->npy_name[t] || !fm->npy_hdr[t]) {
-			model_free(fm);
-			return rc ? rc : -ENOMEM;
-		}
-		memcpy(fm->npy_hdr[t], hdr, hl);
-		fm->npy_hlen[t] = (uint32_t)hl;
-		fm->npy_size[t] = hl + tn->numel * tcz_dtype_size(
-							tcz_npy_dtype(tn->dtype));
-		fm->npy_order[t] = t;
-	}
-	for (uint32_t f = 0; f < nf; f++)
-		fm->file_order[f] = f;
-	pthread_mutex_lock(&sort_lock);
-	sort_fm = fm;
-	qsort(fm->npy_order, n, sizeof *fm->npy_order, by_npy_name);
-	qsort(fm->file_order, nf, sizeof *fm->file_order, by_file_name);
-	pthread_mutex_unlock(&sort_lock);
-
-	/* statistics saved by earlier mounts */
-	tcz_access *acc = calloc(nn, sizeof *acc);
-	if (acc && tcz_snap_access(v->sn, m->id, n, acc) == 0) {
-		for (uint32_t t = 0; t < n; t++) {
-			atomic_init(&fm->st[t].reads, acc[t].reads);
-			atomic_init(&fm->st[t].bytes, acc[t].bytes);
-			atomic_init(&fm->st[t].last, acc[t].last_access);
-			fm->st[t].pinned = acc[t].pinned;
-		}
-	} else {
-		for (uint32_t t = 0; t < n; t++)
-			fm->st[t].pinned = -1;
+		tcz_access a = ok ? acc[t] : (tcz_access){0, 0, 0, -1};
+		atomic_init(&fm->st[t].base_reads, a.reads);
+		atomic_init(&fm->st[t].base_bytes, a.bytes);
+		atomic_init(&fm->st[t].last, a.last_access);
+		atomic_init(&fm->st[t].pinned, a.pinned);
 	}
 	free(acc);
 	atomic_init(&fm->refs, 1);
@@ -279,44 +197,40 @@ static int model_build(fs_view *v, tcz_model *m, fs_model **out)
 
 int fs_model_by_name(tczfs *fs, const char *name, fs_model **out)
 {
-	fs_view *v = fs_view_get(fs, 0);
-	uint64_t id;
-	int rc = tcz_snap_model_id(v->sn, name, &id);
-	if (rc) {
-		fs_view_put(fs, v);
+	if (!tcz_model_name_valid(name))
+		return -ENOENT;
+	uint64_t id = 0;
+	tcz_snap *sn = NULL;
+	int rc = tcz_snap_begin(fs->store, &sn);
+	if (rc == 0)
+		rc = tcz_snap_model_id(sn, name, &id);
+	tcz_snap_end(sn);
+	if (rc == -ENOENT)
 		return rc;
-	}
-	fs_model *fm = fs_model_by_id(fs, id);
+	fs_model *fm = rc == 0 ? fs_model_by_id(fs, id) : NULL;
 	if (fm) {
-		fs_view_put(fs, v);
 		*out = fm;
 		return 0;
 	}
-	tcz_model *m;
-	rc = tcz_snap_model(v->sn, name, &m);
-	if (rc == 0)
-		rc = model_build(v, m, &fm);
-	else if (rc != -ENOENT)
+	tcz_mview *v;
+	rc = tcz_mview_open(fs->store, name, &v);
+	if (rc && rc != -ENOENT) {
 		fs_log(fs, LOG_ERR, "cannot load model %s: %s", name,
 		       tcz_store_errmsg());
-	if (rc && rc != -ENOMEM && rc != -ENOENT)
-		rc = -EIO;
-	if (rc) {
-		fs_view_put(fs, v);
+		return rc == -ENOMEM ? rc : -EIO;
+	}
+	if (rc)
+		return rc;
+	if ((rc = model_build(fs, v, &fm))) {
+		tcz_mview_put(v);
 		return rc;
 	}
 	pthread_mutex_lock(&fs->lock);
-	size_t p = table_pos(fs, id);
-	if (p < fs->n_models && fs->models[p]->id == id) {
+	size_t p = table_pos(fs, fm->id);
+	if (p < fs->n_models && fs->models[p]->id == fm->id) {
 		/* loaded by another thread meanwhile: use that one */
 		model_free(fm);
 		fm = fs->models[p];
-	} else if (v->gen != fs->view->gen &&
-		   (tcz_snap_model_id(fs->view->sn, name, &id) != 0 ||
-		    id != fm->id)) {
-		/* removed while it loaded: serve this lookup, keep it out */
-		atomic_store(&fm->gone, 1);
-		atomic_fetch_sub(&fm->refs, 1); /* no table reference */
 	} else {
 		if (fs->n_models == fs->cap) {
 			size_t cap = fs->cap ? fs->cap * 2 : 16;
@@ -324,7 +238,6 @@ int fs_model_by_name(tczfs *fs, const char *name, fs_model **out)
 			if (!nm) {
 				pthread_mutex_unlock(&fs->lock);
 				model_free(fm);
-				fs_view_put(fs, v);
 				return -ENOMEM;
 			}
 			fs->models = nm;
@@ -334,10 +247,12 @@ int fs_model_by_name(tczfs *fs, const char *name, fs_model **out)
 			(fs->n_models - p) * sizeof *fs->models);
 		fs->models[p] = fm; /* the table's reference */
 		fs->n_models++;
+		/* a removal between the id lookup and now is caught by the
+		 * next refresh: the content is pinned, reads work until then */
+		fs->gen_ok = 0;
 	}
-	atomic_fetch_add(&fm->refs, 1);
+	fs_model_ref(fm);
 	pthread_mutex_unlock(&fs->lock);
-	fs_view_put(fs, v);
 	*out = fm;
 	return 0;
 }
@@ -351,6 +266,68 @@ void fs_models_free(tczfs *fs)
 	fs->n_models = fs->cap = 0;
 }
 
+uint64_t fs_stat_reads(const fs_model *fm, uint32_t t)
+{
+	return atomic_load(&fm->st[t].base_reads) + atomic_load(&fm->st[t].reads);
+}
+
+uint64_t fs_stat_bytes(const fs_model *fm, uint32_t t)
+{
+	return atomic_load(&fm->st[t].base_bytes) + atomic_load(&fm->st[t].bytes);
+}
+
+/* Saves one model's counts as deltas, and takes the totals back. */
+static int flush_model(tczfs *fs, fs_model *fm)
+{
+	uint32_t nt = fm->m->n_tensors, k = 0;
+	size_t nn = nt ? nt : 1;
+	uint32_t *idx = malloc(nn * sizeof *idx);
+	uint64_t *reads = malloc(nn * sizeof *reads);
+	uint64_t *bytes = malloc(nn * sizeof *bytes);
+	uint64_t *last = malloc(nn * sizeof *last);
+	tcz_access *tot = malloc(nn * sizeof *tot);
+	int rc = idx && reads && bytes && last && tot ? 0 : -ENOMEM;
+	for (uint32_t t = 0; rc == 0 && t < nt; t++) {
+		fs_tstat *s = &fm->st[t];
+		uint64_t r = atomic_exchange(&s->reads, 0);
+		uint64_t b = atomic_exchange(&s->bytes, 0);
+		if (!r && !b)
+			continue;
+		idx[k] = t;
+		reads[k] = r;
+		bytes[k] = b;
+		last[k] = atomic_load(&s->last);
+		k++;
+	}
+	if (rc == 0 && k) {
+		rc = tcz_store_add_access(fs->store, fm->id, idx, reads, bytes,
+					  last, k, tot);
+		for (uint32_t j = 0; j < k; j++) {
+			fs_tstat *s = &fm->st[idx[j]];
+			if (rc) { /* not saved: counted again next time */
+				atomic_fetch_add(&s->reads, reads[j]);
+				atomic_fetch_add(&s->bytes, bytes[j]);
+			} else if (tot[j].reads) {
+				/* other daemons' reads included */
+				atomic_store(&s->base_reads, tot[j].reads);
+				atomic_store(&s->base_bytes, tot[j].bytes);
+			}
+		}
+		if (rc)
+			fs_log(fs, LOG_WARNING,
+			       "cannot save access statistics of %s: %s",
+			       fm->name,
+			       tcz_store_errmsg()[0] ? tcz_store_errmsg()
+						     : strerror(-rc));
+	}
+	free(idx);
+	free(reads);
+	free(bytes);
+	free(last);
+	free(tot);
+	return rc;
+}
+
 int fs_flush_stats(tczfs *fs)
 {
 	pthread_mutex_lock(&fs->lock);
@@ -360,41 +337,17 @@ int fs_flush_stats(tczfs *fs)
 		pthread_mutex_unlock(&fs->lock);
 		return -ENOMEM;
 	}
-	for (size_t i = 0; i < n; i++) {
-		list[i] = fs->models[i];
-		atomic_fetch_add(&list[i]->refs, 1);
-	}
+	for (size_t i = 0; i < n; i++)
+		list[i] = fs_model_ref(fs->models[i]);
 	pthread_mutex_unlock(&fs->lock);
 	int rc = 0;
 	for (size_t i = 0; i < n; i++) {
-		fs_model *fm = list[i];
-		uint32_t nt = fm->m->n_tensors, k = 0;
-		uint32_t *idx = malloc((nt ? nt : 1) * sizeof *idx);
-		tcz_access *a = malloc((nt ? nt : 1) * sizeof *a);
-		for (uint32_t t = 0; idx && a && t < nt; t++) {
-			if (!atomic_exchange(&fm->st[t].dirty, 0))
-				continue;
-			idx[k] = t;
-			a[k].reads = atomic_load(&fm->st[t].reads);
-			a[k].bytes = atomic_load(&fm->st[t].bytes);
-			a[k].last_access = atomic_load(&fm->st[t].last);
-			a[k].pinned = fm->st[t].pinned;
-			k++;
-		}
-		if (k && !atomic_load(&fm->gone)) {
-			int r = tcz_store_put_access(fs->store, fm->id, idx, a, k);
-			if (r) {
+		if (!atomic_load(&list[i]->gone)) {
+			int r = flush_model(fs, list[i]);
+			if (r && !rc)
 				rc = r;
-				fs_log(fs, LOG_WARNING,
-				       "cannot save access statistics of %s: %s",
-				       fm->name, strerror(-r));
-				for (uint32_t j = 0; j < k; j++)
-					atomic_store(&fm->st[idx[j]].dirty, 1);
-			}
 		}
-		free(idx);
-		free(a);
-		fs_model_put(fs, fm);
+		fs_model_put(fs, list[i]);
 	}
 	free(list);
 	return rc;
@@ -403,10 +356,11 @@ int fs_flush_stats(tczfs *fs)
 const char *fs_tier_of(const fs_model *fm, uint32_t t)
 {
 	const fs_tstat *s = &fm->st[t];
-	if (s->pinned >= 0)
-		return tcz_tier_name((tcz_tier)s->pinned);
+	int pinned = atomic_load(&s->pinned);
+	if (pinned >= 0)
+		return tcz_tier_name((tcz_tier)pinned);
 	tcz_tier_thresholds th = TCZ_TIER_THRESHOLDS_DEFAULT;
-	uint64_t score = tcz_tier_score(atomic_load(&s->reads),
+	uint64_t score = tcz_tier_score(fs_stat_reads(fm, t),
 					atomic_load(&s->last),
 					(uint64_t)time(NULL));
 	return tcz_tier_name(tcz_tier_of_score(score, &th));

@@ -19,9 +19,9 @@ static tczfs *fs_of(fuse_req_t req)
 
 /* What an inode names, with a model reference when it is in a model. */
 typedef struct node {
-	enum { N_ROOT, N_ASIC, N_STREAMS, N_MODEL, N_LAYERS, N_FILE, N_NPY } kind;
+	enum { N_ROOT, N_ASIC, N_STREAMS, N_MODEL, N_LAYERS, N_FILE } kind;
 	fs_model *fm;
-	uint32_t index;
+	uint32_t index; /* N_FILE: the view's file index */
 } node;
 
 static int resolve(tczfs *fs, fuse_ino_t ino, node *n)
@@ -39,16 +39,12 @@ static int resolve(tczfs *fs, fuse_ino_t ino, node *n)
 	fs_model *fm = fs_model_by_id(fs, id);
 	if (!fm)
 		return -ENOENT;
-	const tcz_model *m = fm->m;
 	if (local == LOCAL_DIR) {
 		n->kind = N_MODEL;
 	} else if (local == LOCAL_LAYERS) {
 		n->kind = N_LAYERS;
-	} else if (local >= LOCAL_NPY0 && local - LOCAL_NPY0 < m->n_tensors) {
-		n->kind = N_NPY;
-		n->index = local - LOCAL_NPY0;
-	} else if (local >= LOCAL_FILE0 && local < LOCAL_NPY0 &&
-		   local - LOCAL_FILE0 < m->n_files) {
+	} else if (local >= LOCAL_FILE0 &&
+		   local - LOCAL_FILE0 < tcz_mview_nfiles(fm->v)) {
 		n->kind = N_FILE;
 		n->index = local - LOCAL_FILE0;
 	} else {
@@ -82,12 +78,7 @@ static void fill_attr(tczfs *fs, fuse_ino_t ino, const node *n,
 	case N_FILE:
 		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
-		st->st_size = (off_t)n->fm->m->files[n->index].size;
-		break;
-	case N_NPY:
-		st->st_mode = S_IFREG | 0444;
-		st->st_nlink = 1;
-		st->st_size = (off_t)n->fm->npy_size[n->index];
+		st->st_size = (off_t)tcz_mview_file(n->fm->v, n->index)->size;
 		break;
 	}
 	st->st_blocks = (st->st_size + 511) / 512;
@@ -103,38 +94,6 @@ static void reply_entry(fuse_req_t req, tczfs *fs, fuse_ino_t ino,
 	e.entry_timeout = timeout;
 	fill_attr(fs, ino, n, &e.attr);
 	fuse_reply_entry(req, &e);
-}
-
-/* Binary search of name among n entries listed in order[] (sorted by
- * their names, as name_of gives them). */
-static int find_sorted(const fs_model *fm, const uint32_t *order, uint32_t n,
-		       const char *(*name_of)(const fs_model *, uint32_t),
-		       const char *name, uint32_t *out)
-{
-	uint32_t lo = 0, hi = n;
-	while (lo < hi) {
-		uint32_t mid = (lo + hi) / 2;
-		int c = strcmp(name_of(fm, order[mid]), name);
-		if (c == 0) {
-			*out = order[mid];
-			return 0;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -ENOENT;
-}
-
-static const char *file_name_of(const fs_model *fm, uint32_t i)
-{
-	return fm->m->files[i].name;
-}
-
-static const char *npy_name_of(const fs_model *fm, uint32_t i)
-{
-	return fm->npy_name[i];
 }
 
 static void tczfs_ll_lookup(fuse_req_t req, fuse_ino_t parent,
@@ -159,7 +118,6 @@ static void tczfs_ll_lookup(fuse_req_t req, fuse_ino_t parent,
 			n.kind = N_STREAMS;
 			ino = INO_STREAMS;
 		} else {
-			fs_refresh(fs);
 			rc = fs_model_by_name(fs, name, &n.fm);
 			n.kind = N_MODEL;
 			if (rc == 0)
@@ -167,30 +125,23 @@ static void tczfs_ll_lookup(fuse_req_t req, fuse_ino_t parent,
 		}
 		break;
 	case N_MODEL:
+	case N_LAYERS:
 		n.fm = p.fm;
 		p.fm = NULL;
-		if (strcmp(name, "layers") == 0) {
+		if (p.kind == N_MODEL && strcmp(name, "layers") == 0) {
 			n.kind = N_LAYERS;
 			ino = ino_make(n.fm->id, LOCAL_LAYERS);
-		} else if ((rc = find_sorted(n.fm, n.fm->file_order,
-					     n.fm->m->n_files, file_name_of,
-					     name, &n.index)) == 0) {
+		} else if ((rc = tcz_mview_lookup(n.fm->v,
+						  p.kind == N_MODEL
+							  ? TCZ_VDIR_MODEL
+							  : TCZ_VDIR_LAYERS,
+						  name, &n.index)) == 0) {
 			n.kind = N_FILE;
 			ino = ino_make(n.fm->id, LOCAL_FILE0 + n.index);
 		}
 		break;
-	case N_LAYERS:
-		n.fm = p.fm;
-		p.fm = NULL;
-		if ((rc = find_sorted(n.fm, n.fm->npy_order,
-					     n.fm->m->n_tensors, npy_name_of,
-					     name, &n.index)) == 0) {
-			n.kind = N_NPY;
-			ino = ino_make(n.fm->id, LOCAL_NPY0 + n.index);
-		}
-		break;
 	default:
-		rc = p.kind == N_FILE || p.kind == N_NPY ? -ENOTDIR : -ENOENT;
+		rc = p.kind == N_FILE ? -ENOTDIR : -ENOENT;
 	}
 	if (rc)
 		fuse_reply_err(req, -rc);
@@ -276,7 +227,7 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 				n.kind == N_ASIC || n.kind == N_STREAMS
 			? INO_ROOT
 			: ino_make(n.fm ? n.fm->id : 0, LOCAL_DIR);
-	if (n.kind == N_FILE || n.kind == N_NPY) {
+	if (n.kind == N_FILE) {
 		fs_model_put(fs, n.fm);
 		return -ENOTDIR;
 	}
@@ -285,42 +236,37 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 	switch (rc ? -1 : (int)n.kind) {
 	case N_ROOT: {
 		fs_refresh(fs); /* a listing shows what is there now */
-		fs_view *v = fs_view_get(fs, 0);
+		tcz_snap *sn = NULL;
 		char **names = NULL;
 		size_t cnt = 0;
-		rc = tcz_snap_list(v->sn, &names, &cnt);
+		rc = tcz_snap_begin(fs->store, &sn);
+		if (rc == 0)
+			rc = tcz_snap_list(sn, &names, &cnt);
 		if (rc == 0)
 			rc = dir_add(req, b, "asic", INO_ASIC, S_IFDIR) ||
 			     dir_add(req, b, "streams", INO_STREAMS, S_IFDIR);
 		for (size_t i = 0; rc == 0 && i < cnt; i++) {
 			uint64_t id;
-			if (tcz_snap_model_id(v->sn, names[i], &id) == 0)
+			if (tcz_snap_model_id(sn, names[i], &id) == 0)
 				rc = dir_add(req, b, names[i],
 					     ino_make(id, LOCAL_DIR), S_IFDIR);
 		}
+		tcz_snap_end(sn);
 		tcz_names_free(names, cnt);
-		fs_view_put(fs, v);
 		break;
 	}
-	case N_MODEL: {
-		const tcz_model *m = n.fm->m;
-		for (uint32_t f = 0; rc == 0 && f < m->n_files; f++) {
-			uint32_t k = n.fm->file_order[f];
-			rc = dir_add(req, b, m->files[k].name,
-				     ino_make(m->id, LOCAL_FILE0 + k), S_IFREG);
-		}
-		if (rc == 0)
-			rc = dir_add(req, b, "layers",
-				     ino_make(m->id, LOCAL_LAYERS), S_IFDIR);
-		break;
-	}
+	case N_MODEL:
 	case N_LAYERS: {
-		const tcz_model *m = n.fm->m;
-		for (uint32_t t = 0; rc == 0 && t < m->n_tensors; t++) {
-			uint32_t k = n.fm->npy_order[t];
-			rc = dir_add(req, b, n.fm->npy_name[k],
-				     ino_make(m->id, LOCAL_NPY0 + k), S_IFREG);
+		uint32_t dir = n.kind == N_MODEL ? TCZ_VDIR_MODEL : TCZ_VDIR_LAYERS;
+		uint32_t cnt = tcz_mview_dir_count(n.fm->v, dir);
+		for (uint32_t k = 0; rc == 0 && k < cnt; k++) {
+			uint32_t f = tcz_mview_dir_file(n.fm->v, dir, k);
+			rc = dir_add(req, b, tcz_mview_file(n.fm->v, f)->name,
+				     ino_make(n.fm->id, LOCAL_FILE0 + f), S_IFREG);
 		}
+		if (rc == 0 && n.kind == N_MODEL)
+			rc = dir_add(req, b, "layers",
+				     ino_make(n.fm->id, LOCAL_LAYERS), S_IFDIR);
 		break;
 	}
 	default: /* asic/ and streams/ are empty; or an error above */
@@ -328,6 +274,14 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 	}
 	fs_model_put(fs, n.fm);
 	return rc < 0 ? rc : rc ? -ENOMEM : 0;
+}
+
+static void dirbuf_free(tczfs *fs, void *p)
+{
+	(void)fs;
+	dirbuf *b = p;
+	free(b->p);
+	free(b);
 }
 
 /* A listing is made once per opendir and served in slices from it, so
@@ -339,25 +293,28 @@ static void tczfs_ll_opendir(fuse_req_t req, fuse_ino_t ino,
 	tczfs *fs = fs_of(req);
 	dirbuf *b = calloc(1, sizeof *b);
 	int rc = b ? list_dir(req, fs, ino, b) : -ENOMEM;
+	if (rc == 0 && !(fi->fh = fs_handle_new(fs, b, dirbuf_free)))
+		rc = -ENOMEM;
 	if (rc) {
 		if (b)
-			free(b->p);
-		free(b);
+			dirbuf_free(fs, b);
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	fi->fh = (uint64_t)(uintptr_t)b;
-	if (fuse_reply_open(req, fi) == -ENOENT) {
-		free(b->p);
-		free(b);
-	}
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		fs_handle_close(fs, fi->fh); /* interrupted: no release comes */
 }
 
 static void tczfs_ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 			     off_t off, struct fuse_file_info *fi)
 {
 	(void)ino;
-	const dirbuf *b = (const dirbuf *)(uintptr_t)fi->fh;
+	tczfs *fs = fs_of(req);
+	const dirbuf *b = fs_handle_get(fs, fi->fh);
+	if (!b) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
 	size_t at = (size_t)off, end = at;
 	/* whole entries only: each records where the next one starts */
 	struct fuse_dirent_hdr {
@@ -375,16 +332,23 @@ static void tczfs_ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 		fuse_reply_err(req, EINVAL); /* not an offset we gave */
 	else
 		fuse_reply_buf(req, end > at ? b->p + at : NULL, end - at);
+	fs_handle_put(fs, fi->fh);
 }
 
 static void tczfs_ll_releasedir(fuse_req_t req, fuse_ino_t ino,
 				struct fuse_file_info *fi)
 {
 	(void)ino;
-	dirbuf *b = (dirbuf *)(uintptr_t)fi->fh;
-	free(b->p);
-	free(b);
+	fs_handle_close(fs_of(req), fi->fh);
 	fuse_reply_err(req, 0);
+}
+
+static void file_free(tczfs *fs, void *p)
+{
+	fs_file *f = p;
+	fs_model_put(fs, f->fm);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
 }
 
 static void tczfs_ll_open(fuse_req_t req, fuse_ino_t ino,
@@ -397,7 +361,7 @@ static void tczfs_ll_open(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	if (n.kind != N_FILE && n.kind != N_NPY) {
+	if (n.kind != N_FILE) {
 		fs_model_put(fs, n.fm);
 		fuse_reply_err(req, EISDIR);
 		return;
@@ -413,42 +377,41 @@ static void tczfs_ll_open(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	f->fm = n.fm; /* the open file's reference */
-	f->kind = n.kind == N_NPY ? FILE_NPY : FILE_MODEL;
-	f->index = n.index;
-	f->next_off = 0;
+	/* the open file holds the model (its pinned view), not a store
+	 * snapshot: it reads that content however long it stays open */
+	f->fm = n.fm;
+	f->file = n.index;
 	pthread_mutex_init(&f->lock, NULL);
-	f->view = fs_view_get(fs, 0);
-	fi->fh = (uint64_t)(uintptr_t)f;
+	if (!(fi->fh = fs_handle_new(fs, f, file_free))) {
+		file_free(fs, f);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
 	fi->keep_cache = 1; /* immutable content: page cache stays valid */
 	fi->direct_io = 0;  /* shared mmap must work */
-	if (fuse_reply_open(req, fi) == -ENOENT) {
-		/* interrupted open: the kernel will not release it */
-		fs_view_put(fs, f->view);
-		fs_model_put(fs, f->fm);
-		pthread_mutex_destroy(&f->lock);
-		free(f);
-	}
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		fs_handle_close(fs, fi->fh); /* interrupted: no release comes */
 }
 
 static void tczfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size,
 			  off_t off, struct fuse_file_info *fi)
 {
 	(void)ino;
-	fs_read(fs_of(req), req, (fs_file *)(uintptr_t)fi->fh, size,
-		(uint64_t)off);
+	tczfs *fs = fs_of(req);
+	fs_file *f = fs_handle_get(fs, fi->fh);
+	if (!f) {
+		fuse_reply_err(req, EBADF);
+		return;
+	}
+	fs_read(fs, req, f, size, (uint64_t)off);
+	fs_handle_put(fs, fi->fh);
 }
 
 static void tczfs_ll_release(fuse_req_t req, fuse_ino_t ino,
 			     struct fuse_file_info *fi)
 {
 	(void)ino;
-	tczfs *fs = fs_of(req);
-	fs_file *f = (fs_file *)(uintptr_t)fi->fh;
-	fs_view_put(fs, f->view);
-	fs_model_put(fs, f->fm);
-	pthread_mutex_destroy(&f->lock);
-	free(f);
+	fs_handle_close(fs_of(req), fi->fh);
 	fuse_reply_err(req, 0);
 }
 
@@ -467,9 +430,13 @@ static int xattr_value(const node *n, size_t k, char *buf, size_t cap)
 {
 	const fs_model *fm = n->fm;
 	const tcz_model *m = fm->m;
-	if (n->kind == N_NPY) {
-		const tcz_tensor *t = &m->tensors[n->index];
-		const fs_tstat *s = &fm->st[n->index];
+	if (n->kind != N_FILE)
+		return -ENODATA;
+	const tcz_vfile *vf = tcz_mview_file(fm->v, n->index);
+	if (vf->kind == TCZ_VF_NPY) {
+		uint32_t ti = vf->index;
+		const tcz_tensor *t = &m->tensors[ti];
+		const fs_tstat *s = &fm->st[ti];
 		switch (k) {
 		case 0:
 			if (t->codec == TCZ_CODEC_QUANT)
@@ -485,7 +452,7 @@ static int xattr_value(const node *n, size_t k, char *buf, size_t cap)
 		case 3:
 			return snprintf(buf, cap, "%.6g", t->max_abs);
 		case 4:
-			return snprintf(buf, cap, "%s", fs_tier_of(fm, n->index));
+			return snprintf(buf, cap, "%s", fs_tier_of(fm, ti));
 		case 5:
 			return snprintf(buf, cap, "%s", tcz_dtype_name(t->dtype));
 		case 6: {
@@ -500,20 +467,18 @@ static int xattr_value(const node *n, size_t k, char *buf, size_t cap)
 		}
 		case 7:
 			return snprintf(buf, cap, "%llu",
-					(unsigned long long)atomic_load(&s->reads));
+					(unsigned long long)fs_stat_reads(fm, ti));
 		case 8:
 			return snprintf(buf, cap, "%llu",
-					(unsigned long long)atomic_load(&s->bytes));
+					(unsigned long long)fs_stat_bytes(fm, ti));
 		case 9:
 			return snprintf(buf, cap, "%llu",
 					(unsigned long long)atomic_load(&s->last));
 		}
 		return -ENODATA;
 	}
-	if (n->kind != N_FILE)
-		return -ENODATA;
 	/* a model file: figures over the tensors it holds */
-	const tcz_file *f = &m->files[n->index];
+	const tcz_file *f = &m->files[vf->index];
 	uint64_t stored = 0, reads = 0, bytes = 0, last = 0;
 	double rel = 0, mabs = 0;
 	int codecs = 0, any = 0;
@@ -532,8 +497,8 @@ static int xattr_value(const node *n, size_t k, char *buf, size_t cap)
 			rel = t->rel_error;
 		if (t->max_abs > mabs)
 			mabs = t->max_abs;
-		reads += atomic_load(&s->reads);
-		bytes += atomic_load(&s->bytes);
+		reads += fs_stat_reads(fm, x->index);
+		bytes += fs_stat_bytes(fm, x->index);
 		uint64_t l = atomic_load(&s->last);
 		if (l > last)
 			last = l;

@@ -1,10 +1,15 @@
-/* Opening the LMDB environment, schema check, transactions and map size. */
+/* Opening the LMDB environment, schema check and upgrade, transactions,
+ * the map and its size, the writer gate. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store/internal.h"
@@ -12,7 +17,14 @@
 /* 64 GiB of address space to start with: LMDB only maps it, the file
  * grows as pages are written. MDB_MAP_FULL doubles it. */
 #define MAP_DEFAULT (64ull << 30)
-#define MAX_READERS 4096u /* one per open file in the daemon, see fs/ */
+/* A daemon reserves more: adopting a map another process grew means
+ * waiting for this process's own transactions to end. */
+#define MAP_DAEMON (1ull << 40)
+#define MAX_READERS 4096u /* a reader slot per thread of each process */
+#define GROW_ATTEMPTS 12
+/* Less free space than this on the store's file system after a failed
+ * write means the disk is full (LMDB reports a short write as EIO). */
+#define DISK_FULL_SLACK (4u << 20)
 
 static _Thread_local char errmsg[512];
 
@@ -50,7 +62,7 @@ int tcz__mdb_err(int rc)
 	case MDB_KEYEXIST:
 		return -EEXIST;
 	case MDB_MAP_FULL:
-		return -ENOSPC;
+		return TCZ__EMAPFULL;
 	case MDB_READERS_FULL:
 	case MDB_MAP_RESIZED:
 		return -EAGAIN;
@@ -69,77 +81,274 @@ int tcz__mdb_err(int rc)
 	}
 }
 
-static uint64_t env_u64(const char *name, uint64_t dflt)
+/* A byte size: digits with an optional K/M/G/T suffix (powers of 1024,
+ * "KiB", "MB" and friends accepted alike); 0 when malformed. */
+static uint64_t parse_size(const char *v)
 {
-	const char *v = getenv(name);
-	if (!v || !*v)
-		return dflt;
 	char *end;
+	errno = 0;
 	unsigned long long x = strtoull(v, &end, 10);
-	return *end ? dflt : (uint64_t)x;
-}
-
-int tcz__txn_begin(tcz_store *s, unsigned flags, MDB_txn **txn)
-{
-	pthread_mutex_lock(&s->map_lock);
-	int rc = mdb_txn_begin(s->env, NULL, flags, txn);
-	if (rc == MDB_MAP_RESIZED && s->open_txns == 0) {
-		mdb_env_set_mapsize(s->env, 0);
-		rc = mdb_txn_begin(s->env, NULL, flags, txn);
+	if (errno || end == v)
+		return 0;
+	unsigned shift = 0;
+	switch (*end) {
+	case 'k': case 'K': shift = 10; break;
+	case 'm': case 'M': shift = 20; break;
+	case 'g': case 'G': shift = 30; break;
+	case 't': case 'T': shift = 40; break;
+	case 0: break;
+	default: return 0;
 	}
-	if (rc == 0)
-		s->open_txns++;
-	pthread_mutex_unlock(&s->map_lock);
-	if (rc == MDB_MAP_RESIZED)
-		return tcz__fail(-EAGAIN, "the store grew in another process; "
-					  "close open files and retry");
+	if (*end) {
+		end++;
+		if (*end == 'i')
+			end++;
+		if (*end == 'B' || *end == 'b')
+			end++;
+		if (*end)
+			return 0;
+	}
+	if (shift && x > (UINT64_MAX >> shift))
+		return 0;
+	return (uint64_t)x << shift;
+}
+
+/* ---- the map ------------------------------------------------------------ */
+
+/* Finds the mapping of data.mdb (by inode) that holds p. Called with
+ * map_lock exclusive (or before the store is shared). */
+static int find_mapping(tcz_store *s, const char *p)
+{
+	struct stat st;
+	if (s->data_fd < 0 || fstat(s->data_fd, &st) != 0)
+		return -1;
+	FILE *f = fopen("/proc/self/maps", "r");
+	if (!f)
+		return -1;
+	char line[4352];
+	int found = -1;
+	while (found && fgets(line, sizeof line, f)) {
+		unsigned long lo, hi, off, ino;
+		char perms[8];
+		if (sscanf(line, "%lx-%lx %7s %lx %*s %lu", &lo, &hi, perms, &off,
+			   &ino) != 5)
+			continue;
+		if (ino != (unsigned long)st.st_ino || (uintptr_t)p < lo ||
+		    (uintptr_t)p >= hi)
+			continue;
+		s->map_lo = (const char *)lo;
+		s->map_hi = (const char *)hi;
+		s->map_off = off;
+		found = 0;
+	}
+	fclose(f);
+	return found;
+}
+
+/* Locates the map with a value read through it. map_lock exclusive. */
+static void locate_map(tcz_store *s)
+{
+	MDB_txn *txn;
+	s->map_lo = s->map_hi = NULL;
+	if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0)
+		return;
+	MDB_val k = {6, "schema"}, d;
+	if (mdb_get(txn, s->meta, &k, &d) == 0)
+		find_mapping(s, d.mv_data);
+	mdb_txn_abort(txn);
+}
+
+int64_t tcz__map_offset(tcz_store *s, const void *pv, size_t n)
+{
+	const char *p = pv;
+	if (p >= s->map_lo && p + n <= s->map_hi && p + n >= p)
+		return (int64_t)(s->map_off + (uint64_t)(p - s->map_lo));
+	return -1;
+}
+
+int tcz__pread_value(tcz_store *s, const MDB_val *d, void *dst)
+{
+	int64_t off = tcz__map_offset(s, d->mv_data, d->mv_size);
+	if (off < 0) {
+		memcpy(dst, d->mv_data, d->mv_size); /* not in the file map */
+		return 0;
+	}
+	unsigned char *out = dst;
+	for (size_t got = 0; got < d->mv_size;) {
+		ssize_t n = pread(s->data_fd, out + got, d->mv_size - got,
+				  (off_t)off + (off_t)got);
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			return -EIO;
+		}
+		got += (size_t)n;
+	}
+	return 0;
+}
+
+/* Remaps to size (0: the size another process recorded). Takes map_lock
+ * exclusively: waits for this process's transactions, which never wait
+ * for another process while they hold it. */
+static int remap(tcz_store *s, size_t size)
+{
+	pthread_rwlock_wrlock(&s->map_lock);
+	int rc = mdb_env_set_mapsize(s->env, size);
+	locate_map(s);
+	pthread_rwlock_unlock(&s->map_lock);
 	if (rc)
-		return tcz__fail(tcz__mdb_err(rc), "store: %s",
+		return tcz__fail(rc == ENOMEM ? -ENOMEM : -EAGAIN,
+				 "cannot map the store's grown file: %s",
 				 mdb_strerror(rc));
 	return 0;
 }
 
-static void txn_done(tcz_store *s)
+static int grow(tcz_store *s)
 {
-	pthread_mutex_lock(&s->map_lock);
-	s->open_txns--;
-	pthread_mutex_unlock(&s->map_lock);
+	MDB_envinfo info;
+	pthread_rwlock_rdlock(&s->map_lock);
+	int rc = mdb_env_info(s->env, &info);
+	pthread_rwlock_unlock(&s->map_lock);
+	if (rc || info.me_mapsize > SIZE_MAX / 2)
+		return -ENOSPC;
+	return remap(s, info.me_mapsize * 2) ? -ENOSPC : 0;
 }
 
-int tcz__txn_commit(tcz_store *s, MDB_txn *txn)
+void tcz_store_trim(tcz_store *s)
 {
-	int rc = mdb_txn_commit(txn);
-	txn_done(s);
-	if (rc)
-		return tcz__fail(tcz__mdb_err(rc), "store commit: %s",
+	pthread_rwlock_rdlock(&s->map_lock);
+	/* a shared file mapping: only this process's page table entries go;
+	 * a transaction touching a page again faults it back in */
+	if (s->map_hi > s->map_lo)
+		madvise((void *)s->map_lo, (size_t)(s->map_hi - s->map_lo),
+			MADV_DONTNEED);
+	pthread_rwlock_unlock(&s->map_lock);
+}
+
+/* ---- transactions ------------------------------------------------------- */
+
+int tcz__rtxn_begin(tcz_store *s, MDB_txn **txn)
+{
+	for (int attempt = 0;; attempt++) {
+		pthread_rwlock_rdlock(&s->map_lock);
+		int rc = *txn ? mdb_txn_renew(*txn)
+			      : mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
+		if (rc == 0)
+			return 0;
+		pthread_rwlock_unlock(&s->map_lock);
+		if (rc == MDB_MAP_RESIZED && attempt < 3) {
+			int r = remap(s, 0);
+			if (r)
+				return r;
+			continue;
+		}
+		return tcz__fail(tcz__mdb_err(rc), "store %s: %s", s->dir,
 				 mdb_strerror(rc));
-	return 0;
+	}
 }
 
-void tcz__txn_abort(tcz_store *s, MDB_txn *txn)
+void tcz__rtxn_end(tcz_store *s, MDB_txn *txn, int keep)
 {
 	if (!txn)
 		return;
-	mdb_txn_abort(txn);
-	txn_done(s);
+	if (keep)
+		mdb_txn_reset(txn);
+	else
+		mdb_txn_abort(txn);
+	pthread_rwlock_unlock(&s->map_lock);
 }
 
-int tcz__grow_map(tcz_store *s)
+/* The writer gate: an exclusive lock on byte 0 of tczfs.lock, so that a
+ * tczfs writer waits for another here, holding nothing, rather than in
+ * LMDB's writer lock with the map lock held. */
+static int gate(tcz_store *s, int take)
 {
-	MDB_envinfo info;
-	int rc = -ENOSPC;
-	pthread_mutex_lock(&s->map_lock);
-	if (s->open_txns == 0 && mdb_env_info(s->env, &info) == 0) {
-		size_t cur = info.me_mapsize;
-		if (cur <= SIZE_MAX / 2 &&
-		    mdb_env_set_mapsize(s->env, cur * 2) == 0)
-			rc = 0;
-	}
-	pthread_mutex_unlock(&s->map_lock);
-	if (rc)
-		return tcz__fail(rc, "store map is full and cannot grow now");
+	if (s->gc_fd < 0)
+		return 0;
+	struct flock fl = {0};
+	fl.l_type = take ? F_WRLCK : F_UNLCK;
+	fl.l_whence = SEEK_SET;
+	fl.l_start = 0;
+	fl.l_len = 1;
+	while (fcntl(s->gc_fd, take ? F_OFD_SETLKW : F_OFD_SETLK, &fl) != 0)
+		if (errno != EINTR)
+			return -errno;
 	return 0;
 }
+
+/* Whether the store's file system has (almost) no space left. */
+static int disk_full(tcz_store *s)
+{
+	struct statvfs v;
+	if (statvfs(s->dir, &v) != 0)
+		return 0;
+	return (uint64_t)v.f_bavail * v.f_frsize < DISK_FULL_SLACK;
+}
+
+int tcz__write(tcz_store *s, int (*fn)(void *, MDB_txn *), void *arg)
+{
+	if (s->flags & TCZ_STORE_RDONLY)
+		return tcz__fail(-EROFS, "store %s is open read-only", s->dir);
+	pthread_mutex_lock(&s->write_lock);
+	int rc = gate(s, 1);
+	if (rc) {
+		pthread_mutex_unlock(&s->write_lock);
+		return tcz__fail(rc, "store %s: writer lock: %s", s->dir,
+				 strerror(-rc));
+	}
+	int committing = 0;
+	for (int attempt = 0;; attempt++) {
+		MDB_txn *txn;
+		committing = 0;
+		pthread_rwlock_rdlock(&s->map_lock);
+		int m = mdb_txn_begin(s->env, NULL, 0, &txn);
+		if (m == MDB_MAP_RESIZED && attempt < GROW_ATTEMPTS) {
+			pthread_rwlock_unlock(&s->map_lock);
+			if ((rc = remap(s, 0)))
+				break;
+			continue;
+		}
+		if (m) {
+			pthread_rwlock_unlock(&s->map_lock);
+			rc = tcz__fail(tcz__mdb_err(m), "store %s: %s", s->dir,
+				       mdb_strerror(m));
+			break;
+		}
+		errmsg[0] = 0;
+		rc = fn(arg, txn);
+		if (rc == 0) {
+			committing = 1;
+			m = mdb_txn_commit(txn);
+			rc = tcz__mdb_err(m);
+		} else {
+			mdb_txn_abort(txn);
+		}
+		pthread_rwlock_unlock(&s->map_lock);
+		if (rc != TCZ__EMAPFULL)
+			break;
+		if (attempt >= GROW_ATTEMPTS || grow(s) != 0) {
+			rc = tcz__fail(-ENOSPC,
+				       "store %s: the map is full and cannot grow",
+				       s->dir);
+			break;
+		}
+	}
+	gate(s, 0);
+	pthread_mutex_unlock(&s->write_lock);
+	if (rc == TCZ__EMAPFULL) /* never leaves the module */
+		rc = -ENOSPC;
+	if ((rc == -ENOSPC || (rc == -EIO && committing)) && disk_full(s))
+		return tcz__fail(-ENOSPC,
+				 "no space left on device for store %s (the store "
+				 "is intact; nothing of this change was written)",
+				 s->dir);
+	if (rc && committing && !errmsg[0])
+		tcz__fail(rc, "store %s: commit failed: %s", s->dir,
+			  strerror(-rc));
+	return rc;
+}
+
+/* ---- meta --------------------------------------------------------------- */
 
 int tcz__meta_get(tcz_store *s, MDB_txn *txn, const char *k, uint64_t *v)
 {
@@ -149,9 +358,15 @@ int tcz__meta_get(tcz_store *s, MDB_txn *txn, const char *k, uint64_t *v)
 		return tcz__mdb_err(rc);
 	tcz_rbuf r;
 	if (tcz_rec_open(&r, val.mv_data, val.mv_size))
-		return tcz__fail(-EIO, "store meta '%s': checksum mismatch", k);
+		return tcz__fail(-EIO,
+				 "store %s: meta record '%s' is damaged "
+				 "(checksum mismatch)",
+				 s->dir, k);
 	*v = tcz_rb_u64(&r);
-	return tcz_rb_end(&r) ? tcz__fail(-EIO, "store meta '%s' malformed", k)
+	return tcz_rb_end(&r) ? tcz__fail(-EIO,
+					  "store %s: meta record '%s' is "
+					  "malformed",
+					  s->dir, k)
 			      : 0;
 }
 
@@ -173,68 +388,119 @@ int tcz__bump_generation(tcz_store *s, MDB_txn *txn)
 {
 	uint64_t g = 0;
 	int rc = tcz__meta_get(s, txn, "generation", &g);
+	if (rc == -EIO) {
+		/* only a change counter: a damaged one restarts past any
+		 * value a reader may hold (readers compare for equality) */
+		g = (uint64_t)time(NULL) << 20;
+		rc = 0;
+	}
 	if (rc && rc != -ENOENT)
 		return rc;
 	return tcz__meta_put(s, txn, "generation", g + 1);
 }
 
-static int open_dbis(tcz_store *s, MDB_txn *txn, unsigned flags)
+/* ---- opening ------------------------------------------------------------ */
+
+static const struct {
+	const char *name;
+	size_t off;
+	unsigned since; /* schema version that added the table */
+} tables[] = {
+	{"meta", offsetof(tcz_store, meta), 1},
+	{"models", offsetof(tcz_store, models), 1},
+	{"tensors", offsetof(tcz_store, tensors), 1},
+	{"aux", offsetof(tcz_store, aux), 1},
+	{"chunks", offsetof(tcz_store, chunks), 1},
+	{"refs", offsetof(tcz_store, refs), 1},
+	{"ttcores", offsetof(tcz_store, ttcores), 1},
+	{"stats", offsetof(tcz_store, stats), 1},
+	{"imports", offsetof(tcz_store, imports), 1},
+	{"pending", offsetof(tcz_store, pending), 1},
+	{"segments", offsetof(tcz_store, segments), 1},
+	{"dropped", offsetof(tcz_store, dropped), 2},
+};
+#define N_TABLES (sizeof tables / sizeof tables[0])
+
+/* Opens the tables in txn; *missing counts those a store of schema 1
+ * lacks (created when flags has MDB_CREATE). */
+static int open_dbis(tcz_store *s, MDB_txn *txn, unsigned flags,
+		     unsigned *missing)
 {
-	static const struct {
-		const char *name;
-		size_t off;
-	} dbs[] = {
-		{"meta", offsetof(tcz_store, meta)},
-		{"models", offsetof(tcz_store, models)},
-		{"tensors", offsetof(tcz_store, tensors)},
-		{"aux", offsetof(tcz_store, aux)},
-		{"chunks", offsetof(tcz_store, chunks)},
-		{"refs", offsetof(tcz_store, refs)},
-		{"ttcores", offsetof(tcz_store, ttcores)},
-		{"stats", offsetof(tcz_store, stats)},
-		{"imports", offsetof(tcz_store, imports)},
-		{"pending", offsetof(tcz_store, pending)},
-		{"segments", offsetof(tcz_store, segments)},
-	};
-	for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
-		MDB_dbi *d = (MDB_dbi *)((char *)s + dbs[i].off);
-		int rc = mdb_dbi_open(txn, dbs[i].name, flags, d);
+	*missing = 0;
+	for (size_t i = 0; i < N_TABLES; i++) {
+		MDB_dbi *d = (MDB_dbi *)((char *)s + tables[i].off);
+		int rc = mdb_dbi_open(txn, tables[i].name, flags, d);
+		if (rc == MDB_NOTFOUND && tables[i].since > 1) {
+			(*missing)++;
+			continue;
+		}
 		if (rc == MDB_NOTFOUND)
 			return tcz__fail(-EPROTONOSUPPORT,
 					 "%s is not a tczfs store (no '%s' "
 					 "table)",
-					 s->dir, dbs[i].name);
+					 s->dir, tables[i].name);
 		if (rc)
 			return tcz__fail(tcz__mdb_err(rc), "%s: %s", s->dir,
 					 mdb_strerror(rc));
+		if (d == &s->dropped)
+			s->has_dropped = 1;
 	}
 	return 0;
 }
 
-static int check_schema(tcz_store *s, MDB_txn *txn, int create)
+/* The schema version; -ENOENT when the store has none yet. */
+static int read_schema(tcz_store *s, MDB_txn *txn, uint64_t *v)
 {
-	uint64_t v;
-	int rc = tcz__meta_get(s, txn, "schema", &v);
-	if (rc == -ENOENT && create) {
-		if ((rc = tcz__meta_put(s, txn, "schema", TCZ_SCHEMA_VERSION)) ||
-		    (rc = tcz__meta_put(s, txn, "next_id", 1)) ||
-		    (rc = tcz__meta_put(s, txn, "generation", 0)))
-			return rc;
-		return 0;
-	}
-	if (rc == -ENOENT)
-		return tcz__fail(-EPROTONOSUPPORT,
-				 "%s is not a tczfs store (no schema version)",
-				 s->dir);
+	int rc = tcz__meta_get(s, txn, "schema", v);
 	if (rc)
 		return rc;
-	if (v != TCZ_SCHEMA_VERSION)
+	if (*v > TCZ_SCHEMA_VERSION || *v < TCZ_SCHEMA_OLDEST)
 		return tcz__fail(-EPROTONOSUPPORT,
 				 "store %s has schema version %llu; this tczfs "
-				 "reads version %u",
-				 s->dir, (unsigned long long)v,
-				 TCZ_SCHEMA_VERSION);
+				 "reads versions %u to %u",
+				 s->dir, (unsigned long long)*v,
+				 TCZ_SCHEMA_OLDEST, TCZ_SCHEMA_VERSION);
 	return 0;
+}
+
+/* Creates missing tables and upgrades the schema (schema 1 lacked only
+ * the `dropped` table). */
+static int setup_fn(void *arg, MDB_txn *txn)
+{
+	tcz_store *s = arg;
+	unsigned missing;
+	int rc = open_dbis(s, txn, MDB_CREATE, &missing);
+	if (rc)
+		return rc;
+	uint64_t v;
+	rc = read_schema(s, txn, &v);
+	if (rc == -ENOENT) {
+		if (!(s->flags & TCZ_STORE_CREATE))
+			return tcz__fail(-EPROTONOSUPPORT,
+					 "%s is not a tczfs store (no schema "
+					 "version)",
+					 s->dir);
+		if ((rc = tcz__meta_put(s, txn, "next_id", 1)) ||
+		    (rc = tcz__meta_put(s, txn, "generation", 0)))
+			return rc;
+		v = 0;
+	} else if (rc) {
+		return rc;
+	}
+	if (v != TCZ_SCHEMA_VERSION)
+		rc = tcz__meta_put(s, txn, "schema", TCZ_SCHEMA_VERSION);
+	return rc;
+}
+
+/* Whether the environment holds tables of something else: an LMDB
+ * environment tczfs did not create is not turned into a store. */
+static int foreign(MDB_txn *txn)
+{
+	MDB_dbi main;
+	MDB_stat st;
+	if (mdb_dbi_open(txn, NULL, 0, &main) || mdb_stat(txn, main, &st))
+		return 0;
+	return st.ms_entries > 0;
 }
 
 /* mkdir -p with 0700 (XDG wants ~/.local/share private too). */
@@ -259,6 +525,39 @@ static int mkdir_p(const char *dir)
 	return 0;
 }
 
+/* A data.mdb shorter than its pages would fault (SIGBUS) on first use. */
+static int check_size(tcz_store *s)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	struct stat fst;
+	if (mdb_env_info(s->env, &info) || mdb_env_stat(s->env, &st) ||
+	    fstat(s->data_fd, &fst))
+		return 0;
+	uint64_t need = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+	s->psize = st.ms_psize;
+	if ((uint64_t)fst.st_size < need)
+		return tcz__fail(-EIO,
+				 "store %s is damaged: data.mdb is truncated "
+				 "(%llu bytes, its pages need %llu)",
+				 s->dir, (unsigned long long)fst.st_size,
+				 (unsigned long long)need);
+	return 0;
+}
+
+static void open_lockfile(tcz_store *s, int rdonly)
+{
+	char path[4200];
+	snprintf(path, sizeof path, "%s/tczfs.lock", s->dir);
+	s->pin_fd = s->gc_fd = -1;
+	if (!rdonly) {
+		s->pin_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		s->gc_fd = open(path, O_RDWR | O_CLOEXEC);
+	} else {
+		s->pin_fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
+}
+
 int tcz_store_open(const char *dir, unsigned flags, tcz_store **out)
 {
 	errmsg[0] = 0;
@@ -272,20 +571,31 @@ int tcz_store_open(const char *dir, unsigned flags, tcz_store **out)
 	if (create && mkdir_p(dir) != 0)
 		return tcz__fail(-errno, "cannot create store %s: %s", dir,
 				 strerror(errno));
-	if (stat(dir, &st) != 0)
-		return tcz__fail(-errno, "no store at %s: %s%s", dir,
-				 strerror(errno),
-				 errno == ENOENT ? " (run 'tczfs init')" : "");
+	if (stat(dir, &st) != 0) {
+		int e = errno;
+		if (e == ENOENT)
+			return tcz__fail(-ENOENT,
+					 "no store at %s (run 'tczfs init')", dir);
+		return tcz__fail(-e, "cannot open store %s: %s", dir,
+				 strerror(e));
+	}
 	if (!S_ISDIR(st.st_mode))
 		return tcz__fail(-ENOTDIR, "store %s is not a directory", dir);
 
 	char path[4096];
 	snprintf(path, sizeof path, "%s/data.mdb", dir);
-	if (!create && stat(path, &st) != 0)
+	int have = stat(path, &st) == 0;
+	if (!have && errno != ENOENT)
+		return tcz__fail(-errno, "cannot open store %s: %s", dir,
+				 strerror(errno));
+	if (!create && !have)
 		return tcz__fail(-ENOENT,
 				 "no store at %s (run 'tczfs init --store %s')",
 				 dir, dir);
-	uint64_t fsize = create && stat(path, &st) != 0 ? 0 : (uint64_t)st.st_size;
+	if (have && access(path, rdonly ? R_OK : R_OK | W_OK) != 0)
+		return tcz__fail(-errno, "cannot open store %s: %s", dir,
+				 strerror(errno));
+	uint64_t fsize = have ? (uint64_t)st.st_size : 0;
 
 	tcz_store *s = calloc(1, sizeof *s);
 	if (!s || !(s->dir = strdup(dir))) {
@@ -293,11 +603,21 @@ int tcz_store_open(const char *dir, unsigned flags, tcz_store **out)
 		return -ENOMEM;
 	}
 	s->flags = flags;
-	pthread_mutex_init(&s->map_lock, NULL);
+	s->data_fd = s->pin_fd = s->gc_fd = -1;
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	/* a pending remap must not wait behind a stream of new readers */
+	pthread_rwlockattr_setkind_np(&ra,
+				      PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&s->map_lock, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	pthread_mutex_init(&s->write_lock, NULL);
+	pthread_mutex_init(&s->pin_lock, NULL);
 
-	uint64_t map = env_u64("TCZFS_MAPSIZE", (flags & TCZ_STORE_DAEMON)
-							? (1ull << 40)
-							: MAP_DEFAULT);
+	const char *ms = getenv("TCZFS_MAPSIZE");
+	uint64_t map = ms && *ms ? parse_size(ms) : 0;
+	if (!map)
+		map = (flags & TCZ_STORE_DAEMON) ? MAP_DAEMON : MAP_DEFAULT;
 	while (map < 2 * fsize)
 		map *= 2;
 
@@ -310,9 +630,12 @@ int tcz_store_open(const char *dir, unsigned flags, tcz_store **out)
 			rc = mdb_env_set_maxreaders(s->env, MAX_READERS);
 		if (rc == 0)
 			rc = mdb_env_set_mapsize(s->env, (size_t)map);
+		/* NORDAHEAD: a lookup faults in its page, not the 128 KiB of
+		 * chunk values around it (values are pread, see read.c) */
 		if (rc == 0)
 			rc = mdb_env_open(s->env, dir,
-					  MDB_NOTLS | (rdonly ? MDB_RDONLY : 0),
+					  MDB_NOTLS | MDB_NORDAHEAD |
+						  (rdonly ? MDB_RDONLY : 0),
 					  0600);
 		/* The map is address space only, but some environments
 		 * (valgrind, ulimit -v) refuse a large one: halve it, never
@@ -337,22 +660,60 @@ int tcz_store_open(const char *dir, unsigned flags, tcz_store **out)
 		tcz_store_close(s);
 		return e;
 	}
-
-	MDB_txn *txn;
-	rc = tcz__txn_begin(s, rdonly ? MDB_RDONLY : 0, &txn);
-	if (rc == 0) {
-		rc = open_dbis(s, txn, create ? MDB_CREATE : 0);
-		if (rc == 0)
-			rc = check_schema(s, txn, create);
-		if (rc == 0)
-			rc = tcz__txn_commit(s, txn);
-		else
-			tcz__txn_abort(s, txn);
+	mdb_env_get_fd(s->env, &s->data_fd);
+	if ((rc = check_size(s))) {
+		tcz_store_close(s);
+		return rc;
 	}
+	int dead = 0;
+	mdb_reader_check(s->env, &dead);
+	open_lockfile(s, rdonly);
+
+	/* tables and schema in a read transaction; writers create what is
+	 * missing (a new store, or an upgrade) in a write transaction */
+	MDB_txn *txn = NULL;
+	unsigned missing = 0;
+	uint64_t ver = 0;
+	rc = 0;
+	{
+		pthread_rwlock_rdlock(&s->map_lock);
+		int e = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+		if (e) {
+			rc = tcz__fail(tcz__mdb_err(e), "store %s: %s", dir,
+				       mdb_strerror(e));
+		} else {
+			rc = open_dbis(s, txn, 0, &missing);
+			if (rc == -EPROTONOSUPPORT && create &&
+			    !foreign(txn))
+				rc = 0, missing = 1; /* a new store */
+			if (rc == 0 && !missing) {
+				rc = read_schema(s, txn, &ver);
+				if (rc == -ENOENT && create)
+					rc = 0, missing = 1;
+				else if (rc == -ENOENT)
+					rc = tcz__fail(-EPROTONOSUPPORT,
+						       "%s is not a tczfs store "
+						       "(no schema version)",
+						       dir);
+			}
+			if (rc == 0)
+				e = mdb_txn_commit(txn);
+			else
+				mdb_txn_abort(txn);
+			if (rc == 0 && e)
+				rc = tcz__mdb_err(e);
+		}
+		pthread_rwlock_unlock(&s->map_lock);
+	}
+	if (rc == 0 && (missing || ver != TCZ_SCHEMA_VERSION) && !rdonly)
+		rc = tcz__write(s, setup_fn, s);
 	if (rc) {
 		tcz_store_close(s);
 		return rc;
 	}
+	pthread_rwlock_wrlock(&s->map_lock);
+	locate_map(s);
+	pthread_rwlock_unlock(&s->map_lock);
 	*out = s;
 	return 0;
 }
@@ -363,9 +724,25 @@ void tcz_store_close(tcz_store *s)
 		return;
 	if (s->env)
 		mdb_env_close(s->env);
-	pthread_mutex_destroy(&s->map_lock);
+	if (s->pin_fd >= 0)
+		close(s->pin_fd);
+	if (s->gc_fd >= 0)
+		close(s->gc_fd);
+	pthread_rwlock_destroy(&s->map_lock);
+	pthread_mutex_destroy(&s->write_lock);
+	pthread_mutex_destroy(&s->pin_lock);
+	free(s->pins);
 	free(s->dir);
 	free(s);
+}
+
+int tcz_store_reader_check(tcz_store *s, int *dead)
+{
+	int d = 0;
+	int rc = mdb_reader_check(s->env, &d);
+	if (dead)
+		*dead = d;
+	return rc ? -EIO : 0;
 }
 
 char *tcz_store_default_dir(void)
@@ -406,10 +783,8 @@ bool tcz_model_name_valid(const char *name)
 
 int tcz_store_disk_size(tcz_store *s, uint64_t *bytes)
 {
-	char path[4096];
 	struct stat st;
-	snprintf(path, sizeof path, "%s/data.mdb", s->dir);
-	if (stat(path, &st) != 0)
+	if (fstat(s->data_fd, &st) != 0)
 		return -errno;
 	*bytes = (uint64_t)st.st_blocks * 512u;
 	return 0;
@@ -417,12 +792,12 @@ int tcz_store_disk_size(tcz_store *s, uint64_t *bytes)
 
 int tcz_store_generation(tcz_store *s, uint64_t *gen)
 {
-	MDB_txn *txn;
-	int rc = tcz__txn_begin(s, MDB_RDONLY, &txn);
+	MDB_txn *txn = NULL;
+	int rc = tcz__rtxn_begin(s, &txn);
 	if (rc)
 		return rc;
 	rc = tcz__meta_get(s, txn, "generation", gen);
-	tcz__txn_abort(s, txn);
+	tcz__rtxn_end(s, txn, 0);
 	return rc;
 }
 
@@ -446,47 +821,4 @@ int tcz__del_prefix(MDB_txn *txn, MDB_dbi db, uint64_t id)
 	}
 	mdb_cursor_close(c);
 	return rc == MDB_NOTFOUND || rc == 0 ? 0 : tcz__mdb_err(rc);
-}
-
-/* Finds the mapping of data.mdb (by inode) that holds p. */
-static int find_mapping(tcz_store *s, const char *p)
-{
-	int fd;
-	struct stat st;
-	if (mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &st) != 0)
-		return -1;
-	FILE *f = fopen("/proc/self/maps", "r");
-	if (!f)
-		return -1;
-	char line[4352];
-	int found = -1;
-	while (found && fgets(line, sizeof line, f)) {
-		unsigned long lo, hi, off, ino;
-		char perms[8];
-		if (sscanf(line, "%lx-%lx %7s %lx %*s %lu", &lo, &hi, perms, &off,
-			   &ino) != 5)
-			continue;
-		if (ino != (unsigned long)st.st_ino || (uintptr_t)p < lo ||
-		    (uintptr_t)p >= hi)
-			continue;
-		s->map_lo = (const char *)lo;
-		s->map_hi = (const char *)hi;
-		s->map_off = off;
-		found = 0;
-	}
-	fclose(f);
-	return found;
-}
-
-int64_t tcz__map_offset(tcz_store *s, const void *pv, size_t n)
-{
-	const char *p = pv;
-	int64_t off = -1;
-	pthread_mutex_lock(&s->map_lock);
-	if (!(p >= s->map_lo && p + n <= s->map_hi))
-		find_mapping(s, p);
-	if (p >= s->map_lo && p + n <= s->map_hi)
-		off = (int64_t)(s->map_off + (uint64_t)(p - s->map_lo));
-	pthread_mutex_unlock(&s->map_lock);
-	return off;
 }

@@ -79,6 +79,7 @@ typedef struct job {
 	int err;
 	char msg[512];
 	uint32_t tensors_done;
+	uint32_t notes;
 } job;
 
 static void job_fail(job *j, int rc, const char *fmt, ...)
@@ -361,6 +362,49 @@ static int tt_try(job *j, enc *e, const src_tensor *st, double eps,
 	return rc;
 }
 
+/* Bytes the cores of tt take in the store (f32 values and a record
+ * header each), as emit_tt counts them. */
+static uint64_t tt_stored_bytes(const tcz_tt *tt)
+{
+	return (uint64_t)tcz_tt_param_count(tt) * sizeof(float) +
+	       20u * tcz_tt_order(tt);
+}
+
+/* The lossless encoding's size, measured without storing it. */
+static int lossless_size(job *j, enc *e, const src_tensor *st, uint64_t *out)
+{
+	uint32_t cb = lossless_chunk_bytes(st->dtype);
+	uint64_t total = 0;
+	for (uint64_t off = 0; off < st->nbytes; off += cb) {
+		size_t len = st->nbytes - off < cb ? (size_t)(st->nbytes - off) : cb;
+		size_t plen;
+		int rc = tcz_lossless_encode(e->lctx, st->dtype, st->data + off, len,
+					     j->o->level, e->out, e->out_cap, &plen);
+		if (rc)
+			return rc;
+		total += plen + 12;
+	}
+	*out = total;
+	return 0;
+}
+
+static void note(job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A per-tensor remark for the user (the option's note callback). */
+static void note(job *j, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&j->lock);
+	j->notes++;
+	if (j->o->note)
+		j->o->note(j->o->note_ud, msg);
+	pthread_mutex_unlock(&j->lock);
+}
+
 static int emit_tt(job *j, uint32_t t, const src_tensor *st, tcz_tt *tt,
 		   const tcz_error *err)
 {
@@ -466,6 +510,22 @@ static int encode_tensor(job *j, enc *e, uint32_t t)
 		rc = tt_try(j, e, st, o->tt_eps, o->tt_max_rank, -1, &tt, &err);
 		if (rc == -EINVAL || rc == -EDOM)
 			return encode_lossless(j, e, t, st);
+		/* TT only where it is smaller than the exact encoding: near
+		 * full-rank weights give cores larger than the tensor */
+		uint64_t tt_bytes = 0, ll_bytes = 0;
+		if (rc == 0) {
+			tt_bytes = tt_stored_bytes(tt);
+			rc = tt_bytes < st->nbytes ? lossless_size(j, e, st, &ll_bytes)
+						   : 0;
+		}
+		if (rc == 0 && (tt_bytes >= st->nbytes || tt_bytes >= ll_bytes)) {
+			tcz_tt_free(tt);
+			note(j, "tensor '%s': TT at eps %g takes %llu bytes, not "
+				"less than lossless (%llu); stored lossless",
+			     st->name, o->tt_eps, (unsigned long long)tt_bytes,
+			     (unsigned long long)(ll_bytes ? ll_bytes : st->nbytes));
+			return encode_lossless(j, e, t, st);
+		}
 		if (rc == 0)
 			rc = emit_tt(j, t, st, tt, &err);
 		tcz_tt_free(tt);
@@ -1041,6 +1101,7 @@ int tcz_import(tcz_store *s, const char *const *srcs, size_t n,
 		res->files = m->n_files;
 		res->source_bytes = m->source_bytes;
 		res->stored_bytes = m->stored_bytes;
+		res->notes = j.notes;
 		res->seconds = now_s() - t0;
 	}
 	pthread_mutex_destroy(&j.lock);

@@ -34,6 +34,10 @@ typedef struct tcz_import_opts {
 	unsigned jobs;         /* encoding threads, 0 = number of CPUs */
 	int level;             /* zstd level for lossless chunks */
 	int progress;          /* draw a progress line on stdout */
+	/* Called (serialised) with a one-line remark about a tensor, e.g. a
+	 * lossy encoding that was not smaller and was replaced; may be NULL. */
+	void (*note)(void *ud, const char *msg);
+	void *note_ud;
 } tcz_import_opts;
 
 void tcz_import_opts_default(tcz_import_opts *o);
@@ -43,6 +47,7 @@ typedef struct tcz_import_result {
 	uint32_t tensors, lossy_tensors, files;
 	uint64_t source_bytes, stored_bytes;
 	double max_rel_error; /* over all tensors */
+	uint32_t notes;       /* remarks passed to opts.note */
 	double seconds;
 } tcz_import_result;
 

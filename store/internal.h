@@ -8,29 +8,57 @@
 #include "store/record.h"
 #include "store/store.h"
 
+/* A write function asked for more map than there is: tcz__write grows
+ * the map and runs it again. Never leaves the store module (tcz__write
+ * turns it into -ENOSPC when the map cannot grow). */
+#define TCZ__EMAPFULL (-0x4d46)
+
+/* Pins held by this process: content id -> count (see pins.c). */
+typedef struct tcz_pin {
+	uint64_t id;
+	unsigned count;
+} tcz_pin;
+
 struct tcz_store {
 	MDB_env *env;
 	MDB_dbi meta, models, tensors, aux, chunks, refs, ttcores, stats,
-		imports, pending, segments;
+		imports, pending, segments, dropped;
+	int has_dropped; /* a schema 1 store opened read-only has none */
 	unsigned flags;
 	char *dir;
-	/* Guards mapsize changes against transactions starting or running
-	 * in this process: LMDB may only remap with none active. */
-	pthread_mutex_t map_lock;
-	unsigned open_txns; /* guarded by map_lock */
+	int data_fd;  /* LMDB's descriptor of data.mdb: values are pread */
+	size_t psize; /* LMDB page size */
+
+	/* Held shared by every transaction of this process while it uses
+	 * the map, exclusively to remap it (LMDB may only remap with no
+	 * transaction active). Never held while waiting for another
+	 * process: writers wait for each other at the gate first. */
+	pthread_rwlock_t map_lock;
 	/* Where LMDB mapped data.mdb (LMDB does not say): found in
-	 * /proc/self/maps, refreshed when a value falls outside. */
-	const char *map_lo, *map_hi; /* guarded by map_lock */
+	 * /proc/self/maps at open and after every remap. */
+	const char *map_lo, *map_hi; /* guarded by map_lock (set exclusive) */
 	uint64_t map_off;            /* guarded by map_lock */
+
+	/* One write transaction of this process at a time; taken before
+	 * the gate, so threads of this process queue here. */
+	pthread_mutex_t write_lock;
+	/* tczfs.lock in the store directory: byte 0 is the writer gate
+	 * (an exclusive OFD lock every tczfs writer takes before LMDB's
+	 * own writer lock), byte id is the pin of content id (shared OFD
+	 * locks: the kernel drops them when a process dies). pin_fd holds
+	 * this process's pins; gc_fd is another open file description of
+	 * the same file, for the gate and for collecting, so that this
+	 * process's own pins conflict with its collector. -1 when the
+	 * store is read-only and the file cannot be created. */
+	int pin_fd, gc_fd;
+	pthread_mutex_t pin_lock; /* guards pins, n_pins, cap_pins */
+	tcz_pin *pins;
+	size_t n_pins, cap_pins;
 };
 
 struct tcz_snap {
 	tcz_store *s;
 	MDB_txn *txn;
-	uint64_t gen;
-	/* Serialises LMDB calls on txn: a read transaction may serve many
-	 * threads, one call at a time; decoding happens outside. */
-	pthread_mutex_t lock;
 };
 
 /* Sets this thread's one-line message (printf format) and returns err. */
@@ -42,29 +70,64 @@ int tcz__fail(int err, const char *fmt, ...)
 int tcz__errf(int rc, char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-/* LMDB result -> 0 or negative errno. */
+/* LMDB result -> 0 or negative errno (MDB_MAP_FULL -> TCZ__EMAPFULL). */
 int tcz__mdb_err(int rc);
 
-/* Begins a transaction, adopting a map grown by another process when no
- * other transaction of this process is open. */
-int tcz__txn_begin(tcz_store *s, unsigned flags, MDB_txn **txn);
-int tcz__txn_commit(tcz_store *s, MDB_txn *txn);
-void tcz__txn_abort(tcz_store *s, MDB_txn *txn);
+/* A read transaction: *txn is a handle from an earlier tcz__rtxn_end
+ * with keep (renewed), or NULL (a new one). Holds map_lock shared until
+ * tcz__rtxn_end, and remaps first when another process grew the data
+ * past this process's map.
+ * Errors: -EAGAIN the grown map cannot be mapped; -EIO, -ENOMEM. */
+int tcz__rtxn_begin(tcz_store *s, MDB_txn **txn);
+/* Ends it: reset for reuse when keep, else freed. */
+void tcz__rtxn_end(tcz_store *s, MDB_txn *txn, int keep);
 
-/* Doubles the map after MDB_MAP_FULL (no transaction may be open).
- * Errors: -ENOSPC the map cannot grow (transactions open / at the limit). */
-int tcz__grow_map(tcz_store *s);
+/* Runs fn in a write transaction and commits it: through the writer
+ * gate, growing the map and running fn again on MDB_MAP_FULL (fn must be
+ * repeatable), turning a full disk into -ENOSPC with a message saying
+ * the store is intact. fn returns 0 or a negative errno.
+ * Errors: -EROFS; what fn returned; -ENOSPC; -EIO. */
+int tcz__write(tcz_store *s, int (*fn)(void *, MDB_txn *), void *arg);
 
-/* The offset in data.mdb of the mapped bytes [p, p+n), or -1 when they
- * are not in the file's mapping. */
+/* The offset in data.mdb of the mapped bytes [p, p+n) (the caller holds
+ * map_lock), or -1 when they are not in the file's mapping. */
 int64_t tcz__map_offset(tcz_store *s, const void *p, size_t n);
 
-/* meta helpers: values are checksummed records holding one u64. */
+/* Reads the value mapped at d (in a transaction still open) into dst
+ * with pread, so no page of it enters this process's address space.
+ * Errors: -EIO a short read. */
+int tcz__pread_value(tcz_store *s, const MDB_val *d, void *dst);
+
+/* meta helpers: values are checksummed records holding one u64.
+ * Errors: -ENOENT, -EIO damaged (message set). */
 int tcz__meta_get(tcz_store *s, MDB_txn *txn, const char *k, uint64_t *v);
 int tcz__meta_put(tcz_store *s, MDB_txn *txn, const char *k, uint64_t v);
 int tcz__bump_generation(tcz_store *s, MDB_txn *txn);
 
-/* Record (de)serialisation, records.c */
+/* ---- pins and deferred release (pins.c) -------------------------------- */
+
+/* Pins content id for this process (counted): while pinned, chunks that
+ * a removal or re-encoding dropped from it stay in the store.
+ * Errors: -ENOENT the content is being collected right now (it is
+ * gone); -ENOMEM. Without a lock file (read-only media) pins are no-ops:
+ * nothing can write there either. */
+int tcz__pin(tcz_store *s, uint64_t id);
+void tcz__unpin(tcz_store *s, uint64_t id);
+
+/* Records, in txn, that the chunk references keys[0..n) held by content
+ * id are to be dropped when no process pins id any more (and, with
+ * ttcores, that id's TT cores too).
+ * Errors: -ENOMEM, LMDB errors. */
+int tcz__drop(tcz_store *s, MDB_txn *txn, uint64_t id,
+	      const unsigned char (*keys)[TCZ_KEY_LEN], size_t n, int ttcores);
+
+/* Drops, in their own write transaction, the references of every
+ * dropped content that no process pins; *count (may be NULL) receives
+ * how many contents were released. Errors: -EROFS, -ENOSPC, -EIO. */
+int tcz__collect(tcz_store *s, unsigned *count);
+
+/* ---- records (records.c) ----------------------------------------------- */
+
 int tcz__model_encode(const tcz_model *m, tcz_wbuf *w);
 int tcz__model_decode(const void *p, size_t n, tcz_model *m);
 int tcz__tensor_encode(const tcz_tensor *t, tcz_wbuf *w);
@@ -75,6 +138,26 @@ int tcz__blob_decode(const void *p, size_t n, tcz_blob *b);
 int tcz__model_check(const tcz_model *m);
 void tcz__tensor_clear(tcz_tensor *t);
 void tcz__blob_clear(tcz_blob *b);
+/* The id stored in a model record, read at its fixed place whatever the
+ * checksum says (a damaged model must still be removable).
+ * Errors: -EBADMSG too short. */
+int tcz__model_record_id(const void *p, size_t n, uint64_t *id);
+
+/* Which record a failed load stopped at (for verify's report). */
+typedef struct tcz_load_err {
+	const char *what; /* "model record", "tensor record", ... */
+	int indexed;      /* index is meaningful */
+	uint32_t index;
+} tcz_load_err;
+
+/* Loads model name's records in txn; le (may be NULL) says which record
+ * failed. Errors as tcz_snap_model. */
+int tcz__load_model(tcz_store *s, MDB_txn *txn, const char *name,
+		    tcz_model **out, tcz_load_err *le);
+
+/* The name in a tensor record, read whatever its checksum says (for
+ * naming a damaged one), or NULL. malloc'd. */
+char *tcz__tensor_record_name(const void *p, size_t n);
 
 /* Key helpers: id . idx (. idx) big-endian. */
 static inline void tcz__key_id(unsigned char k[8], uint64_t id)
@@ -92,10 +175,11 @@ static inline void tcz__key_id_idx(unsigned char k[12], uint64_t id,
 /* Deletes every key of db that starts with the 8-byte id prefix. */
 int tcz__del_prefix(MDB_txn *txn, MDB_dbi db, uint64_t id);
 
-/* Drops one reference to chunk key, deleting it at zero. */
+/* Drops one reference to chunk key, deleting it at zero. A damaged
+ * count keeps the chunk (a leak verify reports, never a loss). */
 int tcz__decref(tcz_store *s, MDB_txn *txn, const unsigned char *key);
 
-/* Chunk value header (chunk.c) */
+/* Chunk value header */
 #define TCZ_CHUNK_MAGIC 0x314b4354u /* "TCK1" */
 #define TCZ_CHUNK_HDR 12u
 
@@ -111,5 +195,22 @@ typedef struct tcz_chunk_hdr {
 int tcz__chunk_parse(const void *val, size_t len, tcz_chunk_hdr *h);
 void tcz__chunk_key(const void *val, size_t len,
 		    unsigned char key[TCZ_KEY_LEN]);
+
+/* ---- reading values (read.c) -------------------------------------------- */
+
+/* Reads the value of key in table db into the reader's value buffer in a
+ * short read transaction; *out points at it until the next call.
+ * Errors: -ENOENT no such key; -EIO, -ENOMEM. */
+int tcz__fetch(tcz_reader *r, MDB_dbi db, const void *key, size_t klen,
+	       const unsigned char **out, size_t *len);
+
+/* Fetches chunk key, checks it against its key and decodes it into
+ * dst[len] of dtype dt. Errors: -EIO missing or damaged; -EBADMSG does
+ * not decode; -ENOMEM. */
+int tcz__read_chunk(tcz_reader *r, const unsigned char *key, tcz_dtype dt,
+		    void *dst, uint32_t len);
+
+/* The reader's f32 scratch of at least n floats. Errors: -ENOMEM. */
+int tcz__reader_f32(tcz_reader *r, size_t n, float **out);
 
 #endif

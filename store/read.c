@@ -1,6 +1,8 @@
-/* Read side: views, model loading, chunk verification and decoding, and
- * reading byte ranges of a model's files. */
+/* Read side: snapshots of the records, model loading, readers that fetch
+ * values with pread in short transactions, chunk verification and
+ * decoding. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -11,7 +13,13 @@
 #include "codec/lossless.h"
 #include "codec/quant.h"
 #include "codec/tt.h"
+#include "store/cache.h"
 #include "store/internal.h"
+#include "store/reader.h"
+
+/* f32 scratch of a reader: a quantized chunk is decoded through it in
+ * steps of this many values when its dtype is not f32 */
+#define F32_STEP 65536u
 
 /* ---- chunks ------------------------------------------------------------ */
 
@@ -65,7 +73,7 @@ int tcz_chunk_value(tcz_codec c, tcz_dtype dt, uint32_t decoded_len,
 	return 0;
 }
 
-/* ---- views ------------------------------------------------------------- */
+/* ---- snapshots of the records ------------------------------------------ */
 
 int tcz_snap_begin(tcz_store *s, tcz_snap **out)
 {
@@ -73,15 +81,8 @@ int tcz_snap_begin(tcz_store *s, tcz_snap **out)
 	if (!sn)
 		return -ENOMEM;
 	sn->s = s;
-	pthread_mutex_init(&sn->lock, NULL);
-	int rc = tcz__txn_begin(s, MDB_RDONLY, &sn->txn);
-	if (rc == 0) {
-		rc = tcz__meta_get(s, sn->txn, "generation", &sn->gen);
-		if (rc)
-			tcz__txn_abort(s, sn->txn);
-	}
+	int rc = tcz__rtxn_begin(s, &sn->txn);
 	if (rc) {
-		pthread_mutex_destroy(&sn->lock);
 		free(sn);
 		return rc;
 	}
@@ -93,14 +94,13 @@ void tcz_snap_end(tcz_snap *sn)
 {
 	if (!sn)
 		return;
-	tcz__txn_abort(sn->s, sn->txn);
-	pthread_mutex_destroy(&sn->lock);
+	tcz__rtxn_end(sn->s, sn->txn, 0);
 	free(sn);
 }
 
-uint64_t tcz_snap_generation(const tcz_snap *sn)
+int tcz_snap_generation(tcz_snap *sn, uint64_t *gen)
 {
-	return sn->gen;
+	return tcz__meta_get(sn->s, sn->txn, "generation", gen);
 }
 
 void tcz_names_free(char **names, size_t count)
@@ -110,7 +110,7 @@ void tcz_names_free(char **names, size_t count)
 	free(names);
 }
 
-static int snap_list(tcz_snap *sn, char ***names, size_t *count)
+int tcz_snap_list(tcz_snap *sn, char ***names, size_t *count)
 {
 	MDB_cursor *c;
 	int rc = mdb_cursor_open(sn->txn, sn->s->models, &c);
@@ -124,7 +124,7 @@ static int snap_list(tcz_snap *sn, char ***names, size_t *count)
 	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
 		if (n == cap) {
 			cap = cap ? cap * 2 : 16;
-			char **nv = realloc(v, cap * sizeof *v);
+			char **nv = realloc(v, cap * sizeof *nv);
 			if (!nv) {
 				err = -ENOMEM;
 				break;
@@ -149,48 +149,31 @@ static int snap_list(tcz_snap *sn, char ***names, size_t *count)
 	return 0;
 }
 
-int tcz_snap_list(tcz_snap *sn, char ***names, size_t *count)
-{
-	pthread_mutex_lock(&sn->lock);
-	int rc = snap_list(sn, names, count);
-	pthread_mutex_unlock(&sn->lock);
-	return rc;
-}
-
-static int snap_model_id(tcz_snap *sn, const char *name, uint64_t *id)
+int tcz_snap_model_id(tcz_snap *sn, const char *name, uint64_t *id)
 {
 	MDB_val k = {strlen(name), (void *)name}, d;
 	int rc = mdb_get(sn->txn, sn->s->models, &k, &d);
 	if (rc)
 		return tcz__mdb_err(rc);
-	/* the id is the third field: magic, version, id */
 	tcz_rbuf r;
 	if (tcz_rec_open(&r, d.mv_data, d.mv_size))
-		return -EIO;
-	tcz_rb_u32(&r);
-	tcz_rb_u32(&r);
-	*id = tcz_rb_u64(&r);
-	return r.err ? -EBADMSG : 0;
-}
-
-int tcz_snap_model_id(tcz_snap *sn, const char *name, uint64_t *id)
-{
-	pthread_mutex_lock(&sn->lock);
-	int rc = snap_model_id(sn, name, id);
-	pthread_mutex_unlock(&sn->lock);
-	return rc;
+		return tcz__fail(-EIO, "model %s: its record is damaged "
+				       "(checksum mismatch)",
+				 name);
+	return tcz__model_record_id(d.mv_data, d.mv_size, id);
 }
 
 /* Loads the records of table db under model id into an array, decoding
- * each with dec; the keys must be the dense indexes 0..count-1. */
-static int load_indexed(tcz_snap *sn, MDB_dbi db, uint64_t id, uint32_t count,
-			size_t elem, void *arr,
-			int (*dec)(const void *, size_t, void *))
+ * each with dec; the keys must be the dense indexes 0..count-1. *bad
+ * receives the index of a record that failed. */
+static int load_indexed(MDB_txn *txn, MDB_dbi db, uint64_t id,
+			uint32_t count, size_t elem, void *arr,
+			int (*dec)(const void *, size_t, void *), uint32_t *bad)
 {
 	MDB_cursor *c;
 	unsigned char k0[12];
 	tcz__key_id_idx(k0, id, 0);
-	int rc = mdb_cursor_open(sn->txn, db, &c);
+	int rc = mdb_cursor_open(txn, db, &c);
 	if (rc)
 		return tcz__mdb_err(rc);
 	MDB_val k = {12, k0}, d;
@@ -198,6 +181,7 @@ static int load_indexed(tcz_snap *sn, MDB_dbi db, uint64_t id, uint32_t count,
 	for (rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE);
 	     rc == 0 && i < count; rc = mdb_cursor_get(c, &k, &d, MDB_NEXT), i++) {
 		const unsigned char *kp = k.mv_data;
+		*bad = i;
 		if (k.mv_size != 12 || tcz_get_be64(kp) != id ||
 		    tcz_get_be32(kp + 8) != i) {
 			rc = -EBADMSG;
@@ -207,6 +191,7 @@ static int load_indexed(tcz_snap *sn, MDB_dbi db, uint64_t id, uint32_t count,
 			break;
 	}
 	mdb_cursor_close(c);
+	*bad = i;
 	if (rc == MDB_NOTFOUND || (rc == 0 && i == count))
 		rc = i == count ? 0 : -EBADMSG;
 	else if (rc > 0)
@@ -224,10 +209,11 @@ static int dec_blob(const void *p, size_t n, void *out)
 	return tcz__blob_decode(p, n, out);
 }
 
-static int snap_model(tcz_snap *sn, const char *name, tcz_model **out)
+int tcz__load_model(tcz_store *s, MDB_txn *txn, const char *name,
+		    tcz_model **out, tcz_load_err *le)
 {
 	MDB_val k = {strlen(name), (void *)name}, d;
-	int rc = mdb_get(sn->txn, sn->s->models, &k, &d);
+	int rc = mdb_get(txn, s->models, &k, &d);
 	if (rc)
 		return tcz__mdb_err(rc);
 	tcz_model *m = calloc(1, sizeof *m);
@@ -235,6 +221,8 @@ static int snap_model(tcz_snap *sn, const char *name, tcz_model **out)
 		free(m);
 		return -ENOMEM;
 	}
+	const char *what = "model record";
+	uint32_t bad = 0;
 	rc = tcz__model_decode(d.mv_data, d.mv_size, m);
 	if (rc == 0) {
 		uint32_t nt = m->n_tensors, nb = m->n_blobs;
@@ -243,27 +231,40 @@ static int snap_model(tcz_snap *sn, const char *name, tcz_model **out)
 		if (!m->tensors || !m->blobs) {
 			rc = -ENOMEM;
 		} else {
-			rc = load_indexed(sn, sn->s->tensors, m->id, nt,
+			what = "tensor record";
+			rc = load_indexed(txn, s->tensors, m->id, nt,
 					  sizeof *m->tensors, m->tensors,
-					  dec_tensor);
-			if (rc == 0)
-				rc = load_indexed(sn, sn->s->aux, m->id, nb,
+					  dec_tensor, &bad);
+			if (rc == 0) {
+				what = "blob record";
+				rc = load_indexed(txn, s->aux, m->id, nb,
 						  sizeof *m->blobs, m->blobs,
-						  dec_blob);
+						  dec_blob, &bad);
+			}
 		}
 	}
-	if (rc == 0)
+	if (rc == 0) {
+		what = "file table";
 		rc = tcz__model_check(m);
+	}
 	if (rc) {
 		if (!m->tensors)
 			m->n_tensors = 0;
 		if (!m->blobs)
 			m->n_blobs = 0;
 		tcz_model_free(m);
-		if (rc == -EIO || rc == -EBADMSG)
-			tcz__fail(rc, "model %s: %s record", name,
-				  rc == -EIO ? "corrupt (checksum)"
+		int indexed = strcmp(what, "tensor record") == 0 ||
+			      strcmp(what, "blob record") == 0;
+		if (le)
+			*le = (tcz_load_err){what, indexed, bad};
+		if (rc == -EIO || rc == -EBADMSG) {
+			char idx[32] = "";
+			if (indexed)
+				snprintf(idx, sizeof idx, " %u", bad);
+			tcz__fail(rc, "model %s: %s%s is %s", name, what, idx,
+				  rc == -EIO ? "damaged (checksum mismatch)"
 					     : "malformed");
+		}
 		return rc;
 	}
 	*out = m;
@@ -272,100 +273,17 @@ static int snap_model(tcz_snap *sn, const char *name, tcz_model **out)
 
 int tcz_snap_model(tcz_snap *sn, const char *name, tcz_model **out)
 {
-	pthread_mutex_lock(&sn->lock);
-	int rc = snap_model(sn, name, out);
-	pthread_mutex_unlock(&sn->lock);
-	return rc;
+	return tcz__load_model(sn->s, sn->txn, name, out, NULL);
 }
 
-static int snap_tt(tcz_snap *sn, const tcz_model *m, uint32_t t,
-		   struct tcz_tt **out);
+/* ---- readers ----------------------------------------------------------- */
 
-int tcz_snap_tt(tcz_snap *sn, const tcz_model *m, uint32_t t,
-		struct tcz_tt **out)
-{
-	pthread_mutex_lock(&sn->lock);
-	int rc = snap_tt(sn, m, t, out);
-	pthread_mutex_unlock(&sn->lock);
-	return rc;
-}
-
-static int snap_tt(tcz_snap *sn, const tcz_model *m, uint32_t t,
-		   struct tcz_tt **out)
-{
-	const tcz_tensor *tn = &m->tensors[t];
-	unsigned d = tn->tt_order;
-	if (tn->codec != TCZ_CODEC_TT || d < 2 || d > TCZ_TT_MAX_ORDER)
-		return -EINVAL;
-	const float *cores[TCZ_TT_MAX_ORDER];
-	float *copies[TCZ_TT_MAX_ORDER] = {0};
-	size_t modes[TCZ_TT_MAX_ORDER], ranks[TCZ_TT_MAX_ORDER + 1];
-	int rc = 0;
-	for (unsigned k = 0; k <= d; k++)
-		ranks[k] = (size_t)tn->tt_ranks[k];
-	for (unsigned k = 0; k < d && rc == 0; k++) {
-		unsigned char key[16];
-		tcz__key_id_idx(key, m->id, t);
-		tcz_be32(key + 12, k);
-		MDB_val kv = {16, key}, dv;
-		modes[k] = (size_t)tn->tt_modes[k];
-		rc = mdb_get(sn->txn, sn->s->ttcores, &kv, &dv);
-		if (rc) {
-			rc = tcz__mdb_err(rc);
-			break;
-		}
-		tcz_rbuf r;
-		if (tcz_rec_open(&r, dv.mv_data, dv.mv_size)) {
-			rc = -EIO;
-			break;
-		}
-		uint64_t rl = tcz_rb_u32(&r), n = tcz_rb_u32(&r),
-			 rr = tcz_rb_u32(&r);
-		uint64_t cnt;
-		if (rl != ranks[k] || n != modes[k] || rr != ranks[k + 1] ||
-		    __builtin_mul_overflow(rl * n, rr, &cnt) ||
-		    cnt != (r.len - r.off) / 4 || (r.len - r.off) % 4) {
-			rc = -EBADMSG;
-			break;
-		}
-		/* values in the map are only 1-aligned within the record */
-		size_t bytes = (size_t)cnt * 4;
-		copies[k] = malloc(bytes ? bytes : 1);
-		if (!copies[k]) {
-			rc = -ENOMEM;
-			break;
-		}
-		memcpy(copies[k], tcz_rb_bytes(&r, bytes), bytes);
-		cores[k] = copies[k];
-	}
-	if (rc == 0)
-		rc = tcz_tt_from_cores(d, modes, ranks, cores, out);
-	for (unsigned k = 0; k < d; k++)
-		free(copies[k]);
-	return rc == -EINVAL ? -EBADMSG : rc;
-}
-
-/* ---- decoding ---------------------------------------------------------- */
-
-struct tcz_reader {
-	tcz_lossless_ctx *lctx;
-	ZSTD_DCtx *zctx;
-	/* allocated on first use: a daemon has a reader per thread and most
-	 * never decode quantized or TT data, nor read partial chunks */
-	float *f32;         /* TCZ_CHUNK_MAX / 2 floats: a chunk as f32 */
-	unsigned char *buf; /* one decoded chunk for partial reads */
-	unsigned char *val; /* a stored chunk value, read from the file */
-	size_t val_cap;
-	struct tcz_tt *tt;  /* last TT used, for (tt_model, tt_tensor) */
-	uint64_t tt_model;
-	uint32_t tt_tensor;
-};
-
-int tcz_reader_create(tcz_reader **out)
+int tcz_reader_create(tcz_store *s, tcz_reader **out)
 {
 	tcz_reader *r = calloc(1, sizeof *r);
 	if (!r)
 		return -ENOMEM;
+	r->s = s;
 	r->lctx = tcz_lossless_ctx_create();
 	r->zctx = ZSTD_createDCtx();
 	if (!r->lctx || !r->zctx) {
@@ -380,24 +298,71 @@ void tcz_reader_free(tcz_reader *r)
 {
 	if (!r)
 		return;
+	if (r->txn) {
+		/* a reset handle: abort frees it and its reader slot */
+		mdb_txn_abort(r->txn);
+	}
 	tcz_lossless_ctx_free(r->lctx);
 	ZSTD_freeDCtx(r->zctx);
 	tcz_tt_free(r->tt);
+	free(r->tt_mem);
 	free(r->f32);
-	free(r->buf);
 	free(r->val);
+	free(r->memo);
 	free(r);
 }
 
-static int need_f32(tcz_reader *r)
+void tcz_reader_set_cache(tcz_reader *r, struct tcz_cache *c)
 {
-	if (!r->f32)
-		r->f32 = malloc((TCZ_CHUNK_MAX / 2) * sizeof(float));
-	return r->f32 ? 0 : -ENOMEM;
+	r->cache = c;
+}
+
+int tcz__reader_f32(tcz_reader *r, size_t n, float **out)
+{
+	if (n > r->f32_cap) {
+		float *nf = realloc(r->f32, n * sizeof *nf);
+		if (!nf)
+			return -ENOMEM;
+		r->f32 = nf;
+		r->f32_cap = n;
+	}
+	*out = r->f32;
+	return 0;
+}
+
+int tcz__fetch(tcz_reader *r, MDB_dbi db, const void *key, size_t klen,
+	       const unsigned char **out, size_t *len)
+{
+	tcz_store *s = r->s;
+	int rc = tcz__rtxn_begin(s, &r->txn);
+	if (rc)
+		return rc;
+	MDB_val k = {klen, (void *)key}, d;
+	rc = mdb_get(r->txn, db, &k, &d);
+	if (rc == 0 && d.mv_size > r->val_cap) {
+		size_t cap = d.mv_size + (d.mv_size >> 3);
+		unsigned char *nv = realloc(r->val, cap);
+		if (!nv)
+			rc = ENOMEM;
+		else {
+			r->val = nv;
+			r->val_cap = cap;
+		}
+	}
+	/* the transaction stays open across the pread: it keeps writers
+	 * from reusing the value's pages until the copy is made */
+	if (rc == 0)
+		rc = tcz__pread_value(s, &d, r->val) ? EIO : 0;
+	tcz__rtxn_end(s, r->txn, 1);
+	if (rc)
+		return rc == ENOMEM ? -ENOMEM : tcz__mdb_err(rc);
+	*out = r->val;
+	*len = d.mv_size;
+	return 0;
 }
 
 /* Decodes a verified chunk value into dst[len] of dtype dt. */
-static int decode_value(tcz_reader *r, const void *val, size_t vlen,
+static int decode_value(tcz_reader *r, const unsigned char *val, size_t vlen,
 			tcz_dtype dt, void *dst, uint32_t len)
 {
 	tcz_chunk_hdr h;
@@ -409,15 +374,32 @@ static int decode_value(tcz_reader *r, const void *val, size_t vlen,
 		return tcz_lossless_decode(r->lctx, h.payload, h.plen, dst, len);
 	case TCZ_CODEC_QUANT: {
 		size_t es = tcz_dtype_size(dt), n = len / es;
-		if (!tcz_dtype_is_float(dt) || len % es || n > TCZ_CHUNK_MAX / 2)
+		if (!tcz_dtype_is_float(dt) || len % es)
 			return -EBADMSG;
-		int rc = need_f32(r);
-		if (rc)
+		tcz_quant_params qp;
+		size_t qn;
+		int rc = tcz_quant_peek(h.payload, h.plen, &qp, &qn);
+		if (rc || qn != n)
+			return -EBADMSG;
+		if (dt == TCZ_DT_F32 && ((uintptr_t)dst & 3) == 0)
+			return tcz_quant_decode(h.payload, h.plen, dst, n) ? -EBADMSG
+									   : 0;
+		/* other dtypes through a bounded f32 scratch, whole groups
+		 * at a time */
+		size_t step = qp.group_len >= F32_STEP
+				      ? qp.group_len
+				      : F32_STEP / qp.group_len * qp.group_len;
+		float *f;
+		if ((rc = tcz__reader_f32(r, step, &f)))
 			return rc;
-		rc = tcz_quant_decode(h.payload, h.plen, r->f32, n);
-		if (rc)
-			return rc == -EINVAL ? -EBADMSG : rc;
-		return tcz_dtype_from_f32(dt, r->f32, n, dst);
+		for (size_t at = 0; at < n; at += step) {
+			size_t cnt = n - at < step ? n - at : step;
+			if (tcz_quant_decode_range(h.payload, h.plen, at, cnt, f))
+				return -EBADMSG;
+			tcz_dtype_from_f32(dt, f, cnt,
+					   (unsigned char *)dst + at * es);
+		}
+		return 0;
 	}
 	case TCZ_CODEC_ZSTD: {
 		size_t got = ZSTD_decompressDCtx(r->zctx, dst, len, h.payload,
@@ -431,176 +413,19 @@ static int decode_value(tcz_reader *r, const void *val, size_t vlen,
 	}
 }
 
-/* Copies the value of chunk key into r->val and checks it against the key.
- * The value is read with pread() from the data file at its place in the
- * map rather than through the map: no page of it enters this process's
- * address space (a reader of a large store would otherwise hold every page
- * it touched), and the hash is checked on the very bytes decoded. */
-static int copy_value(tcz_reader *r, tcz_snap *sn, const unsigned char *key,
-		      size_t *vlen)
+int tcz__read_chunk(tcz_reader *r, const unsigned char *key, tcz_dtype dt,
+		    void *dst, uint32_t len)
 {
-	MDB_val k = {TCZ_KEY_LEN, (void *)key}, d;
-	int fd = -1;
-	pthread_mutex_lock(&sn->lock);
-	int rc = mdb_get(sn->txn, sn->s->chunks, &k, &d);
-	pthread_mutex_unlock(&sn->lock);
-	if (rc == 0)
-		mdb_env_get_fd(sn->s->env, &fd);
+	const unsigned char *val;
+	size_t vlen;
+	int rc = tcz__fetch(r, r->s->chunks, key, TCZ_KEY_LEN, &val, &vlen);
+	if (rc == -ENOENT)
+		return -EIO; /* a record points at it: it is missing */
 	if (rc)
-		return rc == MDB_NOTFOUND ? -EIO /* a record points at it */
-					  : tcz__mdb_err(rc);
-	if (d.mv_size > r->val_cap) {
-		unsigned char *nv = realloc(r->val, d.mv_size);
-		if (!nv)
-			return -ENOMEM;
-		r->val = nv;
-		r->val_cap = d.mv_size;
-	}
-	int64_t off = fd >= 0 ? tcz__map_offset(sn->s, d.mv_data, d.mv_size) : -1;
-	if (off >= 0) {
-		for (size_t got = 0; got < d.mv_size;) {
-			ssize_t n = pread(fd, r->val + got, d.mv_size - got,
-					  off + (off_t)got);
-			if (n <= 0) {
-				if (n < 0 && errno == EINTR)
-					continue;
-				return -EIO;
-			}
-			got += (size_t)n;
-		}
-	} else {
-		memcpy(r->val, d.mv_data, d.mv_size); /* not in the map */
-	}
+		return rc;
 	unsigned char got[TCZ_KEY_LEN];
-	tcz__chunk_key(r->val, d.mv_size, got);
+	tcz__chunk_key(val, vlen, got);
 	if (memcmp(got, key, TCZ_KEY_LEN) != 0)
 		return -EIO;
-	*vlen = d.mv_size;
-	return 0;
-}
-
-static int read_keyed(tcz_reader *r, tcz_snap *sn,
-		      const unsigned char *key, tcz_dtype dt, void *dst,
-		      uint32_t len)
-{
-	size_t vlen;
-	int rc = copy_value(r, sn, key, &vlen);
-	if (rc)
-		return rc;
-	return decode_value(r, r->val, vlen, dt, dst, len);
-}
-
-int tcz_read_tensor_chunk(tcz_reader *r, tcz_snap *sn, const tcz_model *m,
-			  uint32_t t, uint32_t ci, void *dst)
-{
-	if (t >= m->n_tensors)
-		return -EINVAL;
-	const tcz_tensor *tn = &m->tensors[t];
-	if (ci >= tcz_tensor_chunk_count(tn))
-		return -EINVAL;
-	uint32_t len = tcz_tensor_chunk_len(tn, ci);
-	if (tn->codec != TCZ_CODEC_TT)
-		return read_keyed(r, sn, tn->chunks[ci], tn->dtype, dst, len);
-
-	if (!r->tt || r->tt_model != m->id || r->tt_tensor != t) {
-		tcz_tt_free(r->tt);
-		r->tt = NULL;
-		int rc = tcz_snap_tt(sn, m, t, &r->tt);
-		if (rc)
-			return rc;
-		r->tt_model = m->id;
-		r->tt_tensor = t;
-	}
-	size_t es = tcz_dtype_size(tn->dtype);
-	size_t first = (size_t)ci * (tn->chunk_bytes / es), n = len / es;
-	if (n > TCZ_CHUNK_MAX / 2)
-		return -EBADMSG;
-	int rc = need_f32(r);
-	if (rc)
-		return rc;
-	rc = tcz_tt_reconstruct_range(r->tt, first, n, r->f32);
-	if (rc)
-		return rc;
-	return tcz_dtype_from_f32(tn->dtype, r->f32, n, dst);
-}
-
-int tcz_read_blob_chunk(tcz_reader *r, tcz_snap *sn, const tcz_model *m,
-			uint32_t b, uint32_t ci, void *dst)
-{
-	if (b >= m->n_blobs || ci >= m->blobs[b].n_chunks)
-		return -EINVAL;
-	const tcz_blob *bl = &m->blobs[b];
-	uint64_t left = bl->length - (uint64_t)ci * bl->chunk_bytes;
-	uint32_t len = left < bl->chunk_bytes ? (uint32_t)left : bl->chunk_bytes;
-	return read_keyed(r, sn, bl->chunks[ci], TCZ_DT_U8, dst, len);
-}
-
-/* Index of the extent holding offset off (off < f->size). */
-static uint32_t find_extent(const tcz_file *f, uint64_t off)
-{
-	uint32_t lo = 0, hi = f->n_extents;
-	while (hi - lo > 1) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (f->extents[mid].offset <= off)
-			lo = mid;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-int tcz_read_file(tcz_reader *r, tcz_snap *sn, const tcz_model *m,
-		  uint32_t f, uint64_t off, size_t len, void *buf,
-		  size_t *got)
-{
-	*got = 0;
-	if (f >= m->n_files)
-		return -EINVAL;
-	const tcz_file *fl = &m->files[f];
-	if (off >= fl->size)
-		return 0;
-	if (len > fl->size - off)
-		len = (size_t)(fl->size - off);
-	unsigned char *out = buf;
-	uint32_t e = find_extent(fl, off);
-	while (len > 0) {
-		/* zero-length extents (empty tensors) hold no bytes */
-		while (off >= fl->extents[e].offset + fl->extents[e].length)
-			e++;
-		const tcz_extent *x = &fl->extents[e];
-		uint64_t in = off - x->offset;
-		uint32_t cb, clen, ci;
-		if (x->kind == TCZ_EXT_TENSOR) {
-			const tcz_tensor *tn = &m->tensors[x->index];
-			cb = tn->chunk_bytes;
-			ci = (uint32_t)(in / cb);
-			clen = tcz_tensor_chunk_len(tn, ci);
-		} else {
-			const tcz_blob *bl = &m->blobs[x->index];
-			cb = bl->chunk_bytes;
-			ci = (uint32_t)(in / cb);
-			uint64_t left = bl->length - (uint64_t)ci * cb;
-			clen = left < cb ? (uint32_t)left : cb;
-		}
-		uint32_t coff = (uint32_t)(in - (uint64_t)ci * cb);
-		size_t take = clen - coff < len ? clen - coff : len;
-		/* whole chunks decode straight into the caller's buffer */
-		unsigned char *dst = (coff == 0 && take == clen) ? out : r->buf;
-		if (!dst && !(dst = r->buf = malloc(TCZ_CHUNK_MAX)))
-			return -ENOMEM;
-		int rc = x->kind == TCZ_EXT_TENSOR
-				 ? tcz_read_tensor_chunk(r, sn, m, x->index, ci,
-							 dst)
-				 : tcz_read_blob_chunk(r, sn, m, x->index, ci,
-						       dst);
-		if (rc)
-			return rc;
-		if (dst != out)
-			memcpy(out, r->buf + coff, take);
-		out += take;
-		off += take;
-		len -= take;
-		*got += take;
-	}
-	return 0;
+	return decode_value(r, val, vlen, dt, dst, len);
 }

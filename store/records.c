@@ -328,6 +328,34 @@ int tcz__blob_decode(const void *p, size_t n, tcz_blob *b)
 	return 0;
 }
 
+char *tcz__tensor_record_name(const void *p, size_t n)
+{
+	tcz_rbuf r = {p, n >= 8 ? n - 8 : 0, 0, 0};
+	if (tcz_rb_u32(&r) != TENSOR_MAGIC)
+		return NULL;
+	char *name = tcz_rb_strdup(&r);
+	if (!name)
+		return NULL;
+	for (const char *c = name; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+			free(name);
+			return NULL;
+		}
+	return name;
+}
+
+int tcz__model_record_id(const void *p, size_t n, uint64_t *id)
+{
+	const unsigned char *b = p;
+	if (n < 16 + 8)
+		return -EBADMSG;
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | b[8 + i];
+	*id = v;
+	return 0;
+}
+
 int tcz__model_check(const tcz_model *m)
 {
 	for (uint32_t i = 0; i < m->n_files; i++) {

@@ -15,6 +15,19 @@ static void seg_key(unsigned char k[24], uint64_t stream, uint64_t a,
 	tcz_be64(k + 16, b);
 }
 
+struct put_arg {
+	tcz_store *s;
+	const unsigned char *key;
+	const tcz_wbuf *w;
+};
+
+static int put_fn(void *arg, MDB_txn *txn)
+{
+	struct put_arg *a = arg;
+	MDB_val kv = {24, (void *)a->key}, dv = {a->w->len, a->w->p};
+	return tcz__mdb_err(mdb_put(txn, a->s->segments, &kv, &dv, 0));
+}
+
 int tcz_store_put_segment(tcz_store *s, uint64_t stream, uint64_t start_ts,
 			  uint64_t end_ts, const void *seg, size_t len)
 {
@@ -31,21 +44,9 @@ int tcz_store_put_segment(tcz_store *s, uint64_t stream, uint64_t start_ts,
 	int rc = tcz_rec_finish(&w);
 	unsigned char k[24];
 	seg_key(k, stream, start_ts, end_ts);
-	for (int attempt = 0; rc == 0; attempt++) {
-		MDB_txn *txn;
-		if ((rc = tcz__txn_begin(s, 0, &txn)))
-			break;
-		MDB_val kv = {24, k}, dv = {w.len, w.p};
-		rc = tcz__mdb_err(mdb_put(txn, s->segments, &kv, &dv, 0));
-		if (rc == 0) {
-			rc = tcz__txn_commit(s, txn);
-			break;
-		}
-		tcz__txn_abort(s, txn);
-		if (rc != -ENOSPC || attempt >= 8 || tcz__grow_map(s) != 0)
-			break;
-		rc = 0; /* grown: once more */
-	}
+	struct put_arg pa = {s, k, &w};
+	if (rc == 0)
+		rc = tcz__write(s, put_fn, &pa);
 	tcz_wb_free(&w);
 	return rc;
 }
@@ -56,16 +57,12 @@ int tcz_snap_segments(tcz_snap *sn, uint64_t stream, uint64_t from_ts,
 	unsigned char k0[24];
 	seg_key(k0, stream, 0, 0);
 	MDB_cursor *c;
-	pthread_mutex_lock(&sn->lock);
 	int rc = mdb_cursor_open(sn->txn, sn->s->segments, &c);
-	pthread_mutex_unlock(&sn->lock);
 	if (rc)
 		return tcz__mdb_err(rc);
 	MDB_val k = {24, k0}, d;
 	for (int op = MDB_SET_RANGE;; op = MDB_NEXT) {
-		pthread_mutex_lock(&sn->lock);
 		rc = mdb_cursor_get(c, &k, &d, (MDB_cursor_op)op);
-		pthread_mutex_unlock(&sn->lock);
 		if (rc)
 			break;
 		const unsigned char *kp = k.mv_data;
@@ -82,9 +79,7 @@ int tcz_snap_segments(tcz_snap *sn, uint64_t stream, uint64_t from_ts,
 		if ((rc = cb(ud, a, b, r.p, r.len)) != 0)
 			break;
 	}
-	pthread_mutex_lock(&sn->lock);
 	mdb_cursor_close(c);
-	pthread_mutex_unlock(&sn->lock);
 	if (rc == MDB_NOTFOUND)
 		rc = 0;
 	return rc > 0 ? tcz__mdb_err(rc) : rc;

@@ -24,13 +24,34 @@ static int ends_with(const char *s, const char *suf)
 	return a >= b && strcmp(s + a - b, suf) == 0;
 }
 
+/* What a file that is not a regular one is, for messages. */
+static const char *file_type(mode_t m)
+{
+	return S_ISDIR(m)    ? "a directory"
+	       : S_ISFIFO(m) ? "a FIFO"
+	       : S_ISSOCK(m) ? "a socket"
+	       : S_ISCHR(m)  ? "a character device"
+	       : S_ISBLK(m)  ? "a block device"
+			     : "not a regular file";
+}
+
 static int map_file(src_file *f, char *err, size_t errlen)
 {
-	int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+	/* looked at before opening: opening a FIFO blocks, a device may act */
+	struct stat st;
+	if (stat(f->path, &st) != 0)
+		return tcz__errf(-errno, err, errlen, "%s: %s", f->path,
+				 strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return tcz__errf(-EINVAL, err, errlen,
+				 "%s: %s, not a regular file; nothing imported",
+				 f->path, file_type(st.st_mode));
+	/* O_NONBLOCK: if it was swapped for a FIFO since, open still
+	 * returns, and fstat tells */
+	int fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return tcz__errf(-errno, err, errlen, "%s: %s", f->path,
 			    strerror(errno));
-	struct stat st;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
 		return tcz__errf(-EINVAL, err, errlen, "%s: not a regular file",
@@ -303,6 +324,17 @@ int src_open(const char *const *srcs, size_t n, src_set *out, char *err,
 	if (stat(srcs[0], &st) != 0)
 		return tcz__errf(-errno, err, errlen, "%s: %s", srcs[0],
 			    strerror(errno));
+	for (size_t i = 0; i < n; i++) {
+		struct stat si;
+		if (stat(srcs[i], &si) != 0)
+			return tcz__errf(-errno, err, errlen, "%s: %s", srcs[i],
+					 strerror(errno));
+		if (!S_ISREG(si.st_mode) && !(i == 0 && S_ISDIR(si.st_mode)))
+			return tcz__errf(-EINVAL, err, errlen,
+					 "%s: %s, not a regular file or a model "
+					 "directory; nothing imported",
+					 srcs[i], file_type(si.st_mode));
+	}
 	if (S_ISDIR(st.st_mode)) {
 		if (n > 1)
 			return tcz__errf(-EINVAL, err, errlen,

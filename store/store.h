@@ -13,6 +13,7 @@
  *   imports  import id -> owner of an import in progress (pid, start time)
  *   pending  import id . batch -> chunk keys that import has referenced
  *   segments stream id . start ts . end ts -> TQTC segment (streams)
+ *   dropped  content id . part -> chunk keys released once unpinned
  * Every record ends in an XXH3-64 checksum; a chunk's key is the XXH3-128
  * of its value, so identical chunks are stored once and every read checks
  * the bytes against the key. A mismatch is -EIO, never wrong bytes.
@@ -20,6 +21,12 @@
  * A model becomes visible when its import commits its model record (the
  * last transaction); chunks written before that are listed in `pending`
  * so an interrupted import is rolled back by the next writer.
+ *
+ * Readers never keep an LMDB snapshot open: a model view (store/view.h)
+ * pins the model's content instead, with a shared lock on one byte of
+ * tczfs.lock that the kernel drops when its process dies. Removing a model
+ * moves its chunk references to `dropped`; they are released by a later
+ * writer once no process pins that content (deferred release).
  *
  * Thread safety: a tcz_store may be shared by threads; a tcz_snap and a
  * tcz_reader belong to one thread at a time. Functions return 0 or a
@@ -35,7 +42,8 @@
 #include "codec/dtype.h"
 #include "codec/tier.h"
 
-#define TCZ_SCHEMA_VERSION 1u
+#define TCZ_SCHEMA_VERSION 2u
+#define TCZ_SCHEMA_OLDEST 1u /* older stores are upgraded when opened for writing */
 #define TCZ_CHUNK_MAX (1u << 20) /* decoded bytes per chunk at most */
 #define TCZ_KEY_LEN 16
 #define TCZ_MAX_DIMS 32u
@@ -154,19 +162,23 @@ uint32_t tcz_tensor_chunk_count(const tcz_tensor *t);
 /* Decoded length of chunk ci. */
 uint32_t tcz_tensor_chunk_len(const tcz_tensor *t, uint32_t ci);
 
-/* ---- reading ----------------------------------------------------------- */
+/* ---- reading records --------------------------------------------------- */
 
-/* A consistent read-only view of the store (an LMDB read transaction).
- * Pointers it returns stay valid until tcz_snap_end. */
+/* A consistent read-only view of the store's records: one short LMDB read
+ * transaction, for one thread. Hold it briefly (a listing, a model load):
+ * while it is open, pages freed by writers cannot be reused. Pointers it
+ * returns stay valid until tcz_snap_end. Reading file contents goes
+ * through model views (store/view.h), which hold no transaction. */
 typedef struct tcz_snap tcz_snap;
 
 /* Errors: -EAGAIN the map was grown by another process and cannot be
- * adopted while this process has other views open; -ENOMEM; -EIO. */
+ * mapped here; -ENOMEM; -EIO. */
 int tcz_snap_begin(tcz_store *s, tcz_snap **out);
 void tcz_snap_end(tcz_snap *sn); /* NULL is fine */
 
-/* The store generation seen by the view (bumped by every import and rm). */
-uint64_t tcz_snap_generation(const tcz_snap *sn);
+/* The store generation seen by the view (bumped by every import and rm).
+ * Errors: -EIO the meta record is damaged (message set). */
+int tcz_snap_generation(tcz_snap *sn, uint64_t *gen);
 
 /* The store's current generation, in a short read transaction. */
 int tcz_store_generation(tcz_store *s, uint64_t *gen);
@@ -180,37 +192,20 @@ void tcz_names_free(char **names, size_t count);
 int tcz_snap_model_id(tcz_snap *sn, const char *name, uint64_t *id);
 
 /* Loads a model's records. Errors: -ENOENT no such model; -EIO a record's
- * checksum failed; -EBADMSG a record is malformed; -ENOMEM. */
+ * checksum failed; -EBADMSG a record is malformed; -ENOMEM. The message
+ * names the model and the record. */
 int tcz_snap_model(tcz_snap *sn, const char *name, tcz_model **out);
 
-/* Loads the TT cores of tensor t of model m (checksums verified); free with
- * tcz_tt_free (codec/tt.h). Errors: -ENOENT, -EIO, -EBADMSG, -ENOMEM. */
-struct tcz_tt;
-int tcz_snap_tt(tcz_snap *sn, const tcz_model *m, uint32_t t,
-		struct tcz_tt **out);
-
-/* Per-thread decoding state (zstd contexts, scratch). */
+/* Per-thread decoding state (a reusable read transaction, zstd contexts,
+ * scratch), bound to one store. */
 typedef struct tcz_reader tcz_reader;
-int tcz_reader_create(tcz_reader **out); /* -ENOMEM */
-void tcz_reader_free(tcz_reader *r);     /* NULL is fine */
+int tcz_reader_create(tcz_store *s, tcz_reader **out); /* -ENOMEM */
+void tcz_reader_free(tcz_reader *r);                   /* NULL is fine */
 
-/* Decodes chunk ci of tensor t into dst (tcz_tensor_chunk_len bytes), in
- * the tensor's original dtype.
- * Errors: -EINVAL bad index; -ENOENT/-EIO from the store; -EBADMSG a
- * chunk that does not decode; -ENOMEM. */
-int tcz_read_tensor_chunk(tcz_reader *r, tcz_snap *sn, const tcz_model *m,
-			  uint32_t t, uint32_t ci, void *dst);
-
-/* Decodes chunk ci of blob b into dst. Errors as above. */
-int tcz_read_blob_chunk(tcz_reader *r, tcz_snap *sn, const tcz_model *m,
-			uint32_t b, uint32_t ci, void *dst);
-
-/* Reads bytes [off, off+len) of file f of model m into buf; *got is the
- * number of bytes read (short only at end of file).
- * Errors: as tcz_read_tensor_chunk. */
-int tcz_read_file(tcz_reader *r, tcz_snap *sn, const tcz_model *m,
-		  uint32_t f, uint64_t off, size_t len, void *buf,
-		  size_t *got);
+/* Decoded TT cores become entries of cache c (shared by threads, within
+ * its budget) instead of the reader's private copy. c outlives r. */
+struct tcz_cache;
+void tcz_reader_set_cache(tcz_reader *r, struct tcz_cache *c);
 
 /* ---- writing ----------------------------------------------------------- */
 
@@ -249,9 +244,27 @@ int tcz_import_commit(tcz_import_tx *tx, tcz_model *m);
 /* Rolls back an import (drops the references it took) and frees tx. */
 void tcz_import_abort(tcz_import_tx *tx);
 
-/* Removes a model: its records, TT cores and statistics, and the chunks
- * no other model references. Errors: -ENOENT, -EROFS, -ENOSPC, -EIO. */
+/* Removes a model: its records and statistics at once; its chunk
+ * references and TT cores are released (chunks no other model references
+ * deleted) as soon as no process has it open, by this call or a later
+ * writer. Errors: -ENOENT, -EROFS, -ENOSPC, -EIO. */
 int tcz_store_remove(tcz_store *s, const char *name);
+
+/* Releases what removals left for readers that are gone; *count (may be
+ * NULL) receives how many removed contents were released. Writers call it
+ * themselves; a long-lived process calls it now and then.
+ * Errors: -EROFS, -ENOSPC, -EIO. */
+int tcz_store_collect(tcz_store *s, unsigned *count);
+
+/* Clears reader slots of processes that died holding them (LMDB's
+ * mdb_reader_check); done at every open, and now and then by the daemon.
+ * *dead (may be NULL) receives how many were cleared. Errors: -EIO. */
+int tcz_store_reader_check(tcz_store *s, int *dead);
+
+/* Drops this process's mappings of store pages (they stay in the page
+ * cache): a long-lived reader calls it now and then so that the pages
+ * its lookups touched do not add up in its resident set. */
+void tcz_store_trim(tcz_store *s);
 
 /* Rolls back imports whose owning process is gone; *count (may be NULL)
  * receives how many. Errors: -EROFS, -EIO. */
@@ -272,11 +285,16 @@ typedef struct tcz_access {
 int tcz_snap_access(tcz_snap *sn, uint64_t model_id, uint32_t n,
 		    tcz_access *out);
 
-/* Stores statistics for tensors idx[0..n) of model id in one transaction.
- * Nothing is written for a model that no longer exists.
+/* Adds reads[i] read requests and bytes[i] bytes to the statistics of
+ * tensor idx[i] of model id, and raises its last access to last[i], for
+ * i < n, in one transaction: several processes add up. When totals is not
+ * NULL it receives the stored statistics after the addition. Nothing is
+ * written for a model that no longer exists (totals then read zero). A
+ * damaged record restarts from the deltas.
  * Errors: -EROFS, -ENOSPC, -EIO. */
-int tcz_store_put_access(tcz_store *s, uint64_t model_id,
-			 const uint32_t *idx, const tcz_access *a, size_t n);
+int tcz_store_add_access(tcz_store *s, uint64_t model_id, const uint32_t *idx,
+			 const uint64_t *reads, const uint64_t *bytes,
+			 const uint64_t *last, size_t n, tcz_access *totals);
 
 /* ---- temporal segments (streams) ---------------------------------------- */
 

@@ -1,18 +1,38 @@
-/* tcz_store_verify: decode everything, check checksums and counts. */
+/* tcz_store_verify: check every record and decode every value.
+ *
+ * Two passes. The records pass reads, in one snapshot, every table that
+ * holds references (tensor and blob records, pending imports, dropped
+ * contents) and compares them with the reference counts and the chunks;
+ * it also checks meta, statistics and segment records. The decode pass
+ * then opens each model (pinned) and decodes every chunk. Each problem is
+ * reported once, naming the model and the tensor or file it hurts: a
+ * record that cannot be read makes the counts of the chunks it would
+ * reference unknowable, so those are not reported as surplus. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/grow.h"
 #include "store/internal.h"
+#include "store/view.h"
 
-/* Open-addressing set of chunk keys with a count each. */
+/* Open-addressing set of chunk keys with a count and a first owner. */
+typedef struct owner {
+	uint64_t model; /* model id */
+	uint32_t index; /* tensor index, or blob index | 1 << 31 */
+} owner;
+
 typedef struct keyset {
 	unsigned char (*keys)[TCZ_KEY_LEN];
 	uint64_t *counts;
+	owner *owners;
 	size_t cap, n;
 } keyset;
+
+#define BLOB_BIT 0x80000000u
+#define NO_OWNER UINT64_MAX
 
 static uint64_t key_hash(const unsigned char *k)
 {
@@ -21,14 +41,20 @@ static uint64_t key_hash(const unsigned char *k)
 	return h;
 }
 
+static void ks_free(keyset *ks)
+{
+	free(ks->keys);
+	free(ks->counts);
+	free(ks->owners);
+}
+
 static int ks_grow(keyset *ks)
 {
 	size_t cap = ks->cap ? ks->cap * 2 : 1024;
 	keyset n = {calloc(cap, TCZ_KEY_LEN), calloc(cap, sizeof(uint64_t)),
-		    cap, 0};
-	if (!n.keys || !n.counts) {
-		free(n.keys);
-		free(n.counts);
+		    calloc(cap, sizeof(owner)), cap, 0};
+	if (!n.keys || !n.counts || !n.owners) {
+		ks_free(&n);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < ks->cap; i++) {
@@ -39,46 +65,73 @@ static int ks_grow(keyset *ks)
 			j = (j + 1) & (cap - 1);
 		memcpy(n.keys[j], ks->keys[i], TCZ_KEY_LEN);
 		n.counts[j] = ks->counts[i];
+		n.owners[j] = ks->owners[i];
 		n.n++;
 	}
-	free(ks->keys);
-	free(ks->counts);
+	ks_free(ks);
 	*ks = n;
 	return 0;
 }
 
-static uint64_t *ks_slot(keyset *ks, const unsigned char *k, int insert)
+static size_t ks_find(const keyset *ks, const unsigned char *k, int *found)
 {
-	if (insert && (ks->n + 1) * 2 > ks->cap && ks_grow(ks))
-		return NULL;
-	if (!ks->cap)
-		return NULL;
 	size_t j = key_hash(k) & (ks->cap - 1);
 	while (ks->counts[j]) {
-		if (memcmp(ks->keys[j], k, TCZ_KEY_LEN) == 0)
-			return &ks->counts[j];
+		if (memcmp(ks->keys[j], k, TCZ_KEY_LEN) == 0) {
+			*found = 1;
+			return j;
+		}
 		j = (j + 1) & (ks->cap - 1);
 	}
-	if (!insert)
-		return NULL;
-	memcpy(ks->keys[j], k, TCZ_KEY_LEN);
-	ks->n++;
-	return &ks->counts[j];
+	*found = 0;
+	return j;
 }
 
-static int ks_add(keyset *ks, const unsigned char *k)
+static int ks_add(keyset *ks, const unsigned char *k, owner o)
 {
-	uint64_t *c = ks_slot(ks, k, 1);
-	if (!c)
+	if ((ks->n + 1) * 2 > ks->cap && ks_grow(ks))
 		return -ENOMEM;
-	(*c)++;
+	int found;
+	size_t j = ks_find(ks, k, &found);
+	if (!found) {
+		memcpy(ks->keys[j], k, TCZ_KEY_LEN);
+		ks->owners[j] = o;
+		ks->n++;
+	}
+	ks->counts[j]++;
 	return 0;
 }
 
+static const uint64_t *ks_get(const keyset *ks, const unsigned char *k,
+			      const owner **o)
+{
+	if (!ks->cap)
+		return NULL;
+	int found;
+	size_t j = ks_find(ks, k, &found);
+	if (!found)
+		return NULL;
+	if (o)
+		*o = &ks->owners[j];
+	return &ks->counts[j];
+}
+
+/* model id -> name, from the models table */
+typedef struct idname {
+	uint64_t id;
+	char *name;
+} idname;
+
 typedef struct vctx {
+	tcz_store *s;
 	tcz_verify_cb cb;
 	void *ud;
 	tcz_verify_report *rep;
+	keyset refs;
+	idname *models;
+	size_t n_models;
+	int uncertain; /* some reference holder could not be read */
+	MDB_txn *txn;
 } vctx;
 
 static void report(vctx *v, const char *model, const char *what,
@@ -87,7 +140,7 @@ static void report(vctx *v, const char *model, const char *what,
 static void report(vctx *v, const char *model, const char *what,
 		   const char *fmt, ...)
 {
-	char msg[256];
+	char msg[512];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
@@ -117,181 +170,479 @@ static void key_hex(const unsigned char *k, char out[33])
 		snprintf(out + 2 * i, 3, "%02x", k[i]);
 }
 
-static int verify_model(vctx *v, tcz_snap *sn, tcz_reader *r,
-			const char *name, keyset *refs)
+static const char *model_name(const vctx *v, uint64_t id)
 {
-	tcz_model *m;
-	int rc = tcz_snap_model(sn, name, &m);
-	if (rc == -ENOMEM)
-		return rc;
-	if (rc) {
-		report(v, name, "model record", "%s", why(rc));
-		return 0;
-	}
-	v->rep->models++;
-	unsigned char *buf = malloc(TCZ_CHUNK_MAX);
-	if (!buf) {
-		tcz_model_free(m);
-		return -ENOMEM;
-	}
-	char what[600];
-	for (uint32_t t = 0; t < m->n_tensors; t++) {
-		const tcz_tensor *tn = &m->tensors[t];
-		uint32_t nc = tcz_tensor_chunk_count(tn);
-		v->rep->tensors++;
-		for (uint32_t c = 0; c < nc; c++) {
-			rc = tcz_read_tensor_chunk(r, sn, m, t, c, buf);
-			if (rc == -ENOMEM)
-				goto out;
-			if (rc) {
-				if (tn->codec == TCZ_CODEC_TT)
-					snprintf(what, sizeof what,
-						 "tensor %s (tt cores)", tn->name);
-				else
-					snprintf(what, sizeof what,
-						 "tensor %s chunk %u", tn->name, c);
-				report(v, name, what, "%s", why(rc));
-				if (tn->codec == TCZ_CODEC_TT)
-					break;
-				continue;
-			}
-			v->rep->chunks++;
-			v->rep->bytes += tcz_tensor_chunk_len(tn, c);
-		}
-		for (uint32_t c = 0; refs && c < tn->n_chunks; c++)
-			if ((rc = ks_add(refs, tn->chunks[c])))
-				goto out;
-	}
-	for (uint32_t b = 0; b < m->n_blobs; b++) {
-		const tcz_blob *bl = &m->blobs[b];
-		for (uint32_t c = 0; c < bl->n_chunks; c++) {
-			rc = tcz_read_blob_chunk(r, sn, m, b, c, buf);
-			if (rc == -ENOMEM)
-				goto out;
-			if (rc) {
-				/* name the file the blob belongs to */
-				const char *fname = "?";
-				for (uint32_t f = 0; f < m->n_files; f++)
-					for (uint32_t e = 0;
-					     e < m->files[f].n_extents; e++)
-						if (m->files[f].extents[e].kind ==
-							    TCZ_EXT_BLOB &&
-						    m->files[f].extents[e].index == b)
-							fname = m->files[f].name;
-				snprintf(what, sizeof what, "file %s chunk %u",
-					 fname, c);
-				report(v, name, what, "%s", why(rc));
-				continue;
-			}
-			v->rep->chunks++;
-		}
-		for (uint32_t c = 0; refs && c < bl->n_chunks; c++)
-			if ((rc = ks_add(refs, bl->chunks[c])))
-				goto out;
-	}
-	rc = 0;
-out:
-	free(buf);
-	tcz_model_free(m);
-	return rc;
+	for (size_t i = 0; i < v->n_models; i++)
+		if (v->models[i].id == id)
+			return v->models[i].name;
+	return NULL;
 }
 
-/* Compares the refs table and the chunks table with what records hold. */
-static int verify_refs(vctx *v, tcz_snap *sn, keyset *refs)
+/* "tensor 'w'" or "tensor 3" of model id, as the tensors table says. */
+static void tensor_what(vctx *v, uint64_t id, uint32_t t, char *buf, size_t n)
 {
-	tcz_store *s = sn->s;
+	unsigned char k[12];
+	tcz__key_id_idx(k, id, t);
+	MDB_val kv = {12, k}, d;
+	char *name = NULL;
+	if (mdb_get(v->txn, v->s->tensors, &kv, &d) == 0)
+		name = tcz__tensor_record_name(d.mv_data, d.mv_size);
+	if (name)
+		snprintf(buf, n, "tensor '%s'", name);
+	else
+		snprintf(buf, n, "tensor %u", t);
+	free(name);
+}
+
+/* ---- the records pass ---------------------------------------------------- */
+
+static int scan_models(vctx *v)
+{
 	MDB_cursor *c;
-	MDB_val k, d;
-	char hex[33];
-	int rc;
-	/* references held by imports in progress count too */
-	if ((rc = mdb_cursor_open(sn->txn, s->pending, &c)))
+	int rc = mdb_cursor_open(v->txn, v->s->models, &c);
+	if (rc)
 		return tcz__mdb_err(rc);
+	MDB_val k, d;
+	size_t cap = 0;
+	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+		uint64_t id;
+		if (tcz__model_record_id(d.mv_data, d.mv_size, &id))
+			id = NO_OWNER;
+		if (tcz__grow(&v->models, &cap, v->n_models, sizeof *v->models,
+			      16)) {
+			mdb_cursor_close(c);
+			return -ENOMEM;
+		}
+		v->models[v->n_models].id = id;
+		v->models[v->n_models].name = strndup(k.mv_data, k.mv_size);
+		if (!v->models[v->n_models].name) {
+			mdb_cursor_close(c);
+			return -ENOMEM;
+		}
+		v->n_models++;
+	}
+	mdb_cursor_close(c);
+	return rc == MDB_NOTFOUND ? 0 : tcz__mdb_err(rc);
+}
+
+/* Counts the references of every record of a tensors or aux table. */
+static int scan_holders(vctx *v, MDB_dbi db, int blobs)
+{
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(v->txn, db, &c);
+	if (rc)
+		return tcz__mdb_err(rc);
+	MDB_val k, d;
+	uint64_t orphan = NO_OWNER;
+	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+		if (k.mv_size != 12) {
+			report(v, "-", blobs ? "aux table" : "tensors table",
+			       "a key of %zu bytes", k.mv_size);
+			continue;
+		}
+		uint64_t id = tcz_get_be64(k.mv_data);
+		uint32_t idx = tcz_get_be32((const unsigned char *)k.mv_data + 8);
+		const char *mname = model_name(v, id);
+		if (!mname) {
+			if (id != orphan) {
+				char what[64];
+				snprintf(what, sizeof what, "model id %llu",
+					 (unsigned long long)id);
+				report(v, "-", what,
+				       "%s records of no model (left behind)",
+				       blobs ? "blob" : "tensor");
+				orphan = id;
+			}
+			v->uncertain = 1;
+			continue;
+		}
+		tcz_tensor t;
+		tcz_blob b;
+		int r = blobs ? tcz__blob_decode(d.mv_data, d.mv_size, &b)
+			      : tcz__tensor_decode(d.mv_data, d.mv_size, &t);
+		if (r == -ENOMEM) {
+			mdb_cursor_close(c);
+			return r;
+		}
+		if (r) {
+			/* reported by the model's load below, once */
+			v->uncertain = 1;
+			if (blobs)
+				tcz__blob_clear(&b);
+			else
+				tcz__tensor_clear(&t);
+			continue;
+		}
+		uint32_t n = blobs ? b.n_chunks : t.n_chunks;
+		unsigned char(*keys)[TCZ_KEY_LEN] = blobs ? b.chunks : t.chunks;
+		owner o = {id, blobs ? idx | BLOB_BIT : idx};
+		for (uint32_t i = 0; i < n && r == 0; i++)
+			r = ks_add(&v->refs, keys[i], o);
+		if (blobs)
+			tcz__blob_clear(&b);
+		else
+			tcz__tensor_clear(&t);
+		if (r) {
+			mdb_cursor_close(c);
+			return r;
+		}
+	}
+	mdb_cursor_close(c);
+	return rc == MDB_NOTFOUND ? 0 : tcz__mdb_err(rc);
+}
+
+/* References held by imports in progress (pending) or by removed models
+ * still read somewhere (dropped): records of chunk keys. */
+static int scan_lists(vctx *v, MDB_dbi db, int dropped)
+{
+	MDB_cursor *c;
+	int rc = mdb_cursor_open(v->txn, db, &c);
+	if (rc)
+		return tcz__mdb_err(rc);
+	MDB_val k, d;
 	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
 		tcz_rbuf r;
-		if (tcz_rec_open(&r, d.mv_data, d.mv_size) || r.len % 16)
+		const unsigned char *keys;
+		size_t n;
+		if (tcz_rec_open(&r, d.mv_data, d.mv_size)) {
+			report(v, "-", dropped ? "removed model's chunk list"
+					       : "import's chunk list",
+			       "damaged (checksum mismatch)");
+			v->uncertain = 1;
 			continue;
-		for (size_t off = 0; off < r.len; off += 16)
-			if (ks_add(refs, r.p + off)) {
+		}
+		if (dropped) {
+			tcz_rb_u32(&r);
+			n = tcz_rb_u32(&r);
+			keys = tcz_rb_bytes(&r, n * TCZ_KEY_LEN);
+			if (!keys || tcz_rb_end(&r)) {
+				v->uncertain = 1;
+				continue;
+			}
+		} else {
+			if (r.len % TCZ_KEY_LEN) {
+				v->uncertain = 1;
+				continue;
+			}
+			keys = r.p;
+			n = r.len / TCZ_KEY_LEN;
+		}
+		owner o = {NO_OWNER, 0};
+		for (size_t i = 0; i < n; i++)
+			if (ks_add(&v->refs, keys + i * TCZ_KEY_LEN, o)) {
 				mdb_cursor_close(c);
 				return -ENOMEM;
 			}
 	}
 	mdb_cursor_close(c);
+	return rc == MDB_NOTFOUND ? 0 : tcz__mdb_err(rc);
+}
 
-	if ((rc = mdb_cursor_open(sn->txn, s->refs, &c)))
+/* The chunk's first holder, for a message: "tensor 'w' chunk" etc. */
+static void holder(vctx *v, const owner *o, const char **model, char *what,
+		   size_t n, const char *hex)
+{
+	*model = "-";
+	if (!o || o->model == NO_OWNER) {
+		snprintf(what, n, "chunk %s", hex);
+		return;
+	}
+	const char *mn = model_name(v, o->model);
+	*model = mn ? mn : "-";
+	if (o->index & BLOB_BIT) {
+		snprintf(what, n, "file part %u (chunk %s)", o->index & ~BLOB_BIT,
+			 hex);
+		return;
+	}
+	char t[300];
+	tensor_what(v, o->model, o->index, t, sizeof t);
+	snprintf(what, n, "%s (chunk %s)", t, hex);
+}
+
+static int check_refs(vctx *v)
+{
+	MDB_cursor *c;
+	MDB_val k, d;
+	char hex[33], what[400];
+	const char *mname;
+	int rc;
+	if ((rc = mdb_cursor_open(v->txn, v->s->refs, &c)))
 		return tcz__mdb_err(rc);
 	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
 		if (k.mv_size != 16) {
-			report(v, "-", "refs table", "key of %zu bytes",
+			report(v, "-", "refs table", "a key of %zu bytes",
 			       k.mv_size);
 			continue;
 		}
 		key_hex(k.mv_data, hex);
-		tcz_rbuf r;
-		uint64_t have = 0;
-		if (tcz_rec_open(&r, d.mv_data, d.mv_size) == 0)
-			have = tcz_rb_u64(&r);
-		uint64_t *want = ks_slot(refs, k.mv_data, 0);
+		const owner *o = NULL;
+		const uint64_t *want = ks_get(&v->refs, k.mv_data, &o);
 		uint64_t w = want ? *want : 0;
-		if (have != w)
-			report(v, "-", hex,
-			       "reference count %llu, referenced %llu times",
-			       (unsigned long long)have, (unsigned long long)w);
-	}
-	mdb_cursor_close(c);
-
-	if ((rc = mdb_cursor_open(sn->txn, s->chunks, &c)))
-		return tcz__mdb_err(rc);
-	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
-	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
-		if (k.mv_size == 16 && !ks_slot(refs, k.mv_data, 0)) {
-			key_hex(k.mv_data, hex);
-			report(v, "-", hex, "chunk referenced by no model");
+		tcz_rbuf r;
+		if (tcz_rec_open(&r, d.mv_data, d.mv_size)) {
+			holder(v, o, &mname, what, sizeof what, hex);
+			report(v, mname, what,
+			       "its reference count record is damaged "
+			       "(checksum mismatch)");
+			continue;
+		}
+		uint64_t have = tcz_rb_u64(&r);
+		if (have < w || (have > w && !v->uncertain)) {
+			holder(v, o, &mname, what, sizeof what, hex);
+			report(v, mname, what,
+			       "reference count %llu, referenced %llu times%s",
+			       (unsigned long long)have, (unsigned long long)w,
+			       have < w ? " (removing a model could lose it)"
+					: "");
 		}
 	}
 	mdb_cursor_close(c);
+
+	if ((rc = mdb_cursor_open(v->txn, v->s->chunks, &c)))
+		return tcz__mdb_err(rc);
+	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+		if (k.mv_size != 16 || v->uncertain ||
+		    ks_get(&v->refs, k.mv_data, NULL))
+			continue;
+		key_hex(k.mv_data, hex);
+		report(v, "-", hex, "chunk referenced by no model");
+	}
+	mdb_cursor_close(c);
 	return 0;
+}
+
+static void check_meta(vctx *v)
+{
+	static const char *const keys[] = {"schema", "next_id", "generation"};
+	uint64_t val[3] = {0};
+	for (int i = 0; i < 3; i++) {
+		int rc = tcz__meta_get(v->s, v->txn, keys[i], &val[i]);
+		if (rc) {
+			char what[64];
+			snprintf(what, sizeof what, "meta record '%s'", keys[i]);
+			report(v, "-", what, "%s",
+			       rc == -ENOENT ? "missing" : "damaged");
+		}
+	}
+	for (size_t i = 0; val[1] && i < v->n_models; i++)
+		if (v->models[i].id != NO_OWNER && v->models[i].id >= val[1])
+			report(v, v->models[i].name, "model record",
+			       "id %llu is not below the next id %llu",
+			       (unsigned long long)v->models[i].id,
+			       (unsigned long long)val[1]);
+}
+
+static void check_stats(vctx *v, const char *only)
+{
+	MDB_cursor *c;
+	if (mdb_cursor_open(v->txn, v->s->stats, &c))
+		return;
+	MDB_val k, d;
+	for (int rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+		tcz_rbuf r;
+		if (k.mv_size == 12 && tcz_rec_open(&r, d.mv_data, d.mv_size) == 0)
+			continue;
+		uint64_t id = k.mv_size == 12 ? tcz_get_be64(k.mv_data) : 0;
+		const char *mn = model_name(v, id);
+		if (only && (!mn || strcmp(mn, only) != 0))
+			continue;
+		char what[320];
+		if (k.mv_size == 12)
+			tensor_what(v, id, tcz_get_be32((const unsigned char *)
+								k.mv_data + 8),
+				    what, sizeof what);
+		else
+			snprintf(what, sizeof what, "statistics");
+		report(v, mn ? mn : "-", what,
+		       "its access statistics record is damaged (it is "
+		       "reset at the next save)");
+	}
+	mdb_cursor_close(c);
+}
+
+static void check_segments(vctx *v)
+{
+	MDB_cursor *c;
+	if (mdb_cursor_open(v->txn, v->s->segments, &c))
+		return;
+	MDB_val k, d;
+	for (int rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+		tcz_rbuf r;
+		if (tcz_rec_open(&r, d.mv_data, d.mv_size) == 0)
+			continue;
+		char what[96];
+		snprintf(what, sizeof what, "stream %llu segment",
+			 k.mv_size >= 8 ? (unsigned long long)tcz_get_be64(k.mv_data)
+					: 0ull);
+		report(v, "-", what, "checksum mismatch");
+	}
+	mdb_cursor_close(c);
+}
+
+/* Which models load; each that does not is reported once. */
+static int check_models(vctx *v, const char *only, char ***ok, size_t *n_ok)
+{
+	char **names = calloc(v->n_models + 1, sizeof *names);
+	size_t n = 0;
+	if (!names)
+		return -ENOMEM;
+	for (size_t i = 0; i < v->n_models; i++) {
+		const char *name = v->models[i].name;
+		if (only && strcmp(name, only) != 0)
+			continue;
+		tcz_model *m = NULL;
+		tcz_load_err le = {0};
+		int rc = tcz__load_model(v->s, v->txn, name, &m, &le);
+		if (rc == -ENOMEM) {
+			tcz_names_free(names, n);
+			return rc;
+		}
+		if (rc) {
+			char what[400];
+			if (le.indexed && strcmp(le.what, "tensor record") == 0) {
+				char t[320];
+				tensor_what(v, v->models[i].id, le.index, t,
+					    sizeof t);
+				snprintf(what, sizeof what, "%s record", t);
+			} else if (le.indexed) {
+				snprintf(what, sizeof what, "%s %u", le.what,
+					 le.index);
+			} else {
+				snprintf(what, sizeof what, "%s", le.what);
+			}
+			report(v, name, what, "%s",
+			       rc == -EIO ? "damaged (checksum mismatch)"
+					  : "malformed");
+			v->uncertain = 1;
+			continue;
+		}
+		v->rep->models++;
+		tcz_model_free(m);
+		if (!(names[n++] = strdup(name))) {
+			tcz_names_free(names, n);
+			return -ENOMEM;
+		}
+	}
+	*ok = names;
+	*n_ok = n;
+	return 0;
+}
+
+/* ---- the decode pass ----------------------------------------------------- */
+
+static int decode_model(vctx *v, tcz_reader *r, const char *name)
+{
+	tcz_mview *mv;
+	int rc = tcz_mview_open(v->s, name, &mv);
+	if (rc == -ENOENT)
+		return 0; /* removed meanwhile */
+	if (rc)
+		return rc == -ENOMEM ? rc : 0; /* reported by the records pass */
+	const tcz_model *m = tcz_mview_model(mv);
+	unsigned char *buf = malloc(TCZ_CHUNK_MAX);
+	if (!buf) {
+		tcz_mview_put(mv);
+		return -ENOMEM;
+	}
+	char what[400];
+	rc = 0;
+	for (uint32_t kind = 0; kind < 2 && rc == 0; kind++) {
+		uint32_t count = kind == TCZ_SRC_TENSOR ? m->n_tensors : m->n_blobs;
+		for (uint32_t i = 0; i < count && rc == 0; i++) {
+			tcz_src s0 = {kind, i, 0, 0}, s;
+			uint32_t nc = kind == TCZ_SRC_TENSOR
+					      ? tcz_tensor_chunk_count(&m->tensors[i])
+					      : m->blobs[i].n_chunks;
+			int tt = kind == TCZ_SRC_TENSOR &&
+				 m->tensors[i].codec == TCZ_CODEC_TT;
+			if (kind == TCZ_SRC_TENSOR)
+				v->rep->tensors++;
+			for (uint32_t c = 0; c < nc; c++) {
+				if (tcz_view_src_next(mv, &s0, c, &s) != 0)
+					break;
+				int e = tcz_view_decode(r, mv, &s, buf);
+				if (e == -ENOMEM) {
+					rc = e;
+					break;
+				}
+				if (e) {
+					tcz_src f = {kind, i, c, 0};
+					tcz_view_src_describe(mv, &f, what,
+							      sizeof what);
+					report(v, name, what, "%s", why(e));
+					if (tt)
+						break; /* the cores: once */
+					continue;
+				}
+				v->rep->chunks++;
+				if (kind == TCZ_SRC_TENSOR)
+					v->rep->bytes += tcz_tensor_chunk_len(
+						&m->tensors[i], c);
+			}
+		}
+	}
+	free(buf);
+	tcz_mview_put(mv);
+	return rc;
 }
 
 int tcz_store_verify(tcz_store *s, const char *name, tcz_verify_cb cb,
 		     void *ud, tcz_verify_report *rep)
 {
 	memset(rep, 0, sizeof *rep);
-	vctx v = {cb, ud, rep};
-	tcz_snap *sn = NULL;
+	vctx v = {0};
+	v.s = s;
+	v.cb = cb;
+	v.ud = ud;
+	v.rep = rep;
+	char **ok = NULL;
+	size_t n_ok = 0;
 	tcz_reader *r = NULL;
-	char **names = NULL;
-	size_t n = 0;
-	keyset refs = {0};
-	int rc = tcz_snap_begin(s, &sn);
-	if (rc == 0)
-		rc = tcz_reader_create(&r);
+	int rc = tcz__rtxn_begin(s, &v.txn);
 	if (rc)
-		goto out;
-	if (name) {
-		uint64_t id;
-		if ((rc = tcz_snap_model_id(sn, name, &id)) == -ENOENT) {
-			tcz__fail(rc, "no model named %s", name);
-			goto out;
-		}
-		rc = verify_model(&v, sn, r, name, NULL);
-	} else {
-		rc = tcz_snap_list(sn, &names, &n);
-		for (size_t i = 0; i < n && rc == 0; i++)
-			rc = verify_model(&v, sn, r, names[i], &refs);
-		if (rc == 0)
-			rc = verify_refs(&v, sn, &refs);
+		return rc;
+	rc = scan_models(&v);
+	if (rc == 0 && name) {
+		int found = 0;
+		for (size_t i = 0; i < v.n_models; i++)
+			found |= strcmp(v.models[i].name, name) == 0;
+		if (!found)
+			rc = tcz__fail(-ENOENT, "no model named %s", name);
 	}
+	if (rc == 0)
+		rc = check_models(&v, name, &ok, &n_ok);
+	if (rc == 0 && !name) {
+		check_meta(&v);
+		if ((rc = scan_holders(&v, s->tensors, 0)) == 0 &&
+		    (rc = scan_holders(&v, s->aux, 1)) == 0 &&
+		    (rc = scan_lists(&v, s->pending, 0)) == 0 &&
+		    (!s->has_dropped || (rc = scan_lists(&v, s->dropped, 1)) == 0))
+			rc = check_refs(&v);
+		check_segments(&v);
+	}
+	if (rc == 0)
+		check_stats(&v, name);
+	tcz__rtxn_end(s, v.txn, 0);
+	v.txn = NULL;
+
+	if (rc == 0)
+		rc = tcz_reader_create(s, &r);
+	for (size_t i = 0; rc == 0 && i < n_ok; i++)
+		rc = decode_model(&v, r, ok[i]);
 	if (rc == 0 && rep->bad)
 		rc = -EIO;
-out:
-	free(refs.keys);
-	free(refs.counts);
-	tcz_names_free(names, n);
 	tcz_reader_free(r);
-	tcz_snap_end(sn);
+	tcz_names_free(ok, n_ok);
+	for (size_t i = 0; i < v.n_models; i++)
+		free(v.models[i].name);
+	free(v.models);
+	ks_free(&v.refs);
 	return rc;
 }

@@ -102,12 +102,15 @@ int tcz__decref(tcz_store *s, MDB_txn *txn, const unsigned char *key)
 {
 	uint64_t c = 0;
 	int rc = refs_get(s, txn, key, &c);
-	if (rc && rc != -ENOENT && rc != -EIO && rc != -EBADMSG)
+	if (rc == -EIO || rc == -EBADMSG)
+		return 0; /* a damaged count: keep the chunk (a leak, never a
+			   * loss); verify reports the count */
+	if (rc && rc != -ENOENT)
 		return rc;
 	MDB_val k = {TCZ_KEY_LEN, (void *)key};
 	if (rc == 0 && c > 1)
 		return refs_put(s, txn, key, c - 1);
-	/* last reference, or a damaged count: the chunk goes */
+	/* the last reference (or none recorded): the chunk goes */
 	rc = mdb_del(txn, s->refs, &k, NULL);
 	if (rc && rc != MDB_NOTFOUND)
 		return tcz__mdb_err(rc);
@@ -122,13 +125,24 @@ static int incref_chunk(tcz_store *s, MDB_txn *txn, const item *it)
 	uint64_t c = 0; /* gcc -O3 cannot see refs_get sets it on success */
 	MDB_val k = {TCZ_KEY_LEN, (void *)it->key}, d;
 	int rc = refs_get(s, txn, it->key, &c);
+	if (rc == -EIO || rc == -EBADMSG) {
+		/* counting on from a damaged count could free the chunk under
+		 * the models that share it: refuse, the store unchanged */
+		char hex[33];
+		for (int i = 0; i < 16; i++)
+			snprintf(hex + 2 * i, 3, "%02x", it->key[i]);
+		return tcz__fail(-EIO,
+				 "the reference count of chunk %s is damaged "
+				 "(run 'tczfs verify')",
+				 hex);
+	}
 	if (rc == 0 && mdb_get(txn, s->chunks, &k, &d) == 0) {
 		/* same XXH3-128: make sure it is the same bytes before sharing */
 		if (d.mv_size != it->len || memcmp(d.mv_data, it->val, it->len))
 			return tcz__fail(-EIO, "chunk hash collision refused");
 		return refs_put(s, txn, it->key, c + 1);
 	}
-	if (rc && rc != -ENOENT && rc != -EIO && rc != -EBADMSG)
+	if (rc && rc != -ENOENT)
 		return rc;
 	d = (MDB_val){it->len, it->val};
 	if ((rc = mdb_put(txn, s->chunks, &k, &d, 0)))
@@ -187,25 +201,6 @@ static void drop_items(tcz_import_tx *tx)
 	tx->bytes = 0;
 }
 
-/* Runs fn in a write transaction, growing the map and retrying on
- * MDB_MAP_FULL (fn must be repeatable: it only reads tx state). */
-static int with_write_txn(tcz_store *s, int (*fn)(void *, MDB_txn *),
-			  void *arg)
-{
-	for (int attempt = 0;; attempt++) {
-		MDB_txn *txn;
-		int rc = tcz__txn_begin(s, 0, &txn);
-		if (rc)
-			return rc;
-		rc = fn(arg, txn);
-		if (rc == 0)
-			return tcz__txn_commit(s, txn);
-		tcz__txn_abort(s, txn);
-		if (rc != -ENOSPC || attempt >= 8 || tcz__grow_map(s) != 0)
-			return rc;
-	}
-}
-
 static int flush_fn(void *arg, MDB_txn *txn)
 {
 	return write_items(arg, txn);
@@ -215,7 +210,7 @@ static int flush(tcz_import_tx *tx)
 {
 	if (tx->n == 0)
 		return 0;
-	int rc = with_write_txn(tx->s, flush_fn, tx);
+	int rc = tcz__write(tx->s, flush_fn, tx);
 	if (rc == 0) {
 		drop_items(tx);
 		tx->batch++;
@@ -306,7 +301,7 @@ int tcz_import_begin(tcz_store *s, const char *name, tcz_import_tx **out)
 	}
 	tx->s = s;
 	struct begin_arg a = {tx};
-	rc = with_write_txn(s, begin_fn, &a);
+	rc = tcz__write(s, begin_fn, &a);
 	if (rc) {
 		free(tx->name);
 		free(tx);
@@ -425,7 +420,7 @@ int tcz_import_commit(tcz_import_tx *tx, tcz_model *m)
 	int rc = tcz__model_check(m);
 	if (rc == 0) {
 		void *a[2] = {tx, m};
-		rc = with_write_txn(tx->s, commit_fn, a);
+		rc = tcz__write(tx->s, commit_fn, a);
 	}
 	if (rc) {
 		char msg[512];
@@ -438,15 +433,29 @@ int tcz_import_commit(tcz_import_tx *tx, tcz_model *m)
 	return 0;
 }
 
+static int owner_dead(const void *p, size_t n);
+
 static int rollback_fn(void *arg, MDB_txn *txn)
 {
 	void **a = arg;
 	tcz_store *s = a[0];
 	uint64_t id = *(uint64_t *)a[1];
+	int only_dead = a[2] != NULL;
 	MDB_cursor *c;
 	unsigned char k0[8];
 	tcz__key_id(k0, id);
-	int rc = mdb_cursor_open(txn, s->pending, &c);
+	/* judged again here, in the transaction that acts on it: the marker
+	 * seen earlier may be gone (committed, or rolled back by another
+	 * process), and its owner may have been mistaken for dead */
+	MDB_val mk = {8, k0}, md;
+	int rc = mdb_get(txn, s->imports, &mk, &md);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (rc)
+		return tcz__mdb_err(rc);
+	if (only_dead && !owner_dead(md.mv_data, md.mv_size))
+		return 0;
+	rc = mdb_cursor_open(txn, s->pending, &c);
 	if (rc)
 		return tcz__mdb_err(rc);
 	MDB_val k = {8, k0}, d;
@@ -476,10 +485,10 @@ static int rollback_fn(void *arg, MDB_txn *txn)
 	return rc == MDB_NOTFOUND ? 0 : tcz__mdb_err(rc);
 }
 
-static int rollback(tcz_store *s, uint64_t id)
+static int rollback(tcz_store *s, uint64_t id, int only_dead)
 {
-	void *a[2] = {s, &id};
-	return with_write_txn(s, rollback_fn, a);
+	void *a[3] = {s, &id, only_dead ? s : NULL};
+	return tcz__write(s, rollback_fn, a);
 }
 
 void tcz_import_abort(tcz_import_tx *tx)
@@ -487,7 +496,7 @@ void tcz_import_abort(tcz_import_tx *tx)
 	if (!tx)
 		return;
 	drop_items(tx);
-	rollback(tx->s, tx->id); /* on failure, recovery retries later */
+	rollback(tx->s, tx->id, 0); /* on failure, recovery retries later */
 	tx_free(tx);
 }
 
@@ -521,8 +530,8 @@ int tcz_store_recover(tcz_store *s, unsigned *count)
 		*count = 0;
 	if (s->flags & TCZ_STORE_RDONLY)
 		return -EROFS;
-	MDB_txn *txn;
-	int rc = tcz__txn_begin(s, MDB_RDONLY, &txn);
+	MDB_txn *txn = NULL;
+	int rc = tcz__rtxn_begin(s, &txn);
 	if (rc)
 		return rc;
 	uint64_t dead[64];
@@ -536,19 +545,48 @@ int tcz_store_recover(tcz_store *s, unsigned *count)
 				dead[nd++] = tcz_get_be64(k.mv_data);
 		mdb_cursor_close(c);
 	}
-	tcz__txn_abort(s, txn);
+	tcz__rtxn_end(s, txn, 0);
 	if (rc && rc != MDB_NOTFOUND)
 		return tcz__mdb_err(rc);
 	for (unsigned i = 0; i < nd; i++) {
-		if ((rc = rollback(s, dead[i])) != 0)
+		if ((rc = rollback(s, dead[i], 1)) != 0)
 			return rc;
 		if (count)
 			(*count)++;
 	}
-	return 0;
+	/* what removals left for readers that have gone since */
+	return tcz__collect(s, NULL);
 }
 
 /* ---- removal ------------------------------------------------------------ */
+
+/* Collects the chunk keys of a model's tensors and blobs. */
+static int model_keys(const tcz_model *m, unsigned char (**out)[TCZ_KEY_LEN],
+		      size_t *n)
+{
+	size_t total = 0;
+	for (uint32_t t = 0; t < m->n_tensors; t++)
+		total += m->tensors[t].n_chunks;
+	for (uint32_t b = 0; b < m->n_blobs; b++)
+		total += m->blobs[b].n_chunks;
+	unsigned char(*k)[TCZ_KEY_LEN] = malloc(total ? total * TCZ_KEY_LEN : 1);
+	if (!k)
+		return -ENOMEM;
+	size_t at = 0;
+	for (uint32_t t = 0; t < m->n_tensors; t++) {
+		memcpy(k + at, m->tensors[t].chunks,
+		       (size_t)m->tensors[t].n_chunks * TCZ_KEY_LEN);
+		at += m->tensors[t].n_chunks;
+	}
+	for (uint32_t b = 0; b < m->n_blobs; b++) {
+		memcpy(k + at, m->blobs[b].chunks,
+		       (size_t)m->blobs[b].n_chunks * TCZ_KEY_LEN);
+		at += m->blobs[b].n_chunks;
+	}
+	*out = k;
+	*n = total;
+	return 0;
+}
 
 static int remove_fn(void *arg, MDB_txn *txn)
 {
@@ -561,46 +599,37 @@ static int remove_fn(void *arg, MDB_txn *txn)
 		return rc == MDB_NOTFOUND
 			       ? tcz__fail(-ENOENT, "no model named %s", name)
 			       : tcz__mdb_err(rc);
-	struct tcz_snap view = {s, txn, 0, PTHREAD_MUTEX_INITIALIZER};
 	tcz_model *m = NULL;
 	uint64_t id;
-	rc = tcz_snap_model(&view, name, &m);
+	if ((rc = tcz__model_record_id(d.mv_data, d.mv_size, &id)))
+		return rc;
+	rc = tcz__load_model(s, txn, name, &m, NULL);
 	if (rc == 0) {
-		id = m->id;
-		for (uint32_t t = 0; t < m->n_tensors && rc == 0; t++)
-			for (uint32_t c = 0; c < m->tensors[t].n_chunks && rc == 0;
-			     c++)
-				rc = tcz__decref(s, txn, m->tensors[t].chunks[c]);
-		for (uint32_t b = 0; b < m->n_blobs && rc == 0; b++)
-			for (uint32_t c = 0; c < m->blobs[b].n_chunks && rc == 0;
-			     c++)
-				rc = tcz__decref(s, txn, m->blobs[b].chunks[c]);
+		/* readers that have the model open keep reading it: its
+		 * references go when the last of them is gone */
+		unsigned char(*keys)[TCZ_KEY_LEN] = NULL;
+		size_t n = 0;
+		rc = model_keys(m, &keys, &n);
+		if (rc == 0)
+			rc = tcz__drop(s, txn, id,
+				       (const unsigned char(*)[TCZ_KEY_LEN])keys, n,
+				       1);
+		free(keys);
 		tcz_model_free(m);
 	} else if (rc == -EIO || rc == -EBADMSG) {
 		/* A damaged model must still be removable: its id sits at a
-		 * fixed place; chunks it held stay until verify reports them. */
-		const unsigned char *p = d.mv_data;
-		if (d.mv_size < 16)
-			return rc;
-		id = 0;
-		for (int i = 7; i >= 0; i--)
-			id = (id << 8) | p[8 + i];
-		rc = 0;
-	} else {
+		 * fixed place; chunks it held stay until verify reports them,
+		 * its TT cores go when nobody reads it. */
+		rc = tcz__drop(s, txn, id, NULL, 0, 1);
+	}
+	if (rc)
 		return rc;
-	}
-	if (rc == 0)
-		rc = tcz__del_prefix(txn, s->tensors, id);
-	if (rc == 0)
-		rc = tcz__del_prefix(txn, s->aux, id);
-	if (rc == 0)
-		rc = tcz__del_prefix(txn, s->ttcores, id);
-	if (rc == 0)
-		rc = tcz__del_prefix(txn, s->stats, id);
-	if (rc == 0) {
-		k = (MDB_val){strlen(name), (void *)name};
-		rc = tcz__mdb_err(mdb_del(txn, s->models, &k, NULL));
-	}
+	if ((rc = tcz__del_prefix(txn, s->tensors, id)) ||
+	    (rc = tcz__del_prefix(txn, s->aux, id)) ||
+	    (rc = tcz__del_prefix(txn, s->stats, id)))
+		return rc;
+	k = (MDB_val){strlen(name), (void *)name};
+	rc = tcz__mdb_err(mdb_del(txn, s->models, &k, NULL));
 	if (rc == 0)
 		rc = tcz__bump_generation(s, txn);
 	return rc;
@@ -614,5 +643,8 @@ int tcz_store_remove(tcz_store *s, const char *name)
 	if (rc)
 		return rc;
 	void *a[2] = {s, (void *)name};
-	return with_write_txn(s, remove_fn, a);
+	rc = tcz__write(s, remove_fn, a);
+	if (rc == 0)
+		tcz__collect(s, NULL); /* now, unless somebody reads it */
+	return rc;
 }

@@ -33,6 +33,12 @@ int cli_double(const char *opt, const char *s, double *out);
 
 int cli_info(int argc, char **argv);
 int cli_export(int argc, char **argv);
+int cli_cat(int argc, char **argv);
+
+/* Writes file f of view v to fd (a message on failure naming the part). */
+struct tcz_mview;
+int cli_copy_file(tcz_reader *r, const struct tcz_mview *v, uint32_t f,
+		  int fd, const char *out_name);
 int cli_mount(int argc, char **argv);
 int cli_umount(int argc, char **argv);
 int cli_stat(int argc, char **argv);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "store/view.h"
 #include "tools/cli.h"
 
 static const char export_help[] =
@@ -16,14 +17,57 @@ static const char export_help[] =
 	"becomes the directory OUT with every file it had. --file NAME writes\n"
 	"just that file of the model directory (e.g. the merged\n"
 	"model.safetensors of a sharded model) to OUT. A lossless model comes\n"
-	"back byte-identical. Existing output is kept unless --force.\n";
+	"back byte-identical. --file also takes layers/<tensor>.npy. Existing\n"
+	"output is kept unless --force.\n";
 
 #define STEP (8u << 20)
 
-/* Writes file f of m to path through a temporary name, renamed at the end
- * so a failed export leaves nothing half-written. */
-static int write_one(tcz_snap *sn, tcz_reader *r, const tcz_model *m,
-		     uint32_t f, const char *path, int force)
+/* Writes file f of the view to fd; a failure names the damaged part. */
+int cli_copy_file(tcz_reader *r, const tcz_mview *v, uint32_t f, int fd,
+		  const char *out_name)
+{
+	const tcz_model *m = tcz_mview_model(v);
+	const tcz_vfile *vf = tcz_mview_file(v, f);
+	unsigned char *buf = malloc(STEP);
+	int rc = buf ? 0 : -ENOMEM;
+	uint64_t off = 0;
+	while (rc == 0 && off < vf->size) {
+		size_t got;
+		tcz_src bad;
+		rc = tcz_view_read(r, v, f, off, STEP, buf, &got, &bad);
+		if (rc) {
+			char what[400];
+			tcz_view_src_describe(v, &bad, what, sizeof what);
+			cli_err("%s/%s%s: %s: %s", m->name,
+				vf->dir == TCZ_VDIR_LAYERS ? "layers/" : "",
+				vf->name, what,
+				rc == -EIO ? "stored data is corrupt (checksum "
+					     "mismatch)"
+				: rc == -EBADMSG ? "stored data does not decode"
+						 : strerror(-rc));
+			break;
+		}
+		for (size_t done = 0; done < got;) {
+			ssize_t w = write(fd, buf + done, got - done);
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				rc = -errno;
+				cli_err("%s: %s", out_name, strerror(errno));
+				break;
+			}
+			done += (size_t)w;
+		}
+		off += got;
+	}
+	free(buf);
+	return rc;
+}
+
+/* Writes file f of the view to path through a temporary name, renamed at
+ * the end so a failed export leaves nothing half-written. */
+static int write_one(tcz_reader *r, const tcz_mview *v, uint32_t f,
+		     const char *path, int force)
 {
 	struct stat st;
 	if (!force && lstat(path, &st) == 0) {
@@ -37,32 +81,7 @@ static int write_one(tcz_snap *sn, tcz_reader *r, const tcz_model *m,
 		cli_err("export: %s: %s", tmp, strerror(errno));
 		return -errno;
 	}
-	unsigned char *buf = malloc(STEP);
-	int rc = buf ? 0 : -ENOMEM;
-	uint64_t off = 0, size = m->files[f].size;
-	while (rc == 0 && off < size) {
-		size_t got;
-		rc = tcz_read_file(r, sn, m, f, off, STEP, buf, &got);
-		if (rc) {
-			cli_err("export: %s/%s at offset %llu: %s", m->name,
-				m->files[f].name, (unsigned long long)off,
-				rc == -EIO ? "stored data is corrupt (checksum "
-					     "mismatch)"
-					   : strerror(-rc));
-			break;
-		}
-		for (size_t done = 0; done < got;) {
-			ssize_t w = write(fd, buf + done, got - done);
-			if (w < 0) {
-				rc = -errno;
-				cli_err("export: %s: %s", path, strerror(errno));
-				break;
-			}
-			done += (size_t)w;
-		}
-		off += got;
-	}
-	free(buf);
+	int rc = cli_copy_file(r, v, f, fd, path);
 	if (rc == 0 && fsync(fd) != 0) {
 		rc = -errno;
 		cli_err("export: %s: %s", path, strerror(errno));
@@ -107,35 +126,36 @@ int cli_export(int argc, char **argv)
 	tcz_store *s;
 	if (cli_open_store(TCZ_STORE_RDONLY, &s))
 		return EXIT_FAILURE;
-	tcz_snap *sn = NULL;
+	tcz_mview *v = NULL;
 	tcz_reader *r = NULL;
-	tcz_model *m = NULL;
-	int rc = tcz_snap_begin(s, &sn);
-	if (rc == 0)
-		rc = tcz_reader_create(&r);
+	int rc = tcz_reader_create(s, &r);
 	if (rc == 0) {
-		rc = tcz_snap_model(sn, argv[optind], &m);
+		rc = tcz_mview_open(s, argv[optind], &v);
 		if (rc == -ENOENT)
 			cli_err("export: no model named %s", argv[optind]);
 		else if (rc)
-			cli_err("export: %s", tcz_store_errmsg());
+			cli_err("export: %s", tcz_store_errmsg()[0]
+						      ? tcz_store_errmsg()
+						      : strerror(-rc));
 	}
+	const tcz_model *m = v ? tcz_mview_model(v) : NULL;
 	if (rc == 0 && file) {
-		uint32_t f = 0;
-		while (f < m->n_files && strcmp(m->files[f].name, file) != 0)
-			f++;
-		if (f == m->n_files) {
+		uint32_t f;
+		rc = tcz_mview_path(v, file, &f);
+		if (rc) {
 			cli_err("export: model %s has no file %s", m->name, file);
 			rc = -ENOENT;
 		} else {
-			rc = write_one(sn, r, m, f, out, force);
+			rc = write_one(r, v, f, out, force);
 		}
 	} else if (rc == 0 && !(m->flags & TCZ_MODEL_FROM_DIR)) {
-		uint32_t f = 0;
-		while (f < m->n_files && strcmp(m->files[f].name,
-						"model.safetensors") != 0)
-			f++;
-		rc = f < m->n_files ? write_one(sn, r, m, f, out, force) : -ENOENT;
+		uint32_t f;
+		rc = tcz_mview_lookup(v, TCZ_VDIR_MODEL, "model.safetensors", &f);
+		if (rc)
+			cli_err("export: model %s has no model.safetensors",
+				m->name);
+		else
+			rc = write_one(r, v, f, out, force);
 	} else if (rc == 0) {
 		if (mkdir(out, 0755) != 0 && !(errno == EEXIST && force)) {
 			cli_err("export: %s: %s%s", out, strerror(errno),
@@ -147,12 +167,12 @@ int cli_export(int argc, char **argv)
 				continue;
 			char path[4200];
 			snprintf(path, sizeof path, "%s/%s", out, m->files[f].name);
-			rc = write_one(sn, r, m, f, path, force);
+			/* model files come first in the view, in model order */
+			rc = write_one(r, v, f, path, force);
 		}
 	}
-	tcz_model_free(m);
+	tcz_mview_put(v);
 	tcz_reader_free(r);
-	tcz_snap_end(sn);
 	tcz_store_close(s);
 	return rc ? EXIT_FAILURE : 0;
 }

@@ -14,7 +14,7 @@
 
 static const char mount_help[] =
 	"usage: tczfs mount MNT [--store DIR] [-f] [--cache-mb N] [-o OPTS]\n"
-	"                       [--log FILE] [--stats-interval S]\n"
+	"                       [--log FILE] [--stats-interval S] [--threads N]\n"
 	"Mounts the store at MNT (an empty directory): every model becomes\n"
 	"MNT/<model>/ with model.safetensors (byte-identical for lossless\n"
 	"models), its other files and layers/<tensor>.npy (BF16 shown as f32).\n"
@@ -23,6 +23,7 @@ static const char mount_help[] =
 	"  -o OPTS            more FUSE mount options (e.g. allow_other)\n"
 	"  --log FILE         append the daemon's log to FILE (default syslog)\n"
 	"  --stats-interval S save access statistics every S seconds (30)\n"
+	"  --threads N        FUSE worker threads at most (default 10)\n"
 	"Unmount with 'tczfs umount MNT'.\n";
 
 int cli_mount(int argc, char **argv)
@@ -35,6 +36,7 @@ int cli_mount(int argc, char **argv)
 		{"cache-mb", required_argument, 0, 'c'},
 		{"log", required_argument, 0, 'L'},
 		{"stats-interval", required_argument, 0, 'S'},
+		{"threads", required_argument, 0, 'T'},
 		{0, 0, 0, 0},
 	};
 	char opts[2048] = "";
@@ -67,6 +69,14 @@ int cli_mount(int argc, char **argv)
 				return cli_usage(mount_help,
 						 "--stats-interval must be 1..86400");
 			o.stats_interval = (unsigned)v;
+			break;
+		case 'T':
+			if (cli_u64("--threads", optarg, &v))
+				return 2;
+			if (v < 1 || v > 256)
+				return cli_usage(mount_help,
+						 "--threads must be 1..256");
+			o.threads = (unsigned)v;
 			break;
 		}
 	}
@@ -171,7 +181,7 @@ int cli_stat(int argc, char **argv)
 	if (argc - optind != 1)
 		return cli_usage(stat_help, "expected one PATH");
 	const char *path = argv[optind];
-	char val[10][256];
+	char val[10][1024]; /* a shape of 32 dimensions takes ~700 bytes */
 	int have[10] = {0}, any = 0;
 	for (size_t k = 0; k < 10; k++) {
 		char name[64];

@@ -162,6 +162,13 @@ static const char import_help[] =
 	"Norms, biases and 1-D tensors stay lossless unless --include names\n"
 	"them. Interrupting an import leaves no partial model.\n";
 
+static void import_note(void *ud, const char *msg)
+{
+	int *shown = ud;
+	if (++*shown <= 20)
+		fprintf(stderr, "tczfs: import: note: %s\n", msg);
+}
+
 static void on_signal(int sig)
 {
 	tcz_import_cancel();
@@ -282,6 +289,9 @@ static int cmd_import(int argc, char **argv)
 	if (optind >= argc)
 		return cli_usage(import_help, "missing SRC");
 	o.progress = !quiet && isatty(STDOUT_FILENO);
+	int notes_shown = 0;
+	o.note = import_note;
+	o.note_ud = &notes_shown;
 
 	char *dir = store_dir();
 	if (!dir)
@@ -317,6 +327,9 @@ static int cmd_import(int argc, char **argv)
 		cli_err("import: %s", err[0] ? err : strerror(-rc));
 		return rc == -EINTR ? 130 : EXIT_FAILURE;
 	}
+	if (res.notes > 20)
+		fprintf(stderr, "tczfs: import: note: %u more like these\n",
+			res.notes - 20);
 	char a[32], b[32];
 	cli_size(a, sizeof a, res.source_bytes);
 	cli_size(b, sizeof b, res.stored_bytes);
@@ -355,7 +368,7 @@ static int cmd_ls(int argc, char **argv)
 	tcz_store *s;
 	if (cli_open_store(TCZ_STORE_RDONLY, &s))
 		return EXIT_FAILURE;
-	tcz_snap *sn;
+	tcz_snap *sn = NULL;
 	char **names = NULL;
 	size_t n = 0;
 	int rc = tcz_snap_begin(s, &sn);
@@ -365,6 +378,7 @@ static int cmd_ls(int argc, char **argv)
 	if (rc == 0 && lng && !js)
 		printf("%-32s %8s %10s %10s %8s %-8s %s\n", "MODEL", "TENSORS",
 		       "SOURCE", "STORED", "RATIO", "KIND", "IMPORTED");
+	int bad = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		if (!lng && !js) {
 			printf("%s\n", names[i]);
@@ -372,9 +386,14 @@ static int cmd_ls(int argc, char **argv)
 		}
 		tcz_model *m;
 		int r = tcz_snap_model(sn, names[i], &m);
-		if (r) {
-			cli_err("%s: %s", names[i], tcz_store_errmsg());
+		if (r == -ENOMEM) {
 			rc = r;
+			break;
+		}
+		if (r) {
+			/* the others are listed; this one says what is wrong */
+			cli_err("ls: %s", tcz_store_errmsg());
+			bad = 1;
 			continue;
 		}
 		double ratio = m->stored_bytes
@@ -406,7 +425,7 @@ static int cmd_ls(int argc, char **argv)
 		}
 		tcz_model_free(m);
 	}
-	if (js && rc == 0) {
+	if (js && rc == 0 && !bad) {
 		char *txt = json_dumps(arr, JSON_INDENT(2));
 		if (txt)
 			printf("%s\n", txt);
@@ -416,9 +435,10 @@ static int cmd_ls(int argc, char **argv)
 	tcz_names_free(names, n);
 	tcz_snap_end(sn);
 	tcz_store_close(s);
-	if (rc && rc != -EIO && rc != -EBADMSG)
-		cli_err("ls: %s", strerror(-rc));
-	return rc ? EXIT_FAILURE : 0;
+	if (rc)
+		cli_err("ls: %s", tcz_store_errmsg()[0] ? tcz_store_errmsg()
+						       : strerror(-rc));
+	return rc || bad ? EXIT_FAILURE : 0;
 }
 
 /* ---- rm ------------------------------------------------------------------ */
@@ -442,8 +462,8 @@ static int cmd_rm(int argc, char **argv)
 	for (int i = optind; i < argc; i++) {
 		int rc = tcz_store_remove(s, argv[i]);
 		if (rc) {
-			cli_err("rm: %s", rc == -ENOENT ? tcz_store_errmsg()
-						       : strerror(-rc));
+			cli_err("rm: %s", tcz_store_errmsg()[0] ? tcz_store_errmsg()
+							       : strerror(-rc));
 			status = EXIT_FAILURE;
 		}
 	}
@@ -508,6 +528,7 @@ static const struct {
 	{"ls", cmd_ls, "list models"},
 	{"info", cli_info, "show a model's tensors, codecs and errors"},
 	{"export", cli_export, "write a model's files back out"},
+	{"cat", cli_cat, "write a file of the tree to stdout, no mount"},
 	{"rm", cmd_rm, "remove models"},
 	{"verify", cmd_verify, "check every stored value"},
 	{"mount", cli_mount, "mount the store: models as directories"},

@@ -30,7 +30,12 @@ for f in $srcs; do
 	for mode in "--bits 8" "--max-error 0.01" "--bits 3" "--tt --eps 0.05"; do
 		i=$((i + 1))
 		name=m$i
-		tczfs import "$f" --name $name $mode --quiet >/dev/null
+		tczfs import "$f" --name $name $mode --quiet >/dev/null 2>"$T/notes"
+		case "$f $mode" in
+		*lowrank*) ;;
+		*--tt*) grep -q "not less than lossless" "$T/notes" ||
+			fail "--tt on $f: no note about the lossless fallback" ;;
+		esac
 		case "$f $mode" in *lowrank*max-error*) lowrank_model=$name ;; esac
 		tczfs export $name -o "$T/$name.safetensors"
 		tczfs info $name --json >"$T/$name.json"
@@ -68,7 +73,16 @@ for k, (dt, shape, a) in src.items():
         assert rel <= float(mode.split()[1]), (k, rel)
     if mode == "--bits 8":
         assert rel < 0.02, (k, rel)  # a few outlier-heavy tensors pass 1 %
-assert lossy > 0, "nothing was stored lossy"
+if mode.startswith("--tt"):
+    # near full-rank weights: TT would be larger than the exact encoding,
+    # so --tt keeps it only where it is smaller (and says so elsewhere)
+    for k, rec in info.items():
+        if rec["codec"] == "tt":
+            assert rec["ratio"] > 1.0, (k, rec["ratio"])
+    if "lowrank" in sys.argv[1]:
+        assert lossy == len(src), "the low-rank tensors were not stored as TT"
+else:
+    assert lossy > 0, "nothing was stored lossy"
 if mode == "--bits 8":  # the weights' relative Frobenius error, together
     assert (err2 / ref2) ** 0.5 < 0.01, (err2 / ref2) ** 0.5
 print("%s %s: %d lossy tensors match their recorded errors" % (sys.argv[1].split('/')[-1], mode, lossy))
@@ -76,6 +90,7 @@ PY
 	done
 done
 # TT was the smallest encoding meeting the bound for the low-rank model
+[ -n "${lowrank_model:-}" ] || fail "no low-rank model"
 tczfs info "$lowrank_model" --json | $PY -c '
 import json, sys
 d = json.load(sys.stdin)

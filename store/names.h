@@ -6,18 +6,18 @@
  * is reversible and ordinary names read as they are. A name whose file
  * name would pass 255 bytes is cut at 230 bytes and followed by "~" and
  * 16 hex digits of its XXH64, which keeps it unique but not reversible. */
-#ifndef TCZ_FS_NAMES_H
-#define TCZ_FS_NAMES_H
+#ifndef TCZ_STORE_NAMES_H
+#define TCZ_STORE_NAMES_H
 
 #include <stddef.h>
 
-#define TCZ_FS_NAME_MAX 255
+#define TCZ_FILE_NAME_MAX 255
 
-/* Writes the file name for tensor name into out[TCZ_FS_NAME_MAX + 1]. */
-void tcz_fs_npy_name(const char *tensor, char *out);
+/* Writes the file name for tensor name into out[TCZ_FILE_NAME_MAX + 1]. */
+void tcz_npy_file_name(const char *tensor, char *out);
 
-/* Inverse of tcz_fs_npy_name for names it can invert; out needs
+/* Inverse of tcz_npy_file_name for names it can invert; out needs
  * strlen(file) + 1 bytes. Errors: -EINVAL not a reversible .npy name. */
-int tcz_fs_tensor_name(const char *file, char *out);
+int tcz_npy_tensor_name(const char *file, char *out);
 
 #endif

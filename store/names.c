@@ -1,4 +1,4 @@
-#include "fs/names.h"
+#include "store/names.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -11,7 +11,7 @@ static int needs_escape(unsigned char c)
 	return c == '%' || c == '/' || c < 0x20 || c == 0x7f;
 }
 
-void tcz_fs_npy_name(const char *tensor, char *out)
+void tcz_npy_file_name(const char *tensor, char *out)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t o = 0, n = strlen(tensor);
@@ -33,7 +33,7 @@ void tcz_fs_npy_name(const char *tensor, char *out)
 			buf[o++] = (char)c;
 		}
 	}
-	if (o + 4 <= TCZ_FS_NAME_MAX) {
+	if (o + 4 <= TCZ_FILE_NAME_MAX) {
 		memcpy(out, buf, o);
 		memcpy(out + o, ".npy", 5);
 		return;
@@ -46,7 +46,7 @@ void tcz_fs_npy_name(const char *tensor, char *out)
 			   (cut >= 2 && buf[cut - 2] == '%')))
 		cut--;
 	memcpy(out, buf, cut);
-	snprintf(out + cut, TCZ_FS_NAME_MAX + 1 - cut, "~%016llx.npy",
+	snprintf(out + cut, TCZ_FILE_NAME_MAX + 1 - cut, "~%016llx.npy",
 		 (unsigned long long)XXH64(tensor - dots, n + (size_t)dots, 0));
 }
 
@@ -59,7 +59,7 @@ static int hexval(char c)
 	return -1;
 }
 
-int tcz_fs_tensor_name(const char *file, char *out)
+int tcz_npy_tensor_name(const char *file, char *out)
 {
 	size_t n = strlen(file);
 	if (n < 5 || strcmp(file + n - 4, ".npy") != 0)

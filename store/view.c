@@ -1,0 +1,770 @@
+/* Model views: a model's files, their sizes, byte ranges as pieces, and
+ * the decoding of sources. */
+#include "store/view.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <xxhash.h>
+
+#include "codec/half.h"
+#include "codec/tt.h"
+#include "store/cache.h"
+#include "store/grow.h"
+#include "store/internal.h"
+#include "store/names.h"
+#include "store/npy.h"
+#include "store/reader.h"
+
+#define OPEN_ATTEMPTS 8
+
+struct tcz_mview {
+	tcz_store *s;
+	atomic_uint refs;
+	tcz_model *m;
+	uint64_t content; /* pinned */
+	uint32_t nfiles;
+	tcz_vfile *files;
+	char **names;                    /* owned names of .npy files */
+	unsigned char **npy_hdr;         /* per tensor */
+	uint32_t *npy_hlen;
+	uint32_t *order[TCZ_VDIR_COUNT]; /* file indexes by name, per dir */
+	uint32_t count[TCZ_VDIR_COUNT];
+};
+
+/* ---- building ----------------------------------------------------------- */
+
+static void view_free(tcz_mview *v)
+{
+	if (!v)
+		return;
+	uint32_t nt = v->m ? v->m->n_tensors : 0;
+	for (uint32_t t = 0; t < nt; t++) {
+		if (v->names)
+			free(v->names[t]);
+		if (v->npy_hdr)
+			free(v->npy_hdr[t]);
+	}
+	free(v->names);
+	free(v->npy_hdr);
+	free(v->npy_hlen);
+	free(v->files);
+	for (unsigned d = 0; d < TCZ_VDIR_COUNT; d++)
+		free(v->order[d]);
+	tcz_model_free(v->m);
+	if (v->content)
+		tcz__unpin(v->s, v->content);
+	free(v);
+}
+
+static const tcz_mview *sort_view; /* qsort has no context argument */
+static pthread_mutex_t sort_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(sort_view->files[*(const uint32_t *)a].name,
+		      sort_view->files[*(const uint32_t *)b].name);
+}
+
+static int has_tensor(const tcz_file *f)
+{
+	for (uint32_t e = 0; e < f->n_extents; e++)
+		if (f->extents[e].kind == TCZ_EXT_TENSOR)
+			return 1;
+	return 0;
+}
+
+static int build(tcz_mview *v)
+{
+	const tcz_model *m = v->m;
+	uint32_t nt = m->n_tensors, nf = m->n_files;
+	v->nfiles = nf + nt;
+	v->files = calloc(v->nfiles ? v->nfiles : 1, sizeof *v->files);
+	v->names = calloc(nt ? nt : 1, sizeof *v->names);
+	v->npy_hdr = calloc(nt ? nt : 1, sizeof *v->npy_hdr);
+	v->npy_hlen = calloc(nt ? nt : 1, sizeof *v->npy_hlen);
+	for (unsigned d = 0; d < TCZ_VDIR_COUNT; d++)
+		v->order[d] = calloc(v->nfiles ? v->nfiles : 1, sizeof(uint32_t));
+	if (!v->files || !v->names || !v->npy_hdr || !v->npy_hlen ||
+	    !v->order[0] || !v->order[1])
+		return -ENOMEM;
+	for (uint32_t f = 0; f < nf; f++) {
+		tcz_vfile *vf = &v->files[f];
+		vf->name = m->files[f].name;
+		vf->dir = TCZ_VDIR_MODEL;
+		vf->kind = has_tensor(&m->files[f]) ? TCZ_VF_CONTAINER : TCZ_VF_AUX;
+		vf->index = f;
+		vf->size = m->files[f].size;
+	}
+	for (uint32_t t = 0; t < nt; t++) {
+		const tcz_tensor *tn = &m->tensors[t];
+		char name[TCZ_FILE_NAME_MAX + 1], hdr[1024];
+		size_t hl;
+		tcz_npy_file_name(tn->name, name);
+		int rc = tcz_npy_header(tn->dtype, tn->ndim, tn->shape, hdr,
+					sizeof hdr, &hl);
+		if (rc)
+			return rc;
+		v->names[t] = strdup(name);
+		v->npy_hdr[t] = malloc(hl);
+		if (!v->names[t] || !v->npy_hdr[t])
+			return -ENOMEM;
+		memcpy(v->npy_hdr[t], hdr, hl);
+		v->npy_hlen[t] = (uint32_t)hl;
+		tcz_vfile *vf = &v->files[nf + t];
+		vf->name = v->names[t];
+		vf->dir = TCZ_VDIR_LAYERS;
+		vf->kind = TCZ_VF_NPY;
+		vf->index = t;
+		/* numel fits: nbytes did, and .npy elements are at most twice
+		 * as wide (BF16 -> f32) as the stored ones only for 2-byte
+		 * types */
+		vf->size = hl + tn->numel * tcz_dtype_size(tcz_npy_dtype(tn->dtype));
+	}
+	for (uint32_t i = 0; i < v->nfiles; i++) {
+		uint32_t d = v->files[i].dir;
+		v->order[d][v->count[d]++] = i;
+	}
+	pthread_mutex_lock(&sort_lock);
+	sort_view = v;
+	for (unsigned d = 0; d < TCZ_VDIR_COUNT; d++)
+		qsort(v->order[d], v->count[d], sizeof(uint32_t), by_name);
+	pthread_mutex_unlock(&sort_lock);
+	return 0;
+}
+
+/* The model's id by name, in a short transaction. */
+static int model_id(tcz_store *s, MDB_txn **txn, const char *name,
+		    uint64_t *id)
+{
+	int rc = tcz__rtxn_begin(s, txn);
+	if (rc)
+		return rc;
+	MDB_val k = {strlen(name), (void *)name}, d;
+	rc = mdb_get(*txn, s->models, &k, &d);
+	if (rc == 0)
+		rc = tcz__model_record_id(d.mv_data, d.mv_size, id);
+	else
+		rc = tcz__mdb_err(rc);
+	tcz__rtxn_end(s, *txn, 1);
+	return rc;
+}
+
+int tcz_mview_open(tcz_store *s, const char *name, tcz_mview **out)
+{
+	*out = NULL;
+	MDB_txn *txn = NULL;
+	int rc = -ENOENT;
+	for (int attempt = 0; attempt < OPEN_ATTEMPTS; attempt++) {
+		/* pin first, then load: once pinned, content seen under the
+		 * model's name stays in the store however it changes */
+		uint64_t id;
+		rc = model_id(s, &txn, name, &id);
+		if (rc)
+			break;
+		rc = tcz__pin(s, id);
+		if (rc == -ENOENT)
+			continue; /* being released: the name has moved on */
+		if (rc)
+			break;
+		tcz_model *m = NULL;
+		rc = tcz__rtxn_begin(s, &txn);
+		if (rc == 0) {
+			rc = tcz__load_model(s, txn, name, &m, NULL);
+			tcz__rtxn_end(s, txn, 1);
+		}
+		if (rc == 0 && m->id != id) {
+			/* removed and imported again meanwhile */
+			tcz_model_free(m);
+			tcz__unpin(s, id);
+			rc = -ENOENT;
+			continue;
+		}
+		if (rc) {
+			tcz__unpin(s, id);
+			break;
+		}
+		tcz_mview *v = calloc(1, sizeof *v);
+		if (!v) {
+			tcz_model_free(m);
+			tcz__unpin(s, id);
+			rc = -ENOMEM;
+			break;
+		}
+		v->s = s;
+		v->m = m;
+		v->content = id;
+		atomic_init(&v->refs, 1);
+		if ((rc = build(v))) {
+			view_free(v);
+			break;
+		}
+		*out = v;
+		break;
+	}
+	if (txn)
+		mdb_txn_abort(txn); /* a reset handle */
+	if (rc == -ENOENT)
+		tcz__fail(rc, "no model named %s", name);
+	return rc;
+}
+
+tcz_mview *tcz_mview_ref(tcz_mview *v)
+{
+	atomic_fetch_add(&v->refs, 1);
+	return v;
+}
+
+void tcz_mview_put(tcz_mview *v)
+{
+	if (v && atomic_fetch_sub(&v->refs, 1) == 1)
+		view_free(v);
+}
+
+const tcz_model *tcz_mview_model(const tcz_mview *v)
+{
+	return v->m;
+}
+
+uint64_t tcz_mview_content(const tcz_mview *v)
+{
+	return v->content;
+}
+
+uint32_t tcz_mview_nfiles(const tcz_mview *v)
+{
+	return v->nfiles;
+}
+
+const tcz_vfile *tcz_mview_file(const tcz_mview *v, uint32_t i)
+{
+	return i < v->nfiles ? &v->files[i] : NULL;
+}
+
+uint32_t tcz_mview_dir_count(const tcz_mview *v, uint32_t dir)
+{
+	return dir < TCZ_VDIR_COUNT ? v->count[dir] : 0;
+}
+
+uint32_t tcz_mview_dir_file(const tcz_mview *v, uint32_t dir, uint32_t k)
+{
+	return v->order[dir][k];
+}
+
+int tcz_mview_lookup(const tcz_mview *v, uint32_t dir, const char *name,
+		     uint32_t *i)
+{
+	if (dir >= TCZ_VDIR_COUNT)
+		return -ENOENT;
+	uint32_t lo = 0, hi = v->count[dir];
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		uint32_t f = v->order[dir][mid];
+		int c = strcmp(v->files[f].name, name);
+		if (c == 0) {
+			*i = f;
+			return 0;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -ENOENT;
+}
+
+int tcz_mview_path(const tcz_mview *v, const char *path, uint32_t *i)
+{
+	while (*path == '/')
+		path++;
+	if (strcmp(path, "layers") == 0 || strcmp(path, "layers/") == 0 ||
+	    *path == 0)
+		return -EISDIR;
+	if (strncmp(path, "layers/", 7) == 0)
+		return tcz_mview_lookup(v, TCZ_VDIR_LAYERS, path + 7, i);
+	return tcz_mview_lookup(v, TCZ_VDIR_MODEL, path, i);
+}
+
+/* ---- sources ------------------------------------------------------------ */
+
+static uint32_t blob_chunk_len(const tcz_blob *b, uint32_t ci)
+{
+	uint64_t left = b->length - (uint64_t)ci * b->chunk_bytes;
+	return left < b->chunk_bytes ? (uint32_t)left : b->chunk_bytes;
+}
+
+static uint32_t src_count(const tcz_mview *v, const tcz_src *s)
+{
+	if (s->kind == TCZ_SRC_BLOB)
+		return s->index < v->m->n_blobs ? v->m->blobs[s->index].n_chunks
+						: 0;
+	return s->index < v->m->n_tensors
+		       ? tcz_tensor_chunk_count(&v->m->tensors[s->index])
+		       : 0;
+}
+
+static void make_src(const tcz_mview *v, uint32_t kind, uint32_t index,
+		     uint32_t chunk, tcz_src *out)
+{
+	out->kind = kind;
+	out->index = index;
+	out->chunk = chunk;
+	out->len = kind == TCZ_SRC_BLOB
+			   ? blob_chunk_len(&v->m->blobs[index], chunk)
+			   : tcz_tensor_chunk_len(&v->m->tensors[index], chunk);
+}
+
+int tcz_view_src_next(const tcz_mview *v, const tcz_src *s, uint32_t k,
+		      tcz_src *out)
+{
+	uint64_t c = (uint64_t)s->chunk + k;
+	if (c >= src_count(v, s))
+		return -ENOENT;
+	make_src(v, s->kind, s->index, (uint32_t)c, out);
+	return 0;
+}
+
+/* A name for computed content: never a content key (those are hashes of
+ * chunk values starting with "TCK1"), unique per content id. */
+static void derived_key(const char *tag, uint64_t content, uint32_t a,
+			uint32_t b, unsigned char key[TCZ_KEY_LEN])
+{
+	unsigned char in[40];
+	size_t tl = strlen(tag);
+	memcpy(in, tag, tl);
+	tcz_be64(in + tl, content);
+	tcz_be32(in + tl + 8, a);
+	tcz_be32(in + tl + 12, b);
+	XXH128_canonical_t c;
+	XXH128_canonicalFromHash(&c, XXH3_128bits(in, tl + 16));
+	memcpy(key, c.digest, TCZ_KEY_LEN);
+}
+
+void tcz_view_src_key(const tcz_mview *v, const tcz_src *s,
+		      unsigned char key[TCZ_KEY_LEN])
+{
+	if (s->kind == TCZ_SRC_BLOB) {
+		memcpy(key, v->m->blobs[s->index].chunks[s->chunk], TCZ_KEY_LEN);
+		return;
+	}
+	const tcz_tensor *t = &v->m->tensors[s->index];
+	if (t->codec != TCZ_CODEC_TT) {
+		memcpy(key, t->chunks[s->chunk], TCZ_KEY_LEN);
+		return;
+	}
+	derived_key("tczfs:tt-chunk", v->content, s->index, s->chunk, key);
+}
+
+void tcz_view_src_describe(const tcz_mview *v, const tcz_src *s, char *buf,
+			   size_t n)
+{
+	if (s->kind == TCZ_SRC_TENSOR && s->index < v->m->n_tensors) {
+		const tcz_tensor *t = &v->m->tensors[s->index];
+		if (t->codec == TCZ_CODEC_TT)
+			snprintf(buf, n, "tensor '%s' (TT cores, chunk %u)",
+				 t->name, s->chunk);
+		else
+			snprintf(buf, n, "tensor '%s' chunk %u", t->name,
+				 s->chunk);
+		return;
+	}
+	/* a blob: name the file it belongs to */
+	const char *fname = "?";
+	for (uint32_t f = 0; f < v->m->n_files; f++)
+		for (uint32_t e = 0; e < v->m->files[f].n_extents; e++)
+			if (v->m->files[f].extents[e].kind == TCZ_EXT_BLOB &&
+			    v->m->files[f].extents[e].index == s->index)
+				fname = v->m->files[f].name;
+	snprintf(buf, n, "file '%s' part %u", fname, s->chunk);
+}
+
+/* ---- mapping ------------------------------------------------------------ */
+
+static int add(tcz_pieces *l, const tcz_piece *p)
+{
+	if (tcz__grow(&l->p, &l->cap, l->n, sizeof *l->p, 8))
+		return -ENOMEM;
+	l->p[l->n++] = *p;
+	return 0;
+}
+
+void tcz_pieces_free(tcz_pieces *l)
+{
+	free(l->p);
+	l->p = NULL;
+	l->n = l->cap = 0;
+}
+
+static int map_extents(const tcz_mview *v, const tcz_file *fl, uint64_t off,
+		       uint64_t len, tcz_pieces *l)
+{
+	uint32_t lo = 0, hi = fl->n_extents;
+	while (hi - lo > 1) { /* the extent holding off */
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (fl->extents[mid].offset <= off)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	for (uint32_t e = lo; len > 0 && e < fl->n_extents; e++) {
+		const tcz_extent *x = &fl->extents[e];
+		if (off >= x->offset + x->length)
+			continue; /* empty tensors */
+		uint32_t kind = x->kind == TCZ_EXT_BLOB ? TCZ_SRC_BLOB
+							: TCZ_SRC_TENSOR;
+		uint32_t cb = kind == TCZ_SRC_BLOB
+				      ? v->m->blobs[x->index].chunk_bytes
+				      : v->m->tensors[x->index].chunk_bytes;
+		while (len > 0 && off < x->offset + x->length) {
+			uint64_t in = off - x->offset;
+			tcz_piece p = {TCZ_PIECE_CHUNK, NULL, {0}, 0, 0};
+			make_src(v, kind, x->index, (uint32_t)(in / cb), &p.src);
+			p.off = (uint32_t)(in % cb);
+			p.len = p.src.len - p.off < len ? p.src.len - p.off
+							: (uint32_t)len;
+			if (add(l, &p))
+				return -ENOMEM;
+			off += p.len;
+			len -= p.len;
+		}
+	}
+	return 0;
+}
+
+static int map_npy(const tcz_mview *v, uint32_t t, uint64_t off, uint64_t len,
+		   tcz_pieces *l)
+{
+	uint32_t hl = v->npy_hlen[t];
+	if (off < hl) {
+		tcz_piece p = {TCZ_PIECE_BYTES, v->npy_hdr[t] + off, {0}, 0, 0};
+		p.len = hl - (uint32_t)off < len ? hl - (uint32_t)off
+						 : (uint32_t)len;
+		if (add(l, &p))
+			return -ENOMEM;
+		off += p.len;
+		len -= p.len;
+	}
+	const tcz_tensor *tn = &v->m->tensors[t];
+	int widen = tn->dtype == TCZ_DT_BF16;
+	uint64_t cb = (uint64_t)tn->chunk_bytes * (widen ? 2 : 1);
+	while (len > 0) {
+		uint64_t d = off - hl;
+		tcz_piece p = {widen ? TCZ_PIECE_WIDEN : TCZ_PIECE_CHUNK, NULL,
+			       {0}, 0, 0};
+		make_src(v, TCZ_SRC_TENSOR, t, (uint32_t)(d / cb), &p.src);
+		uint32_t clen = p.src.len * (widen ? 2 : 1);
+		p.off = (uint32_t)(d % cb);
+		p.len = clen - p.off < len ? clen - p.off : (uint32_t)len;
+		if (add(l, &p))
+			return -ENOMEM;
+		off += p.len;
+		len -= p.len;
+	}
+	return 0;
+}
+
+int tcz_view_map(const tcz_mview *v, uint32_t i, uint64_t off, uint64_t len,
+		 tcz_pieces *l)
+{
+	if (i >= v->nfiles)
+		return -EINVAL;
+	const tcz_vfile *f = &v->files[i];
+	if (off >= f->size || len == 0)
+		return 0;
+	if (len > f->size - off)
+		len = f->size - off;
+	if (f->kind == TCZ_VF_NPY)
+		return map_npy(v, f->index, off, len, l);
+	return map_extents(v, &v->m->files[f->index], off, len, l);
+}
+
+/* Copies widened bytes [coff, coff+len) of a BF16 chunk to dst. */
+static void widen_copy(unsigned char *dst, const unsigned char *src,
+		       uint32_t coff, uint32_t len)
+{
+	float tmp[256];
+	uint32_t e = coff / 4, end = coff + len;
+	uint32_t skip = coff % 4;
+	while (coff < end) {
+		uint32_t n = (end - e * 4 + 3) / 4;
+		if (n > 256)
+			n = 256;
+		tcz_bf16_to_f32_n(src + 2 * (size_t)e, tmp, n);
+		uint32_t avail = n * 4 - skip;
+		uint32_t take = end - coff < avail ? end - coff : avail;
+		memcpy(dst, (unsigned char *)tmp + skip, take);
+		dst += take;
+		coff += take;
+		e += n;
+		skip = 0;
+	}
+}
+
+void tcz_piece_copy(const tcz_piece *p, const void *chunk, void *dst)
+{
+	switch (p->kind) {
+	case TCZ_PIECE_BYTES:
+		memcpy(dst, p->mem, p->len);
+		break;
+	case TCZ_PIECE_ZERO:
+		memset(dst, 0, p->len);
+		break;
+	case TCZ_PIECE_CHUNK:
+		memcpy(dst, (const unsigned char *)chunk + p->off, p->len);
+		break;
+	case TCZ_PIECE_WIDEN:
+		widen_copy(dst, chunk, p->off, p->len);
+		break;
+	}
+}
+
+/* ---- decoding ----------------------------------------------------------- */
+
+/* Where core k of tensor t starts in a cores buffer, in floats. */
+static size_t core_off(const tcz_tensor *t, unsigned k)
+{
+	size_t off = 0;
+	for (unsigned j = 0; j < k; j++)
+		off += (size_t)(t->tt_ranks[j] * t->tt_modes[j] * t->tt_ranks[j + 1]);
+	return off;
+}
+
+/* Loads tensor t's cores into dst (core_off(t, d) floats), each record's
+ * checksum and shape checked. */
+static int load_cores(tcz_reader *r, const tcz_mview *v, uint32_t t,
+		      float *dst)
+{
+	const tcz_tensor *tn = &v->m->tensors[t];
+	for (unsigned k = 0; k < tn->tt_order; k++) {
+		unsigned char key[16];
+		tcz__key_id_idx(key, v->m->id, t);
+		tcz_be32(key + 12, k);
+		const unsigned char *val;
+		size_t vlen;
+		int rc = tcz__fetch(r, r->s->ttcores, key, 16, &val, &vlen);
+		if (rc == -ENOENT)
+			return -EIO;
+		if (rc)
+			return rc;
+		tcz_rbuf rb;
+		if (tcz_rec_open(&rb, val, vlen))
+			return -EIO;
+		uint64_t rl = tcz_rb_u32(&rb), n = tcz_rb_u32(&rb),
+			 rr = tcz_rb_u32(&rb);
+		size_t cnt = (size_t)(tn->tt_ranks[k] * tn->tt_modes[k] *
+				      tn->tt_ranks[k + 1]);
+		if (rl != tn->tt_ranks[k] || n != tn->tt_modes[k] ||
+		    rr != tn->tt_ranks[k + 1] || rb.len - rb.off != cnt * 4)
+			return -EBADMSG;
+		memcpy(dst + core_off(tn, k), tcz_rb_bytes(&rb, cnt * 4), cnt * 4);
+	}
+	return tcz_tt_cores_finite(dst, core_off(tn, tn->tt_order)) ? 0
+								    : -EBADMSG;
+}
+
+static int wrap_cores(const tcz_tensor *tn, const float *mem, tcz_tt **out)
+{
+	size_t modes[TCZ_TT_MAX_ORDER], ranks[TCZ_TT_MAX_ORDER + 1];
+	const float *cores[TCZ_TT_MAX_ORDER];
+	if (tn->tt_order < 2 || tn->tt_order > TCZ_TT_MAX_ORDER)
+		return -EBADMSG;
+	for (unsigned k = 0; k <= tn->tt_order; k++)
+		ranks[k] = (size_t)tn->tt_ranks[k];
+	for (unsigned k = 0; k < tn->tt_order; k++) {
+		modes[k] = (size_t)tn->tt_modes[k];
+		cores[k] = mem + core_off(tn, k);
+	}
+	int rc = tcz_tt_wrap(tn->tt_order, modes, ranks, cores, out);
+	return rc == -EINVAL ? -EBADMSG : rc;
+}
+
+typedef struct cores_arg {
+	tcz_reader *r;
+	const tcz_mview *v;
+	uint32_t t;
+} cores_arg;
+
+static int fill_cores(void *arg, void *dst, size_t len)
+{
+	cores_arg *a = arg;
+	(void)len;
+	return load_cores(a->r, a->v, a->t, dst);
+}
+
+/* Reconstructs TT chunk s into dst: cores from the shared cache when the
+ * reader has one (an entry within its budget, pinned meanwhile), else
+ * the reader's private copy of the last tensor's. */
+static int decode_tt(tcz_reader *r, const tcz_mview *v, const tcz_src *s,
+		     void *dst)
+{
+	const tcz_tensor *tn = &v->m->tensors[s->index];
+	/* the record's ranks and modes are validated: products fit */
+	size_t floats = core_off(tn, tn->tt_order);
+	if (floats == 0 || floats > SIZE_MAX / 8)
+		return -EBADMSG;
+	tcz_cache_entry *e = NULL;
+	const float *mem;
+	tcz_tt *tt = NULL;
+	int rc;
+	if (r->cache) {
+		unsigned char key[TCZ_KEY_LEN];
+		derived_key("tczfs:tt-cores", v->content, s->index, 0, key);
+		cores_arg a = {r, v, s->index};
+		rc = tcz_cache_get(r->cache, key, floats * 4, fill_cores, &a, &e);
+		if (rc)
+			return rc;
+		mem = tcz_cache_data(e);
+		rc = wrap_cores(tn, mem, &tt);
+	} else {
+		if (!r->tt || r->tt_id != v->content || r->tt_tensor != s->index) {
+			tcz_tt_free(r->tt);
+			free(r->tt_mem);
+			r->tt = NULL;
+			r->tt_mem = malloc(floats * 4);
+			if (!r->tt_mem)
+				return -ENOMEM;
+			rc = load_cores(r, v, s->index, r->tt_mem);
+			if (rc == 0)
+				rc = wrap_cores(tn, r->tt_mem, &r->tt);
+			if (rc) {
+				free(r->tt_mem);
+				r->tt_mem = NULL;
+				return rc;
+			}
+			r->tt_id = v->content;
+			r->tt_tensor = s->index;
+		}
+		tt = r->tt;
+		rc = 0;
+	}
+	size_t es = tcz_dtype_size(tn->dtype);
+	size_t first = (size_t)s->chunk * (tn->chunk_bytes / es);
+	size_t n = s->len / es;
+	if (rc == 0 && tn->dtype == TCZ_DT_F32 && ((uintptr_t)dst & 3) == 0) {
+		rc = tcz_tt_reconstruct_range(tt, first, n, dst);
+	} else if (rc == 0) {
+		size_t step = 65536;
+		float *f;
+		rc = tcz__reader_f32(r, step, &f);
+		for (size_t at = 0; rc == 0 && at < n; at += step) {
+			size_t cnt = n - at < step ? n - at : step;
+			rc = tcz_tt_reconstruct_range(tt, first + at, cnt, f);
+			if (rc == 0)
+				rc = tcz_dtype_from_f32(tn->dtype, f, cnt,
+							(unsigned char *)dst +
+								at * es);
+		}
+	}
+	if (e) {
+		tcz_tt_free(tt);
+		tcz_cache_release(r->cache, e);
+	}
+	return rc == -EINVAL ? -EBADMSG : rc;
+}
+
+int tcz_view_decode(tcz_reader *r, const tcz_mview *v, const tcz_src *s,
+		    void *dst)
+{
+	if (s->chunk >= src_count(v, s))
+		return -EINVAL;
+	if (s->kind == TCZ_SRC_BLOB)
+		return tcz__read_chunk(r, v->m->blobs[s->index].chunks[s->chunk],
+				       TCZ_DT_U8, dst, s->len);
+	const tcz_tensor *tn = &v->m->tensors[s->index];
+	if (tn->codec == TCZ_CODEC_TT)
+		return decode_tt(r, v, s, dst);
+	return tcz__read_chunk(r, tn->chunks[s->chunk], tn->dtype, dst, s->len);
+}
+
+static int same_src(const tcz_src *a, const tcz_src *b)
+{
+	return a->kind == b->kind && a->index == b->index && a->chunk == b->chunk;
+}
+
+int tcz_view_read(tcz_reader *r, const tcz_mview *v, uint32_t i, uint64_t off,
+		  size_t len, void *buf, size_t *got, tcz_src *bad)
+{
+	*got = 0;
+	tcz_pieces l = {0};
+	int rc = tcz_view_map(v, i, off, len, &l);
+	unsigned char *out = buf;
+	for (size_t k = 0; rc == 0 && k < l.n; k++) {
+		const tcz_piece *p = &l.p[k];
+		const void *chunk = NULL;
+		if (p->kind == TCZ_PIECE_CHUNK || p->kind == TCZ_PIECE_WIDEN) {
+			int memo = r->memo_ok && r->memo_id == v->content &&
+				   same_src(&r->memo_src, &p->src);
+			if (!memo && p->kind == TCZ_PIECE_CHUNK && p->off == 0 &&
+			    p->len == p->src.len) {
+				/* a whole chunk decodes in place */
+				rc = tcz_view_decode(r, v, &p->src, out);
+				if (rc && bad)
+					*bad = p->src;
+				out += p->len;
+				*got += p->len;
+				continue;
+			}
+			if (!memo) {
+				if (!r->memo && !(r->memo = malloc(TCZ_CHUNK_MAX))) {
+					rc = -ENOMEM;
+					break;
+				}
+				r->memo_ok = 0;
+				rc = tcz_view_decode(r, v, &p->src, r->memo);
+				if (rc) {
+					if (bad)
+						*bad = p->src;
+					break;
+				}
+				r->memo_ok = 1;
+				r->memo_id = v->content;
+				r->memo_src = p->src;
+			}
+			chunk = r->memo;
+		}
+		tcz_piece_copy(p, chunk, out);
+		out += p->len;
+		*got += p->len;
+	}
+	if (rc)
+		*got = 0;
+	tcz_pieces_free(&l);
+	return rc;
+}
+
+int tcz_view_open_path(tcz_store *s, const char *path, tcz_mview **v,
+		       uint32_t *file)
+{
+	*v = NULL;
+	while (*path == '/')
+		path++;
+	const char *slash = strchr(path, '/');
+	size_t n = slash ? (size_t)(slash - path) : strlen(path);
+	char name[TCZ_NAME_MAX + 1];
+	if (n == 0 || n > TCZ_NAME_MAX)
+		return tcz__fail(-EINVAL, "'%s' is not a path of the tree "
+					  "(MODEL/FILE)",
+				 path);
+	memcpy(name, path, n);
+	name[n] = 0;
+	if (!slash || !slash[1])
+		return tcz__fail(-EISDIR, "%s is a directory", path);
+	if (strcmp(name, "asic") == 0 || strcmp(name, "streams") == 0)
+		return tcz__fail(-ENOENT, "no file %s (%s/ holds nothing yet)",
+				 path, name);
+	int rc = tcz_mview_open(s, name, v);
+	if (rc)
+		return rc;
+	rc = tcz_mview_path(*v, slash + 1, file);
+	if (rc) {
+		tcz_mview_put(*v);
+		*v = NULL;
+		if (rc == -EISDIR)
+			return tcz__fail(rc, "%s is a directory", path);
+		return tcz__fail(rc, "model %s has no file %s", name, slash + 1);
+	}
+	return 0;
+}

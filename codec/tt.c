@@ -342,20 +342,57 @@ double tcz_tt_error_bound(const tcz_tt *tt)
 	return tt ? tt->err_bound : NAN;
 }
 
-/* out (1 x cols) = row (1 x rp) * g (rp x cols, leading dimension ld). */
-static void row_times(const float *row, size_t rp, const float *g, size_t ld,
-		      size_t cols, float *out)
+/* out (rows x cols, leading dimension ldo) = par (rows x rp) * g (rp x
+ * cols, leading dimension ld). Every output element sums its rp products
+ * in index order, whatever the rows, the alignment or the thread count:
+ * a reconstructed element is the same float in every reader (and equal to
+ * what the importer measured its error on). BLAS kernels reorder sums by
+ * shape and alignment, so they are not used here. Four rows at a time
+ * share each load of g. */
+static void rows_times(const float *par, size_t rp, size_t rows,
+		       const float *g, size_t ld, size_t cols, float *out,
+		       size_t ldo)
 {
-	cblas_sgemv(CblasRowMajor, CblasTrans, (int)rp, (int)cols, 1.0f, g,
-		    (int)ld, row, 1, 0.0f, out, 1);
+	size_t i = 0;
+	for (; i + 4 <= rows; i += 4) {
+		const float *p0 = par + i * rp, *p1 = p0 + rp, *p2 = p1 + rp,
+			    *p3 = p2 + rp;
+		float *o0 = out + i * ldo, *o1 = o0 + ldo, *o2 = o1 + ldo,
+		      *o3 = o2 + ldo;
+		for (size_t j = 0; j < cols; j++)
+			o0[j] = o1[j] = o2[j] = o3[j] = 0.0f;
+		for (size_t r = 0; r < rp; r++) {
+			const float *gr = g + r * ld;
+			const float a0 = p0[r], a1 = p1[r], a2 = p2[r], a3 = p3[r];
+			for (size_t j = 0; j < cols; j++) {
+				float v = gr[j];
+				o0[j] += a0 * v;
+				o1[j] += a1 * v;
+				o2[j] += a2 * v;
+				o3[j] += a3 * v;
+			}
+		}
+	}
+	for (; i < rows; i++) {
+		const float *p = par + i * rp;
+		float *o = out + i * ldo;
+		for (size_t j = 0; j < cols; j++)
+			o[j] = 0.0f;
+		for (size_t r = 0; r < rp; r++) {
+			const float *gr = g + r * ld;
+			const float a = p[r];
+			for (size_t j = 0; j < cols; j++)
+				o[j] += a * gr[j];
+		}
+	}
 }
 
 /* Level-k prefixes [c0, c1] (inclusive) from their parents. par holds the
  * parent rows from c0 / n on, rp floats each; the core is the row-major
  * rp x (n * rn) matrix. The first and last parents may need only some of
  * their n children, so they are done alone over just those columns; the
- * parents between need all children and go through one sgemm. The result
- * is (c1 - c0 + 1) rows of rn floats. */
+ * parents between need all children. The result is (c1 - c0 + 1) rows of
+ * rn floats. */
 static void expand(const float *par, size_t rp, const float *core, size_t n,
 		   size_t rn, size_t c0, size_t c1, float *out)
 {
@@ -364,19 +401,18 @@ static void expand(const float *par, size_t rp, const float *core, size_t n,
 	size_t j0 = c0 % n, j1 = c1 % n;
 
 	if (q0 == q1) {
-		row_times(par, rp, core + j0 * rn, ld, (j1 - j0 + 1) * rn, out);
+		rows_times(par, rp, 1, core + j0 * rn, ld, (j1 - j0 + 1) * rn,
+			   out, 0);
 		return;
 	}
-	row_times(par, rp, core + j0 * rn, ld, (n - j0) * rn, out);
+	rows_times(par, rp, 1, core + j0 * rn, ld, (n - j0) * rn, out, 0);
 	out += (n - j0) * rn;
 	size_t mid = q1 - q0 - 1;
 	if (mid) {
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-			    (int)mid, (int)ld, (int)rp, 1.0f, par + rp,
-			    (int)rp, core, (int)ld, 0.0f, out, (int)ld);
+		rows_times(par + rp, rp, mid, core, ld, ld, out, ld);
 		out += mid * ld;
 	}
-	row_times(par + (q1 - q0) * rp, rp, core, ld, (j1 + 1) * rn, out);
+	rows_times(par + (q1 - q0) * rp, rp, 1, core, ld, (j1 + 1) * rn, out, 0);
 }
 
 /* Rows a run of e elements can touch at a level of stride s, at most. */

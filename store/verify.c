@@ -486,6 +486,42 @@ static void check_segments(vctx *v)
 	mdb_cursor_close(c);
 }
 
+/* The reference count records of one model's chunks are readable (what
+ * `verify MODEL` can check without counting the whole store). */
+static void check_model_refs(vctx *v, const tcz_model *m)
+{
+	char hex[33], what[400];
+	for (uint32_t kind = 0; kind < 2; kind++) {
+		uint32_t count = kind == 0 ? m->n_tensors : m->n_blobs;
+		for (uint32_t i = 0; i < count; i++) {
+			uint32_t nc = kind == 0 ? m->tensors[i].n_chunks
+						: m->blobs[i].n_chunks;
+			const unsigned char(*keys)[TCZ_KEY_LEN] =
+				kind == 0 ? (const unsigned char(*)[16])m->tensors[i].chunks
+					  : (const unsigned char(*)[16])m->blobs[i].chunks;
+			for (uint32_t c = 0; c < nc; c++) {
+				MDB_val k = {TCZ_KEY_LEN, (void *)keys[c]}, d;
+				tcz_rbuf r;
+				int rc = mdb_get(v->txn, v->s->refs, &k, &d);
+				if (rc == 0 && tcz_rec_open(&r, d.mv_data, d.mv_size) == 0)
+					continue;
+				key_hex(keys[c], hex);
+				if (kind == 0)
+					snprintf(what, sizeof what,
+						 "tensor '%s' chunk %u (chunk %s)",
+						 m->tensors[i].name, c, hex);
+				else
+					snprintf(what, sizeof what,
+						 "file part %u (chunk %s)", i, hex);
+				report(v, m->name, what,
+				       rc ? "its reference count record is missing"
+					  : "its reference count record is damaged "
+					    "(checksum mismatch)");
+			}
+		}
+	}
+}
+
 /* Which models load; each that does not is reported once. */
 static int check_models(vctx *v, const char *only, char ***ok, size_t *n_ok)
 {
@@ -524,6 +560,8 @@ static int check_models(vctx *v, const char *only, char ***ok, size_t *n_ok)
 			continue;
 		}
 		v->rep->models++;
+		if (only)
+			check_model_refs(v, m);
 		tcz_model_free(m);
 		if (!(names[n++] = strdup(name))) {
 			tcz_names_free(names, n);

@@ -242,6 +242,46 @@ static int add_item(tcz_import_tx *tx, MDB_dbi *db, const unsigned char *key,
 
 /* ---- import ------------------------------------------------------------ */
 
+/* The largest id used as the first 8 key bytes of table db (0 if none). */
+static uint64_t max_key_id(MDB_txn *txn, MDB_dbi db)
+{
+	MDB_cursor *c;
+	MDB_val k, d;
+	uint64_t id = 0;
+	if (mdb_cursor_open(txn, db, &c))
+		return 0;
+	if (mdb_cursor_get(c, &k, &d, MDB_LAST) == 0 && k.mv_size >= 8)
+		id = tcz_get_be64(k.mv_data);
+	mdb_cursor_close(c);
+	return id;
+}
+
+/* A damaged next_id is recomputed past every id in use: ids must never
+ * be reused (inode numbers, pins and cache keys derive from them). */
+static int recompute_next_id(tcz_store *s, MDB_txn *txn, uint64_t *out)
+{
+	uint64_t top = 0, v;
+	MDB_dbi keyed[] = {s->tensors, s->aux, s->ttcores, s->stats, s->imports,
+			   s->pending, s->dropped};
+	size_t n = sizeof keyed / sizeof keyed[0] - !s->has_dropped;
+	for (size_t i = 0; i < n; i++)
+		if ((v = max_key_id(txn, keyed[i])) > top)
+			top = v;
+	MDB_cursor *c;
+	MDB_val k, d;
+	if (mdb_cursor_open(txn, s->models, &c) == 0) {
+		int rc;
+		for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+		     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT))
+			if (tcz__model_record_id(d.mv_data, d.mv_size, &v) == 0 &&
+			    v > top)
+				top = v;
+		mdb_cursor_close(c);
+	}
+	*out = top + 1;
+	return 0;
+}
+
 struct begin_arg {
 	tcz_import_tx *tx;
 };
@@ -255,6 +295,8 @@ static int begin_fn(void *arg, MDB_txn *txn)
 		return tcz__fail(-EEXIST, "model %s already exists", tx->name);
 	uint64_t id;
 	int rc = tcz__meta_get(s, txn, "next_id", &id);
+	if (rc == -EIO)
+		rc = recompute_next_id(s, txn, &id);
 	if (rc == 0)
 		rc = tcz__meta_put(s, txn, "next_id", id + 1);
 	if (rc)

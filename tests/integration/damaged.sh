@@ -282,7 +282,7 @@ verify_cell() {
 	if [ "$TIDX" != - ]; then
 		tn=$(tensor_name "$TIDX")
 		# the name, or (the record holding it being damaged) the index
-		if ! grep '^BAD' "$T/out" | grep -qF -e " $tn " -e " $tn:" &&
+		if ! grep '^BAD' "$T/out" | grep -qF -e " $tn " -e " $tn:" -e "'$tn'" &&
 			! grep '^BAD' "$T/out" | grep -qE "(tensor|index) #?$TIDX([^0-9]|$)"; then
 			bad "$cell" "the BAD line does not name tensor $tn"
 		fi

@@ -57,4 +57,30 @@ expect_fail "bad regex" tczfs import "$T/base.safetensors" --bits 8 --include '(
 expect_fail "two profiles" tczfs import "$T/base.safetensors" --bits 8 --tt
 expect_fail "missing source" tczfs import "$T/nope.safetensors"
 [ "$(state)" = "$before" ] || fail "the store changed"
+
+# a FIFO, a socket or a device node is refused at once, not opened (a
+# FIFO's open would wait for a writer forever)
+mkfifo "$T/fifo.safetensors"
+$PY -c 'import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' \
+	"$T/sock.safetensors"
+mknod "$T/dev.safetensors" c 1 3 2>/dev/null || true
+mkdir "$T/sp" && mkfifo "$T/sp/config.json" && cp "$C/valid-two.safetensors" "$T/sp/"
+for f in "$T/fifo.safetensors" "$T/sock.safetensors" "$T/dev.safetensors" \
+	"$T/base.safetensors $T/fifo.safetensors"; do
+	[ -e "${f%% *}" ] || continue
+	# shellcheck disable=SC2086
+	if timeout 10 "$TCZFS" import $f --name special >"$T/out" 2>"$T/err"; then
+		fail "import of $f succeeded"
+	fi
+	rc=$?
+	[ $rc != 124 ] || fail "import of $f hung"
+	[ "$(wc -l <"$T/err")" = 1 ] || fail "$f: not one line: $(cat "$T/err")"
+	grep -q "not a regular file" "$T/err" || fail "$f: $(cat "$T/err")"
+done
+# in a model directory, a FIFO is skipped with a note, never opened
+timeout 10 "$TCZFS" import "$T/sp" --name sp --quiet >"$T/out" 2>"$T/err" ||
+	fail "a directory holding a FIFO: $(cat "$T/err")"
+grep -q "skipping config.json" "$T/err" || fail "no note about the FIFO: $(cat "$T/err")"
+tczfs rm sp
+[ "$(state)" = "$before" ] || fail "the store changed"
 echo ok

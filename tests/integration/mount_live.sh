@@ -1,8 +1,8 @@
 #!/bin/bash
 # The mount while the store changes and under stress: models imported or
 # removed appear and disappear (open files keep reading), a corrupt chunk
-# gives EIO on exactly the reads that touch it, memory stays within the
-# cache budget, umount under load is clean and the store mounts again.
+# gives EIO on exactly the reads that touch it,
+# umount under load is clean and the store mounts again.
 . "$(dirname "$0")/lib.sh"
 
 M="$T/mnt"
@@ -125,17 +125,11 @@ cmp -s "$T/a.safetensors" "$M/a/model.safetensors" || fail "a is damaged"
 umount_store "$M"
 tczfs rm c
 
-# memory: reading a model 8x the cache keeps the daemon within cache + 64 MiB
-"$GEN" "$T/big" --size-mb 200 --dtype bf16 --shards 2 --seed 4
+# a sharded model under read load (memory bounds: mount_memory.sh)
+"$GEN" "$T/big" --size-mb 64 --dtype bf16 --shards 2 --seed 4
 tczfs import "$T/big" --name big --quiet >/dev/null
 mount_store "$M" --cache-mb 16
-sync
-echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
 cat "$M"/big/*.safetensors >/dev/null
-cat "$M"/big/layers/*.npy >/dev/null
-hwm=$(awk '/VmHWM/ {print $2}' "/proc/$(cat "$T/daemon.pid")/status")
-echo "daemon peak RSS ${hwm} KiB with a 16 MiB cache, 200 MB model"
-[ "$hwm" -le $(((16 + 64) * 1024)) ] || fail "peak RSS $hwm KiB exceeds cache + 64 MiB"
 
 # umount under read load, then a second mount of the same store
 for i in 1 2 3; do

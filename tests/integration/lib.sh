@@ -12,13 +12,25 @@ export PYTHONPATH="$SRC_ROOT/tests/integration" # stfile.py
 export TCZFS_STORE="$T/store"
 
 cleanup() {
+	status=$?
 	for m in $(awk -v t="$T" '$2 ~ "^"t {print $2}' /proc/mounts); do
 		fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
 	done
 	for p in $(cat "$T"/*.pid 2>/dev/null); do
+		for _ in $(seq 50); do # a daemon finishing its unmount
+			kill -0 "$p" 2>/dev/null || break
+			sleep 0.1
+		done
 		kill "$p" 2>/dev/null || true
 	done
+	# a sanitizer's report in a daemon's log fails the test
+	if [ "$status" = 0 ] && grep -lE "Sanitizer|runtime error:" "$T"/*.log \
+		>/dev/null 2>&1; then
+		grep -hE -A20 "Sanitizer|runtime error:" "$T"/*.log | head -60 >&2
+		status=1
+	fi
 	rm -rf "$T"
+	exit "$status"
 }
 trap cleanup EXIT
 

@@ -56,8 +56,11 @@ open(sys.argv[1], "wb").write(struct.pack("<Q", len(j)) + j + bytes(8))
 PY
 tczfs import "$T/huge.safetensors" --name huge --quiet >/dev/null
 v=$(getfattr --only-values -n user.tczfs.shape "$M/huge/layers/z.npy")
-[ "$v" = "[0$(printf ', %s' $(seq 31 | sed 's/.*/9223372036854775807/'))]" ] ||
-	fail "shape xattr: $v"
+want="[0$(printf ', %s' $(seq 31 | sed 's/.*/9223372036854775807/'))]"
+[ "$v" = "$want" ] || fail "shape xattr: $v"
+# tczfs stat shows it whole too (it is longer than 255 bytes)
+[ "$(tczfs stat "$M/huge/layers/z.npy" | sed -n 's/^shape *//p')" = "$want" ] ||
+	fail "tczfs stat cut the shape: $(tczfs stat "$M/huge/layers/z.npy" | grep shape)"
 tczfs rm huge
 
 # access statistics reach the store

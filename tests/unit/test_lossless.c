@@ -686,8 +686,7 @@ static double model_ratio(const char *file, tcz_dtype dt, double *plain)
 static void real_models(void **state)
 {
 	(void)state;
-	if (!tu_models_dir())
-		skip();
+	assert_non_null(tu_models_dir());
 	const struct {
 		const char *file;
 		tcz_dtype dt;
@@ -711,7 +710,7 @@ static void real_models(void **state)
 	}
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(all_dtypes_all_lengths),
@@ -727,7 +726,10 @@ int main(void)
 		cmocka_unit_test(wrong_decoded_length),
 		cmocka_unit_test(resealed_mutations),
 		cmocka_unit_test(garbage),
+	};
+	const struct CMUnitTest models[] = {
 		cmocka_unit_test(real_models),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	return tu_main(argc, argv, tests, sizeof tests / sizeof tests[0], models,
+		       sizeof models / sizeof models[0]);
 }

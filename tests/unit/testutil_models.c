@@ -8,6 +8,12 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
 #include "codec/half.h"
 
 const char *tu_models_dir(void)
@@ -161,4 +167,22 @@ out:
 	json_decref(root);
 	free(buf);
 	return r;
+}
+
+int tu_main(int argc, char **argv, const struct CMUnitTest *synthetic,
+	    size_t n_synthetic, const struct CMUnitTest *models,
+	    size_t n_models)
+{
+	if (argc > 1 && strcmp(argv[1], "models") == 0) {
+		if (!tu_models_dir()) {
+			printf("SKIP: no real models (TCZ_MODELS_DIR=%s)\n",
+			       getenv("TCZ_MODELS_DIR") ? getenv("TCZ_MODELS_DIR")
+							: "");
+			return 77;
+		}
+		return _cmocka_run_group_tests("models", models, n_models, NULL,
+					       NULL);
+	}
+	return _cmocka_run_group_tests("synthetic", synthetic, n_synthetic,
+				       NULL, NULL);
 }

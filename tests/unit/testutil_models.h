@@ -21,4 +21,12 @@ void tu_free_tensors(tu_tensor *t, size_t count);
 /* dir of TCZ_MODELS_DIR or NULL when unset/missing */
 const char *tu_models_dir(void);
 
+/* main() of a unit test with cases on the real models: without an
+ * argument it runs the synthetic cases; with "models" only the real-model
+ * cases, or exits 77 (meson's SKIP) when ../shared/models is absent. */
+struct CMUnitTest;
+int tu_main(int argc, char **argv, const struct CMUnitTest *synthetic,
+	    size_t n_synthetic, const struct CMUnitTest *models,
+	    size_t n_models);
+
 #endif

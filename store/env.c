@@ -166,27 +166,6 @@ int64_t tcz__map_offset(tcz_store *s, const void *pv, size_t n)
 	return -1;
 }
 
-int tcz__pread_value(tcz_store *s, const MDB_val *d, void *dst)
-{
-	int64_t off = tcz__map_offset(s, d->mv_data, d->mv_size);
-	if (off < 0) {
-		memcpy(dst, d->mv_data, d->mv_size); /* not in the file map */
-		return 0;
-	}
-	unsigned char *out = dst;
-	for (size_t got = 0; got < d->mv_size;) {
-		ssize_t n = pread(s->data_fd, out + got, d->mv_size - got,
-				  (off_t)off + (off_t)got);
-		if (n <= 0) {
-			if (n < 0 && errno == EINTR)
-				continue;
-			return -EIO;
-		}
-		got += (size_t)n;
-	}
-	return 0;
-}
-
 /* Remaps to size (0: the size another process recorded). Takes map_lock
  * exclusively: waits for this process's transactions, which never wait
  * for another process while they hold it. */

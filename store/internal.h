@@ -93,11 +93,6 @@ int tcz__write(tcz_store *s, int (*fn)(void *, MDB_txn *), void *arg);
  * map_lock), or -1 when they are not in the file's mapping. */
 int64_t tcz__map_offset(tcz_store *s, const void *p, size_t n);
 
-/* Reads the value mapped at d (in a transaction still open) into dst
- * with pread, so no page of it enters this process's address space.
- * Errors: -EIO a short read. */
-int tcz__pread_value(tcz_store *s, const MDB_val *d, void *dst);
-
 /* meta helpers: values are checksummed records holding one u64.
  * Errors: -ENOENT, -EIO damaged (message set). */
 int tcz__meta_get(tcz_store *s, MDB_txn *txn, const char *k, uint64_t *v);

@@ -330,6 +330,22 @@ int tcz__reader_f32(tcz_reader *r, size_t n, float **out)
 	return 0;
 }
 
+/* pread of n bytes at off, whole or -EIO. */
+static int pread_all(int fd, void *dst, size_t n, uint64_t off)
+{
+	unsigned char *out = dst;
+	for (size_t got = 0; got < n;) {
+		ssize_t k = pread(fd, out + got, n - got, (off_t)(off + got));
+		if (k <= 0) {
+			if (k < 0 && errno == EINTR)
+				continue;
+			return -EIO;
+		}
+		got += (size_t)k;
+	}
+	return 0;
+}
+
 int tcz__fetch(tcz_reader *r, MDB_dbi db, const void *key, size_t klen,
 	       const unsigned char **out, size_t *len)
 {
@@ -349,11 +365,18 @@ int tcz__fetch(tcz_reader *r, MDB_dbi db, const void *key, size_t klen,
 			r->val_cap = cap;
 		}
 	}
-	/* the transaction stays open across the pread: it keeps writers
-	 * from reusing the value's pages until the copy is made */
-	if (rc == 0)
-		rc = tcz__pread_value(s, &d, r->val) ? EIO : 0;
-	tcz__rtxn_end(s, r->txn, 1);
+	int64_t off = -1;
+	if (rc == 0 && (off = tcz__map_offset(s, d.mv_data, d.mv_size)) < 0)
+		memcpy(r->val, d.mv_data, d.mv_size); /* not in the file map */
+	/* The map is not touched again: map_lock goes before the I/O (a
+	 * remap may run meanwhile), while the transaction stays open across
+	 * the pread, keeping writers from reusing the value's pages until
+	 * the copy is made. Ending a read transaction touches only the lock
+	 * file's reader slot, never the map. */
+	pthread_rwlock_unlock(&s->map_lock);
+	if (rc == 0 && off >= 0)
+		rc = pread_all(s->data_fd, r->val, d.mv_size, (uint64_t)off) ? EIO : 0;
+	mdb_txn_reset(r->txn);
 	if (rc)
 		return rc == ENOMEM ? -ENOMEM : tcz__mdb_err(rc);
 	*out = r->val;

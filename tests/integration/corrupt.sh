@@ -19,6 +19,9 @@ tczfs verify b >/dev/null || fail "verify b failed"
 
 expect_fail "export of the corrupt model" tczfs export a -o "$T/a.out"
 grep -q "corrupt" "$T/err" || fail "export message: $(cat "$T/err")"
+# it names the damaged tensor (or file part), not a read window
+grep -qE "tensor '[^']+' chunk [0-9]+|file '[^']+' part" "$T/err" ||
+	fail "export does not name the damaged part: $(cat "$T/err")"
 [ ! -e "$T/a.out" ] || fail "export left a file behind"
 ls "$T"/a.out.* 2>/dev/null && fail "export left a temporary file"
 tczfs export b -o "$T/b.out"

@@ -48,6 +48,16 @@ tczfs() {
 	"$TCZFS" "$@"
 }
 
+# require CMD...: SKIP (never a silent pass) when a tool is missing
+require() {
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 || skip "$c is not installed"
+	done
+}
+
+# every test generates its data with NumPy (tools/gen-model)
+"$PY" -c 'import numpy' 2>/dev/null || skip "$PY with NumPy is not installed"
+
 # expect_fail "what" cmd...: the command must fail with one line on stderr
 expect_fail() {
 	what=$1
@@ -70,6 +80,8 @@ real_models() {
 # mount_store MNT [args]: mounts in the foreground in the background of
 # this shell, records the daemon's pid in $T/daemon.pid, waits until ready
 mount_store() {
+	[ -c /dev/fuse ] || skip "no /dev/fuse"
+	require fusermount3
 	mnt=$1
 	shift
 	mkdir -p "$mnt"

@@ -4,6 +4,7 @@
 # error when lossy), also through mmap; 200 dd reads at random offsets and
 # lengths equal the source's bytes; 4 concurrent readers agree; xattrs.
 . "$(dirname "$0")/lib.sh"
+require getfattr
 
 M="$T/mnt"
 tczfs init >/dev/null

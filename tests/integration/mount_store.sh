@@ -6,6 +6,7 @@
 # daemons' statistics add up; reads of a removed model succeed or fail
 # with ENOENT, never EIO.
 . "$(dirname "$0")/lib.sh"
+require getfattr mdb_stat
 
 : "${HOLD_WRITE:?}"
 M="$T/mnt"

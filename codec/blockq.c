@@ -282,10 +282,10 @@ static int encode_planes(tcz_blockq_ctx *ctx, const layout *lo, size_t bb,
 }
 
 static int encode(tcz_blockq_ctx *ctx, const layout *lo, size_t bb,
-		  const unsigned char *src, size_t n, int level,
-		  unsigned char *dst, size_t *out_len)
+		  const unsigned char *src, size_t n, int level, int mode,
+		  unsigned char *dst, size_t dst_cap, size_t *out_len)
 {
-	size_t raw = BQ_HDR + n * bb, best = raw, planes;
+	size_t raw = BQ_HDR + n * bb, best = raw, planes = 0;
 	int rc;
 
 	ZSTD_CCtx_reset(ctx->cctx, ZSTD_reset_session_and_parameters);
@@ -294,25 +294,42 @@ static int encode(tcz_blockq_ctx *ctx, const layout *lo, size_t bb,
 		return -EINVAL;
 	/* table entries hold u32 lengths: planes mode only for runs under
 	 * 4 GiB (the importer's chunks are 1 MiB) */
-	if (n * bb < UINT32_MAX) {
-		rc = encode_planes(ctx, lo, bb, src, n, dst, raw, &planes);
+	if ((mode == TCZ_BLOCKQ_BEST || mode == TCZ_BLOCKQ_PLANES) &&
+	    n * bb < UINT32_MAX) {
+		size_t limit = mode == TCZ_BLOCKQ_PLANES ? dst_cap + 1 : raw;
+		rc = encode_planes(ctx, lo, bb, src, n, dst, limit, &planes);
 		if (rc)
 			return rc;
+		if (mode == TCZ_BLOCKQ_PLANES) {
+			if (!planes)
+				return -ENOBUFS;
+			*out_len = planes;
+			return 0;
+		}
 		if (planes)
 			best = planes;
 	}
-	/* plain zstd of the whole run must beat the best so far */
-	size_t cap = best - BQ_HDR - 1;
-	if ((rc = grow(&ctx->alt, &ctx->alt_cap, cap)))
-		return rc;
-	size_t z = cap ? zsize(ZSTD_compress2(ctx->cctx, ctx->alt, cap, src,
-					      n * bb))
-		       : 0;
-	if (z) {
-		put_header(dst, BQ_MODE_ZSTD, 0, lo->type, n, NULL, 0);
-		memcpy(dst + BQ_HDR, ctx->alt, z);
-		*out_len = BQ_HDR + z;
-		return 0;
+	if (mode == TCZ_BLOCKQ_BEST || mode == TCZ_BLOCKQ_ZSTD) {
+		/* plain zstd of the whole run must beat the best so far */
+		size_t cap = mode == TCZ_BLOCKQ_ZSTD ? dst_cap - BQ_HDR
+						     : best - BQ_HDR - 1;
+		if (mode == TCZ_BLOCKQ_BEST &&
+		    (rc = grow(&ctx->alt, &ctx->alt_cap, cap)))
+			return rc;
+		unsigned char *to = mode == TCZ_BLOCKQ_ZSTD ? dst + BQ_HDR
+							    : ctx->alt;
+		size_t z = cap ? zsize(ZSTD_compress2(ctx->cctx, to, cap, src,
+						      n * bb))
+			       : 0;
+		if (mode == TCZ_BLOCKQ_ZSTD && !z)
+			return -ENOBUFS;
+		if (z) {
+			put_header(dst, BQ_MODE_ZSTD, 0, lo->type, n, NULL, 0);
+			if (to != dst + BQ_HDR)
+				memcpy(dst + BQ_HDR, to, z);
+			*out_len = BQ_HDR + z;
+			return 0;
+		}
 	}
 	if (best < raw) {
 		*out_len = best;
@@ -324,9 +341,10 @@ static int encode(tcz_blockq_ctx *ctx, const layout *lo, size_t bb,
 	return 0;
 }
 
-int tcz_blockq_encode(tcz_blockq_ctx *ctx, uint32_t type, const void *src,
-		      size_t n_blocks, int level, void *dst, size_t dst_cap,
-		      size_t *out_len)
+int tcz_blockq_encode_mode(tcz_blockq_ctx *ctx, uint32_t type,
+			   const void *src, size_t n_blocks, int level,
+			   int mode, void *dst, size_t dst_cap,
+			   size_t *out_len)
 {
 	const layout *lo;
 	size_t bb = block_bytes(type, &lo);
@@ -334,10 +352,14 @@ int tcz_blockq_encode(tcz_blockq_ctx *ctx, uint32_t type, const void *src,
 	int rc;
 
 	if (!bb || level < 1 || level > ZSTD_maxCLevel() || !out_len || !dst ||
-	    (n_blocks && !src))
+	    (n_blocks && !src) || mode < TCZ_BLOCKQ_BEST ||
+	    mode > TCZ_BLOCKQ_PLANES ||
+	    (mode > TCZ_BLOCKQ_RAW && n_blocks == 0))
 		return -EINVAL;
 	size_t bound = tcz_blockq_bound(type, n_blocks);
-	if (!bound || dst_cap < bound)
+	if (!bound || dst_cap < bound ||
+	    (mode > TCZ_BLOCKQ_RAW &&
+	     dst_cap - bound < TCZ_BLOCKQ_FORCE_SLACK))
 		return -ENOBUFS;
 	if (n_blocks == 0) {
 		put_header(dst, BQ_MODE_RAW, 0, type, 0, NULL, 0);
@@ -346,9 +368,18 @@ int tcz_blockq_encode(tcz_blockq_ctx *ctx, uint32_t type, const void *src,
 	}
 	if (!ctx && !(ctx = own = tcz_blockq_ctx_create()))
 		return -ENOMEM;
-	rc = encode(ctx, lo, bb, src, n_blocks, level, dst, out_len);
+	rc = encode(ctx, lo, bb, src, n_blocks, level, mode, dst, dst_cap,
+		    out_len);
 	tcz_blockq_ctx_free(own);
 	return rc;
+}
+
+int tcz_blockq_encode(tcz_blockq_ctx *ctx, uint32_t type, const void *src,
+		      size_t n_blocks, int level, void *dst, size_t dst_cap,
+		      size_t *out_len)
+{
+	return tcz_blockq_encode_mode(ctx, type, src, n_blocks, level,
+				      TCZ_BLOCKQ_BEST, dst, dst_cap, out_len);
 }
 
 /* ---- decoder ------------------------------------------------------------- */

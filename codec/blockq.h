@@ -36,6 +36,29 @@ int tcz_blockq_encode(tcz_blockq_ctx *ctx, uint32_t type, const void *src,
 		      size_t n_blocks, int level, void *dst, size_t dst_cap,
 		      size_t *out_len);
 
+/* Modes of a blob; tcz_blockq_encode keeps the smallest. */
+enum {
+	TCZ_BLOCKQ_RAW = 0,
+	TCZ_BLOCKQ_ZSTD = 1,
+	TCZ_BLOCKQ_PLANES = 2,
+	TCZ_BLOCKQ_BEST = -1
+};
+
+/* Extra room a forced mode may need past tcz_blockq_bound. */
+#define TCZ_BLOCKQ_FORCE_SLACK 96u
+
+/* tcz_blockq_encode with the mode chosen by the caller (for tests and
+ * measurements): TCZ_BLOCKQ_BEST is tcz_blockq_encode; a forced mode
+ * writes that mode whatever its size (planes and zstd need n_blocks > 0;
+ * a forced planes blob keeps each plane raw unless zstd shrinks it), and
+ * needs dst_cap >= tcz_blockq_bound + TCZ_BLOCKQ_FORCE_SLACK, plus the
+ * zstd bound's margin for TCZ_BLOCKQ_ZSTD (ZSTD_compressBound).
+ * Errors: those of tcz_blockq_encode; -EINVAL a bad mode. */
+int tcz_blockq_encode_mode(tcz_blockq_ctx *ctx, uint32_t type,
+			   const void *src, size_t n_blocks, int level,
+			   int mode, void *dst, size_t dst_cap,
+			   size_t *out_len);
+
 /* The type and block count a blob records, and its decoded size in bytes.
  * Any of the out pointers may be NULL.
  * Errors: -EBADMSG malformed header or lengths that disagree with len. */

@@ -16,9 +16,8 @@
 
 #define GGUF_MAGIC "GGUF"
 #define GGUF_HDR 24
-#define MIN_KV 14 /* key length 8, 1 key byte, type 4, 1 value byte */
-#define MIN_TI 33 /* name length 8, 1 name byte, n_dims 4, 1 dim 8, type
-		     4, offset 8 */
+#define MIN_KV 13 /* key length 8, type 4, 1 value byte */
+#define MIN_TI 24 /* name length 8, n_dims 4, type 4, offset 8 */
 
 static const struct {
 	const char *name;

@@ -225,12 +225,33 @@ static char *dup_bytes(const unsigned char *s, uint64_t n)
 	return d;
 }
 
-static int parse_kvs(rd *r, tcz_gguf_file *f, char *err, size_t errlen)
+/* Room for one more item in *arr (zeroed), doubling: a count the file
+ * states is never trusted for an allocation, only items actually read. */
+static int reserve(void **arr, size_t *cap, size_t n, size_t elem)
+{
+	if (n < *cap)
+		return 0;
+	size_t c = *cap ? 2 * *cap : 16;
+	void *p = realloc(*arr, c * elem);
+	if (!p)
+		return -ENOMEM;
+	memset((char *)p + *cap * elem, 0, (c - *cap) * elem);
+	*arr = p;
+	*cap = c;
+	return 0;
+}
+
+static int parse_kvs(rd *r, tcz_gguf_file *f, uint64_t nk, char *err,
+		     size_t errlen)
 {
 	char what[400], nb[300];
 	ectx e = {err, errlen, what};
+	size_t cap = 0;
 
-	for (size_t i = 0; i < f->n_kv; i++) {
+	for (size_t i = 0; i < nk; i++) {
+		if (reserve((void **)&f->kv, &cap, i, sizeof *f->kv))
+			return -ENOMEM;
+		f->n_kv = i + 1; /* the slot owns what is parsed into it */
 		tcz_gguf_kv *kv = &f->kv[i];
 		const unsigned char *k;
 		uint64_t kn;
@@ -446,7 +467,8 @@ static int check_layout(tcz_gguf_file *f, char *err, size_t errlen)
 					 (unsigned long long)t->nbytes,
 					 (unsigned long long)data_len);
 	}
-	qsort(f->tensors, f->n_tensors, sizeof *f->tensors, by_offset);
+	if (f->n_tensors)
+		qsort(f->tensors, f->n_tensors, sizeof *f->tensors, by_offset);
 	for (size_t i = 0; i < f->n_tensors; i++) {
 		tcz_gguf_tensor *t = &f->tensors[i];
 		const char *nm = show(t->name, strlen(t->name), nb, sizeof nb);
@@ -544,21 +566,20 @@ int tcz_gguf_parse(const void *buf, size_t len, tcz_gguf_file *out,
 	if ((rc = parse_header(&r, out, &nt, &nk, err, errlen)))
 		return rc;
 	out->file_size = len;
-	/* bounded by the file size through MIN_KV and MIN_TI */
-	out->kv = calloc(nk ? (size_t)nk : 1, sizeof *out->kv);
-	out->tensors = calloc(nt ? (size_t)nt : 1, sizeof *out->tensors);
-	if (!out->kv || !out->tensors) {
-		rc = -ENOMEM;
-		goto fail;
-	}
-	out->n_kv = (size_t)nk;
-	if ((rc = parse_kvs(&r, out, err, errlen)) ||
+	if ((rc = parse_kvs(&r, out, nk, err, errlen)) ||
 	    (rc = parse_alignment(out, err, errlen)))
 		goto fail;
-	out->n_tensors = (size_t)nt;
-	for (size_t i = 0; i < out->n_tensors; i++)
+	size_t cap = 0;
+	for (size_t i = 0; i < nt; i++) {
+		if (reserve((void **)&out->tensors, &cap, i,
+			    sizeof *out->tensors)) {
+			rc = -ENOMEM;
+			goto fail;
+		}
+		out->n_tensors = i + 1;
 		if ((rc = parse_tensor(&r, i, &out->tensors[i], err, errlen)))
 			goto fail;
+	}
 	out->header_len = r.pos;
 	out->data_offset = (r.pos + out->alignment - 1) /
 			   out->alignment * out->alignment;

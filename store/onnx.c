@@ -559,10 +559,10 @@ static int packed_varints(pctx *c, const fld *f, const char *name,
 
 /* malloc'd printf, NULL in *out when longer than TCZ_ONNX_NAME_MAX.
  * Errors: -ENOMEM. */
-static int mkname(pctx *c, char **out, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+static int mkname(char **out, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
-static int mkname(pctx *c, char **out, const char *fmt, ...)
+static int mkname(char **out, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -577,7 +577,6 @@ static int mkname(pctx *c, char **out, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(s, (size_t)n + 1, fmt, ap);
 	va_end(ap);
-	c->name_bytes += (uint64_t)n + 1;
 	*out = s;
 	return 0;
 }
@@ -938,11 +937,15 @@ static int parse_tensor(pctx *c, size_t off, size_t end, const site *s,
 	else
 		push(c, &fr, "unnamed tensor in %s", s->where_s);
 	int rc = enter(c);
-	if (rc)
+	if (rc) {
+		pop(c, &fr);
 		return rc;
+	}
 	tcz_onnx_tensor *t = new_tensor(c);
-	if (!t)
+	if (!t) {
+		pop(c, &fr);
 		return -ENOMEM;
+	}
 	*index = c->m->n_tensors - 1;
 	t->where = s->where;
 	t->part = s->part;
@@ -1204,6 +1207,8 @@ out:
 				  TCZ_ONNX_NAME_MAX);
 		else if (!(t->name = strdup(s->cand)))
 			rc = -ENOMEM;
+		else
+			c->name_bytes += strlen(s->cand) + 1;
 	}
 	if (rc == 0 && c->name_bytes > c->max_name_bytes)
 		rc = fail(c, "generated names take more than %llu bytes "
@@ -1234,12 +1239,14 @@ static int parse_sparse(pctx *c, size_t off, size_t end, const site *s)
 	else
 		push(c, &fr, "sparse tensor in %s", s->where_s);
 	int rc = enter(c);
-	if (rc)
+	if (rc) {
+		pop(c, &fr);
 		return rc;
+	}
 	char *ind = NULL;
 	uint64_t seen = 0, *dims = NULL;
 	uint32_t nd = 0;
-	if (base && (rc = mkname(c, &ind, "%s:indices", base)))
+	if (base && (rc = mkname(&ind, "%s:indices", base)))
 		goto out;
 	site sv = *s, si = *s;
 	sv.part = TCZ_ONNX_SPARSE_VALUES;
@@ -1352,14 +1359,16 @@ static int parse_attribute(pctx *c, size_t off, size_t end, const char *place,
 	}
 	push(c, &fr, "%s attribute '%s'", nodelab, SHOWN(nb, an));
 	int rc = enter(c);
-	if (rc)
+	if (rc) {
+		pop(c, &fr);
 		return rc;
+	}
 	/* the attribute's name in full, for generated names */
 	char *aname = NULL, *prefix = NULL;
 	size_t ao, al;
 	peek(c->b, off, end, 1, &ao, &al);
 	if (place && al <= TCZ_ONNX_NAME_MAX) {
-		rc = mkname(c, &prefix, "%s%s:%.*s", place, nodeid, (int)al,
+		rc = mkname(&prefix, "%s%s:%.*s", place, nodeid, (int)al,
 			    (const char *)c->b + ao);
 		if (rc)
 			goto out;
@@ -1459,8 +1468,8 @@ static int parse_attribute(pctx *c, size_t off, size_t end, const char *place,
 			char *cand = NULL;
 			size_t k = f.num == 10 ? nt++ : f.num == 23 ? ns++ : 0;
 			if (prefix) {
-				rc = many ? mkname(c, &cand, "%s[%zu]", prefix, k)
-					  : mkname(c, &cand, "%s", prefix);
+				rc = many ? mkname(&cand, "%s[%zu]", prefix, k)
+					  : mkname(&cand, "%s", prefix);
 				if (rc)
 					break;
 			}
@@ -1484,9 +1493,9 @@ static int parse_attribute(pctx *c, size_t off, size_t end, const char *place,
 				break;
 			char *sub = NULL;
 			if (prefix) {
-				rc = many ? mkname(c, &sub, "%s[%zu]/", prefix,
+				rc = many ? mkname(&sub, "%s[%zu]/", prefix,
 						   ng++)
-					  : mkname(c, &sub, "%s/", prefix);
+					  : mkname(&sub, "%s/", prefix);
 				if (rc)
 					break;
 			}
@@ -1542,8 +1551,10 @@ static int parse_node(pctx *c, size_t off, size_t end, const char *place,
 		push(c, &fr, "node #%zu (%s) of graph '%s'", idx, SHOWN(ob, op),
 		     place ? (place[0] ? place : "main") : "...");
 	int rc = enter(c);
-	if (rc)
+	if (rc) {
+		pop(c, &fr);
 		return rc;
+	}
 	size_t no = 0, nl = 0, doff = 0, dl = 0;
 	peek(c->b, off, end, 3, &no, &nl);
 	bool dom = peek(c->b, off, end, 7, &doff, &dl);
@@ -1553,7 +1564,7 @@ static int parse_node(pctx *c, size_t off, size_t end, const char *place,
 	if (nl && nl <= TCZ_ONNX_NAME_MAX && !memchr(c->b + no, 0, nl))
 		nodeid = strndup((const char *)c->b + no, nl);
 	else
-		rc = mkname(c, &nodeid, "#%zu", idx);
+		rc = mkname(&nodeid, "#%zu", idx);
 	if (rc == 0 && !nodeid)
 		rc = -ENOMEM;
 	uint64_t seen = 0;
@@ -1625,8 +1636,10 @@ static int parse_graph(pctx *c, size_t off, size_t end, const char *place,
 		push(c, &fr, "graph '%s'",
 		     place ? (place[0] ? SHOWN(nb, place) : "main") : "...");
 	int rc = enter(c);
-	if (rc)
+	if (rc) {
+		pop(c, &fr);
 		return rc;
+	}
 	uint64_t seen = 0;
 	size_t nodes = 0, inits = 0, sparse = 0;
 	fld f;
@@ -1651,7 +1664,7 @@ static int parse_graph(pctx *c, size_t off, size_t end, const char *place,
 				break;
 			char *cand = NULL;
 			if (place &&
-			    (rc = mkname(c, &cand, "%s%s[%zu]", place,
+			    (rc = mkname(&cand, "%s%s[%zu]", place,
 					 sp ? "sparse_initializer"
 					    : "initializer",
 					 sp ? sparse : inits)))
@@ -1751,18 +1764,20 @@ static int parse_function(pctx *c, size_t off, size_t end, size_t k)
 	else
 		push(c, &fr, "function #%zu", k);
 	int rc = enter(c);
-	if (rc)
+	if (rc) {
+		pop(c, &fr);
 		return rc;
+	}
 	bool had_name = peek(c->b, off, end, 1, &no, &nl) && nl;
 	bool had_dom = peek(c->b, off, end, 10, &dlo, &dll) && dll;
 	char *place = NULL;
 	if (had_name && nl + dll <= TCZ_ONNX_NAME_MAX)
-		rc = mkname(c, &place, "function:%.*s%s%.*s/", (int)dll,
+		rc = mkname(&place, "function:%.*s%s%.*s/", (int)dll,
 			    had_dom ? (const char *)c->b + dlo : "",
 			    had_dom ? ":" : "", (int)nl,
 			    (const char *)c->b + no);
 	else if (!had_name)
-		rc = mkname(c, &place, "function[%zu]/", k);
+		rc = mkname(&place, "function[%zu]/", k);
 	bool was = c->in_function;
 	c->in_function = true;
 	uint64_t seen = 0;
@@ -1828,8 +1843,10 @@ static int parse_training(pctx *c, size_t off, size_t end, size_t k)
 	frame fr;
 	push(c, &fr, "training_info #%zu", k);
 	int rc = enter(c);
-	if (rc)
+	if (rc) {
+		pop(c, &fr);
 		return rc;
+	}
 	bool was = c->in_training;
 	c->in_training = true;
 	uint64_t seen = 0;
@@ -1843,7 +1860,7 @@ static int parse_training(pctx *c, size_t off, size_t end, size_t k)
 			if ((rc = want_once(c, &seen, &f, nm, WT_LEN)))
 				break;
 			char *place = NULL;
-			if ((rc = mkname(c, &place, "training_info[%zu].%s/", k,
+			if ((rc = mkname(&place, "training_info[%zu].%s/", k,
 					 nm)))
 				break;
 			rc = parse_graph(c, f.off, fe, place, 0);
@@ -2043,7 +2060,7 @@ int tcz_onnx_parse(const void *buf, size_t len, tcz_onnx_model *out,
 		.err = err,
 		.errlen = errlen,
 		.max_extra_ranges = len / 32 + 1024,
-		.max_name_bytes = (uint64_t)len * 4 + (1u << 20),
+		.max_name_bytes = (uint64_t)len * 8 + (1u << 20),
 	};
 	int rc = len ? parse_model(&c)
 		     : fail(&c, "empty file (not an ONNX model)");

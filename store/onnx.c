@@ -2359,27 +2359,26 @@ int tcz_onnx_check_external(tcz_onnx_model *m, const char *model_path,
 	for (size_t i = 0; i < m->n_files && rc == 0; i++) {
 		struct stat st;
 		const char *why = NULL;
-		const char *who = "?";
-		for (size_t k = 0; k < m->n_tensors; k++)
-			if (m->tensors[k].kind == TCZ_ONNX_EXTERNAL &&
-			    m->tensors[k].file == i) {
-				who = m->tensors[k].name;
-				break;
-			}
 		rc = stat_below(dfd, m->files[i].location,
 				flags & TCZ_ONNX_NOFOLLOW, &st, &why);
-		if (rc == -EBADMSG)
+		if (rc == 0 && have_model && st.st_dev == mst.st_dev &&
+		    st.st_ino == mst.st_ino) {
+			rc = -EBADMSG;
+			why = "it is the model file itself";
+		}
+		if (rc == -EBADMSG) {
+			const char *who = "?"; /* the first tensor in the file */
+			for (size_t k = 0; k < m->n_tensors; k++)
+				if (m->tensors[k].kind == TCZ_ONNX_EXTERNAL &&
+				    m->tensors[k].file == i) {
+					who = m->tensors[k].name;
+					break;
+				}
 			rc = ext_err(err, errlen, rc,
 				     "external data file '%s' of tensor '%s': "
 				     "%s", SHOWN(lb, m->files[i].location),
 				     SHOWN(nb, who), why);
-		else if (rc == 0 && have_model && st.st_dev == mst.st_dev &&
-			 st.st_ino == mst.st_ino)
-			rc = ext_err(err, errlen, -EBADMSG,
-				     "external data file '%s' of tensor '%s' "
-				     "is the model file itself",
-				     SHOWN(lb, m->files[i].location),
-				     SHOWN(nb, who));
+		}
 		if (rc == 0)
 			m->files[i].size = (uint64_t)st.st_size;
 	}

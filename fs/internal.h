@@ -26,6 +26,7 @@
 #define LOCAL_DIR 0u    /* <model>/ */
 #define LOCAL_LAYERS 1u /* <model>/layers/ */
 #define LOCAL_FILE0 2u  /* + the view's file index */
+#define LOCAL_SUBDIR0 0x80000000u /* + the view's directory index (>= 2) */
 
 static inline fuse_ino_t ino_make(uint64_t id, uint32_t local)
 {

@@ -19,10 +19,18 @@ static tczfs *fs_of(fuse_req_t req)
 
 /* What an inode names, with a model reference when it is in a model. */
 typedef struct node {
-	enum { N_ROOT, N_ASIC, N_STREAMS, N_MODEL, N_LAYERS, N_FILE } kind;
+	enum { N_ROOT, N_ASIC, N_STREAMS, N_DIR, N_FILE } kind;
 	fs_model *fm;
-	uint32_t index; /* N_FILE: the view's file index */
+	uint32_t index; /* N_FILE: the view's file index; N_DIR: its dir */
 } node;
+
+/* A directory of a model: the model's own (0), layers/ (1), the others. */
+static uint32_t dir_local(uint32_t d)
+{
+	return d == TCZ_VDIR_MODEL ? LOCAL_DIR
+	       : d == TCZ_VDIR_LAYERS ? LOCAL_LAYERS
+				     : LOCAL_SUBDIR0 + d;
+}
 
 static int resolve(tczfs *fs, fuse_ino_t ino, node *n)
 {
@@ -39,11 +47,15 @@ static int resolve(tczfs *fs, fuse_ino_t ino, node *n)
 	fs_model *fm = fs_model_by_iid(fs, iid);
 	if (!fm)
 		return -ENOENT;
-	if (local == LOCAL_DIR) {
-		n->kind = N_MODEL;
-	} else if (local == LOCAL_LAYERS) {
-		n->kind = N_LAYERS;
-	} else if (local >= LOCAL_FILE0 &&
+	if (local == LOCAL_DIR || local == LOCAL_LAYERS) {
+		n->kind = N_DIR;
+		n->index = local == LOCAL_DIR ? TCZ_VDIR_MODEL : TCZ_VDIR_LAYERS;
+	} else if (local >= LOCAL_SUBDIR0 &&
+		   local - LOCAL_SUBDIR0 < tcz_mview_ndirs(fm->v) &&
+		   local - LOCAL_SUBDIR0 > TCZ_VDIR_LAYERS) {
+		n->kind = N_DIR;
+		n->index = local - LOCAL_SUBDIR0;
+	} else if (local >= LOCAL_FILE0 && local < LOCAL_SUBDIR0 &&
 		   local - LOCAL_FILE0 < tcz_mview_nfiles(fm->v)) {
 		n->kind = N_FILE;
 		n->index = local - LOCAL_FILE0;
@@ -72,10 +84,12 @@ static void fill_attr(tczfs *fs, fuse_ino_t ino, const node *n,
 	case N_ROOT:
 	case N_ASIC:
 	case N_STREAMS:
-	case N_MODEL:
-	case N_LAYERS:
+	case N_DIR:
 		st->st_mode = S_IFDIR | 0555;
-		st->st_nlink = n->kind == N_ROOT ? 4 : n->kind == N_MODEL ? 3 : 2;
+		st->st_nlink = n->kind == N_ROOT ? 4
+			       : n->kind == N_DIR
+				       ? 2 + tcz_mview_subdir_count(n->fm->v, n->index)
+				       : 2;
 		break;
 	case N_FILE:
 		st->st_mode = S_IFREG | 0444;
@@ -121,25 +135,22 @@ static void tczfs_ll_lookup(fuse_req_t req, fuse_ino_t parent,
 			ino = INO_STREAMS;
 		} else {
 			rc = fs_model_by_name(fs, name, &n.fm);
-			n.kind = N_MODEL;
+			n.kind = N_DIR;
+			n.index = TCZ_VDIR_MODEL;
 			if (rc == 0)
 				ino = ino_make(n.fm->iid, LOCAL_DIR);
 		}
 		break;
-	case N_MODEL:
-	case N_LAYERS:
+	case N_DIR:
 		n.fm = p.fm;
 		p.fm = NULL;
-		if (p.kind == N_MODEL && strcmp(name, "layers") == 0) {
-			n.kind = N_LAYERS;
-			ino = ino_make(n.fm->iid, LOCAL_LAYERS);
-		} else if ((rc = tcz_mview_lookup(n.fm->v,
-						  p.kind == N_MODEL
-							  ? TCZ_VDIR_MODEL
-							  : TCZ_VDIR_LAYERS,
-						  name, &n.index)) == 0) {
+		if ((rc = tcz_mview_lookup(n.fm->v, p.index, name, &n.index)) == 0) {
 			n.kind = N_FILE;
 			ino = ino_make(n.fm->iid, LOCAL_FILE0 + n.index);
+		} else if ((rc = tcz_mview_lookup_dir(n.fm->v, p.index, name,
+						      &n.index)) == 0) {
+			n.kind = N_DIR;
+			ino = ino_make(n.fm->iid, dir_local(n.index));
 		}
 		break;
 	default:
@@ -191,9 +202,10 @@ static void tczfs_ll_getattr(fuse_req_t req, fuse_ino_t ino,
 	}
 	struct stat st;
 	fill_attr(fs, ino, &n, &st);
-	fuse_reply_attr(req, &st, n.kind == N_ROOT || n.kind == N_MODEL
-					  ? ROOT_TIMEOUT
-					  : MODEL_TIMEOUT);
+	fuse_reply_attr(req, &st,
+			n.kind == N_ROOT || (n.kind == N_DIR && n.index == TCZ_VDIR_MODEL)
+				? ROOT_TIMEOUT
+				: MODEL_TIMEOUT);
 	fs_model_put(fs, n.fm);
 }
 
@@ -234,10 +246,10 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 	int rc = resolve(fs, ino, &n);
 	if (rc)
 		return rc;
-	fuse_ino_t up = n.kind == N_ROOT || n.kind == N_MODEL ||
-				n.kind == N_ASIC || n.kind == N_STREAMS
-			? INO_ROOT
-			: ino_make(n.fm ? n.fm->iid : 0, LOCAL_DIR);
+	fuse_ino_t up = INO_ROOT;
+	if (n.kind == N_DIR && n.index != TCZ_VDIR_MODEL)
+		up = ino_make(n.fm->iid,
+			      dir_local(tcz_mview_dir(n.fm->v, n.index)->parent));
 	if (n.kind == N_FILE) {
 		fs_model_put(fs, n.fm);
 		return -ENOTDIR;
@@ -266,18 +278,20 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 		tcz_names_free(names, cnt);
 		break;
 	}
-	case N_MODEL:
-	case N_LAYERS: {
-		uint32_t dir = n.kind == N_MODEL ? TCZ_VDIR_MODEL : TCZ_VDIR_LAYERS;
+	case N_DIR: {
+		uint32_t dir = n.index;
 		uint32_t cnt = tcz_mview_dir_count(n.fm->v, dir);
 		for (uint32_t k = 0; rc == 0 && k < cnt; k++) {
 			uint32_t f = tcz_mview_dir_file(n.fm->v, dir, k);
 			rc = dir_add(req, b, tcz_mview_file(n.fm->v, f)->name,
 				     ino_make(n.fm->iid, LOCAL_FILE0 + f), S_IFREG);
 		}
-		if (rc == 0 && n.kind == N_MODEL)
-			rc = dir_add(req, b, "layers",
-				     ino_make(n.fm->iid, LOCAL_LAYERS), S_IFDIR);
+		cnt = tcz_mview_subdir_count(n.fm->v, dir);
+		for (uint32_t k = 0; rc == 0 && k < cnt; k++) {
+			uint32_t d = tcz_mview_subdir(n.fm->v, dir, k);
+			rc = dir_add(req, b, tcz_mview_dir(n.fm->v, d)->name,
+				     ino_make(n.fm->iid, dir_local(d)), S_IFDIR);
+		}
 		break;
 	}
 	default: /* asic/ and streams/ are empty; or an error above */

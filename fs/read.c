@@ -149,7 +149,8 @@ void fs_prefetch_stop(tczfs *fs)
 
 static int is_src(const tcz_piece *p)
 {
-	return p->kind == TCZ_PIECE_CHUNK || p->kind == TCZ_PIECE_WIDEN;
+	return p->kind == TCZ_PIECE_CHUNK || p->kind == TCZ_PIECE_WIDEN ||
+	       p->kind == TCZ_PIECE_DEQUANT;
 }
 
 static int same_src(const tcz_piece *a, const tcz_piece *b)
@@ -180,10 +181,11 @@ static void log_failure(tczfs *fs, const fs_model *fm, uint32_t file,
 			uint64_t off, const tcz_piece *p, int rc)
 {
 	char what[400];
-	const tcz_vfile *vf = tcz_mview_file(fm->v, file);
+	char path[600];
+	tcz_mview_file_path(fm->v, file, path, sizeof path);
 	tcz_view_src_describe(fm->v, &p->src, what, sizeof what);
-	fs_log(fs, LOG_ERR, "%s/%s%s: read at offset %llu failed: %s is %s",
-	       fm->name, vf->dir == TCZ_VDIR_LAYERS ? "layers/" : "", vf->name,
+	fs_log(fs, LOG_ERR, "%s/%s: read at offset %llu failed: %s is %s",
+	       fm->name, path,
 	       (unsigned long long)off, what,
 	       rc == -EIO	  ? "corrupt or unreadable (checksum mismatch or "
 				    "I/O error)"
@@ -240,6 +242,7 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
 		int widen = 0;
 		for (size_t i = 0; i < l.n; i++)
 			widen |= l.p[i].kind == TCZ_PIECE_WIDEN ||
+				 l.p[i].kind == TCZ_PIECE_DEQUANT ||
 				 l.p[i].kind == TCZ_PIECE_ZERO;
 		if (!widen && l.n <= IOV_MAX_PIECES) {
 			/* straight from the cache to the kernel */

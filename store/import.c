@@ -16,6 +16,8 @@
 
 #include <zstd.h>
 
+#include "codec/blockq.h"
+#include "codec/ggml.h"
 #include "codec/lossless.h"
 #include "codec/metrics.h"
 #include "codec/quant.h"
@@ -139,6 +141,7 @@ static int push(job *j, qitem *it)
 
 typedef struct enc {
 	tcz_lossless_ctx *lctx;
+	tcz_blockq_ctx *bctx; /* made on first use */
 	float *a, *b;       /* a chunk as f32: source and decoded */
 	unsigned char *out; /* an encoded chunk */
 	size_t out_cap;
@@ -148,6 +151,7 @@ typedef struct enc {
 static void enc_free(enc *e)
 {
 	tcz_lossless_ctx_free(e->lctx);
+	tcz_blockq_ctx_free(e->bctx);
 	free(e->a);
 	free(e->b);
 	free(e->out);
@@ -218,8 +222,52 @@ static int alloc_chunks(tcz_tensor *tn)
 	return tn->chunks ? 0 : -ENOMEM;
 }
 
+/* GGUF block types: whole blocks per chunk, coded field by field. */
+static int encode_blockq(job *j, enc *e, uint32_t t, const src_tensor *st)
+{
+	tcz_tensor *tn = &j->m->tensors[t];
+	tcz_ggml_info gi;
+	int rc = tcz_ggml_type(st->qtype - 1, &gi);
+	if (rc)
+		return rc;
+	tn->codec = TCZ_CODEC_BLOCKQ;
+	tn->level = (uint32_t)j->o->level;
+	tn->chunk_bytes = TCZ_CHUNK_MAX / gi.block_bytes * gi.block_bytes;
+	tn->rel_error = tn->max_abs = 0;
+	size_t bound = tcz_blockq_bound(st->qtype - 1,
+					tn->chunk_bytes / gi.block_bytes);
+	if (bound > e->out_cap) {
+		unsigned char *o = realloc(e->out, bound);
+		if (!o)
+			return -ENOMEM;
+		e->out = o;
+		e->out_cap = bound;
+	}
+	if (!e->bctx && !(e->bctx = tcz_blockq_ctx_create()))
+		return -ENOMEM;
+	if ((rc = alloc_chunks(tn)) != 0)
+		return rc;
+	uint64_t stored = 0;
+	for (uint32_t ci = 0; ci < tn->n_chunks && rc == 0; ci++) {
+		uint32_t len = tcz_tensor_chunk_len(tn, ci);
+		size_t plen;
+		rc = tcz_blockq_encode(e->bctx, st->qtype - 1,
+				       st->data + (uint64_t)ci * tn->chunk_bytes,
+				       len / gi.block_bytes, j->o->level, e->out,
+				       e->out_cap, &plen);
+		if (rc == 0)
+			rc = emit_chunk(j, t, ci, TCZ_CODEC_BLOCKQ, TCZ_DT_U8, len,
+					e->out, plen);
+		stored += plen + 12;
+	}
+	tn->stored_bytes = stored;
+	return rc;
+}
+
 static int encode_lossless(job *j, enc *e, uint32_t t, const src_tensor *st)
 {
+	if (st->qtype)
+		return encode_blockq(j, e, t, st);
 	tcz_tensor *tn = &j->m->tensors[t];
 	tn->codec = TCZ_CODEC_LOSSLESS;
 	tn->level = (uint32_t)j->o->level;
@@ -464,7 +512,10 @@ static int all_finite(enc *e, const src_tensor *st)
 /* May tensor st be stored lossy under the options? */
 static int lossy_allowed(const job *j, const src_tensor *st)
 {
-	if (!tcz_dtype_is_float(st->dtype) || st->numel == 0)
+	/* decoded values (ONNX varints) are not the file's bytes: a lossy
+	 * code would make layers/ and the file disagree */
+	if (!tcz_dtype_is_float(st->dtype) || st->numel == 0 || st->owned ||
+	    st->qtype)
 		return 0;
 	if (j->has_exc && regexec(&j->exc, st->name, 0, NULL, 0) == 0)
 		return 0;
@@ -685,18 +736,81 @@ static void add_extent(tcz_file *f, uint32_t kind, uint32_t index,
 	f->size += len;
 }
 
+/* The file flags of a source file kind. */
+static uint32_t file_flags(src_kind k)
+{
+	switch (k) {
+	case SRC_SAFETENSORS:
+		return TCZ_FILE_SOURCE | TCZ_FILE_SAFETENSORS;
+	case SRC_GGUF:
+		return TCZ_FILE_SOURCE | TCZ_FILE_GGUF;
+	case SRC_ONNX:
+		return TCZ_FILE_SOURCE | TCZ_FILE_ONNX;
+	case SRC_ONNX_DATA:
+		return TCZ_FILE_SOURCE | TCZ_FILE_ONNX_DATA;
+	default:
+		return TCZ_FILE_SOURCE;
+	}
+}
+
+/* Model file names are paths below the model directory: no empty, "."
+ * or ".." component, nothing under layers/, no name both a file and a
+ * directory, none twice. */
+static int check_names(const tcz_model *m, char *err, size_t errlen)
+{
+	for (uint32_t i = 0; i < m->n_files; i++) {
+		const char *n = m->files[i].name;
+		size_t len = strlen(n);
+		if (strcmp(n, "layers") == 0 || strncmp(n, "layers/", 7) == 0) {
+			snprintf(err, errlen,
+				 "a file named '%s' cannot be imported (the model "
+				 "directory's layers/ holds the tensors)",
+				 n);
+			return -EBADMSG;
+		}
+		for (const char *c = n;; c = strchr(c, '/') + 1) {
+			size_t cl = strcspn(c, "/");
+			if (cl == 0 || (cl == 1 && c[0] == '.') ||
+			    (cl == 2 && c[0] == '.' && c[1] == '.') || cl > 255) {
+				snprintf(err, errlen, "file name '%s' is not a "
+						      "usable path in the model "
+						      "directory", n);
+				return -EBADMSG;
+			}
+			if (!c[cl])
+				break;
+		}
+		for (uint32_t k = 0; k < i; k++) {
+			const char *o = m->files[k].name;
+			size_t ol = strlen(o);
+			if (strcmp(n, o) == 0 ||
+			    (ol < len && strncmp(n, o, ol) == 0 && n[ol] == '/') ||
+			    (len < ol && strncmp(o, n, len) == 0 && o[len] == '/')) {
+				snprintf(err, errlen,
+					 "file name '%s' is used twice in the "
+					 "model directory",
+					 strcmp(n, o) == 0 ? n : len < ol ? n : o);
+				return -EBADMSG;
+			}
+		}
+	}
+	return 0;
+}
+
 /* Builds the model skeleton: tensors (names, shapes), files and their
- * extents, and stores every blob (headers, aux files, a merged header). */
+ * extents, and stores every blob (headers, framing, aux files, a merged
+ * header). */
 static int assemble(tcz_import_tx *tx, const src_set *src, tcz_model *m,
 		    char *err, size_t errlen)
 {
-	size_t shards = 0, has_model_st = 0;
+	size_t shards = 0, has_model_st = 0, n_blobs = 2;
 	for (size_t i = 0; i < src->n_files; i++) {
-		if (src->files[i].kind == SRC_SAFETENSORS) {
+		const src_file *f = &src->files[i];
+		if (f->kind == SRC_SAFETENSORS) {
 			shards++;
-			has_model_st |= strcmp(src->files[i].name,
-					       "model.safetensors") == 0;
+			has_model_st |= strcmp(f->name, "model.safetensors") == 0;
 		}
+		n_blobs += f->kind == SRC_AUX ? 1 : f->n_ext;
 	}
 	int npy = src->n_files && src->files[0].kind == SRC_NPY;
 	/* a merged model.safetensors unless one already is the model */
@@ -704,9 +818,11 @@ static int assemble(tcz_import_tx *tx, const src_set *src, tcz_model *m,
 	m->n_tensors = (uint32_t)src->n_tensors;
 	m->tensors = calloc(src->n_tensors ? src->n_tensors : 1,
 			    sizeof *m->tensors);
-	m->blobs = calloc(src->n_files + 2, sizeof *m->blobs);
+	m->blobs = calloc(n_blobs, sizeof *m->blobs);
 	m->files = calloc(src->n_files + 2, sizeof *m->files);
 	if (!m->tensors || !m->blobs || !m->files)
+		return -ENOMEM;
+	if (src->meta && !(m->meta = strdup(src->meta)))
 		return -ENOMEM;
 	for (size_t i = 0; i < src->n_tensors; i++) {
 		const src_tensor *st = &src->tensors[i];
@@ -720,19 +836,26 @@ static int assemble(tcz_import_tx *tx, const src_set *src, tcz_model *m,
 		tn->dtype = st->dtype;
 		tn->numel = st->numel;
 		tn->nbytes = st->nbytes;
+		if (st->qtype) {
+			tn->qtype = st->qtype;
+			tn->qndim = st->qndim;
+			tn->qshape = calloc(st->qndim + 1, sizeof *tn->qshape);
+			if (!tn->qshape)
+				return -ENOMEM;
+			memcpy(tn->qshape, st->qshape, st->qndim * sizeof *tn->qshape);
+		}
 	}
 
 	ZSTD_CCtx *z = ZSTD_createCCtx();
 	size_t cap = ZSTD_compressBound(TCZ_CHUNK_MAX);
 	unsigned char *out = malloc(cap);
 	int rc = z && out ? 0 : -ENOMEM;
-	uint32_t t0 = 0;
 	for (size_t i = 0; i < src->n_files && rc == 0; i++) {
 		const src_file *f = &src->files[i];
 		if (f->kind == SRC_NPY)
 			continue;
-		uint32_t b = m->n_blobs++;
 		if (f->kind == SRC_AUX) {
+			uint32_t b = m->n_blobs++;
 			rc = put_blob(tx, &m->blobs[b], f->map, f->size, z, out,
 				      cap);
 			if (rc == 0)
@@ -742,18 +865,24 @@ static int assemble(tcz_import_tx *tx, const src_set *src, tcz_model *m,
 					   TCZ_EXT_BLOB, b, f->size);
 			continue;
 		}
-		rc = put_blob(tx, &m->blobs[b], f->map, f->st.data_offset, z,
-			      out, cap);
-		if (rc == 0)
-			rc = add_file(m, f->name,
-				      TCZ_FILE_SOURCE | TCZ_FILE_SAFETENSORS,
-				      (uint32_t)f->st.n + 1);
-		if (rc)
-			break;
+		/* a container: its extents, framing stored verbatim */
+		rc = add_file(m, f->name, file_flags(f->kind), (uint32_t)f->n_ext);
 		tcz_file *mf = &m->files[m->n_files - 1];
-		add_extent(mf, TCZ_EXT_BLOB, b, f->st.data_offset);
-		for (size_t k = 0; k < f->st.n; k++, t0++)
-			add_extent(mf, TCZ_EXT_TENSOR, t0, m->tensors[t0].nbytes);
+		for (size_t e = 0; e < f->n_ext && rc == 0; e++) {
+			const src_ext *x = &f->ext[e];
+			if (x->tensor >= 0) {
+				add_extent(mf, TCZ_EXT_TENSOR, (uint32_t)x->tensor,
+					   x->length);
+				continue;
+			}
+			uint32_t b = m->n_blobs++;
+			rc = put_blob(tx, &m->blobs[b], f->map + x->offset,
+				      x->length, z, out, cap);
+			if (rc == 0)
+				add_extent(mf, TCZ_EXT_BLOB, b, x->length);
+		}
+		if (rc == 0 && mf->size != f->size)
+			rc = -EIO; /* the parsers cover their files exactly */
 	}
 	if (rc == 0 && merged && shards == 1 && !npy) {
 		/* one shard under another name: model.safetensors is the same
@@ -772,25 +901,32 @@ static int assemble(tcz_import_tx *tx, const src_set *src, tcz_model *m,
 					   sf->extents[e].length);
 		}
 	} else if (rc == 0 && merged) {
+		/* the safetensors tensors (shards or .npy files) as one file */
 		tcz_st_tensor *list = calloc(src->n_tensors + 1, sizeof *list);
+		uint32_t *which = calloc(src->n_tensors + 1, sizeof *which);
+		size_t nl = 0;
 		unsigned char *hdr = NULL;
 		size_t hlen = 0;
 		const char *meta = NULL;
 		for (size_t i = 0; i < src->n_files && !meta; i++)
 			if (src->files[i].kind == SRC_SAFETENSORS)
 				meta = src->files[i].st.metadata;
-		if (!list)
+		if (!list || !which)
 			rc = -ENOMEM;
 		for (size_t i = 0; rc == 0 && i < src->n_tensors; i++) {
-			list[i].name = (char *)src->tensors[i].name;
-			list[i].dtype = src->tensors[i].dtype;
-			list[i].ndim = src->tensors[i].ndim;
-			list[i].shape = (uint64_t *)src->tensors[i].shape;
-			list[i].numel = src->tensors[i].numel;
+			const src_tensor *st = &src->tensors[i];
+			src_kind k = src->files[st->file].kind;
+			if (k != SRC_SAFETENSORS && k != SRC_NPY)
+				continue;
+			list[nl].name = (char *)st->name;
+			list[nl].dtype = st->dtype;
+			list[nl].ndim = st->ndim;
+			list[nl].shape = (uint64_t *)st->shape;
+			list[nl].numel = st->numel;
+			which[nl++] = (uint32_t)i;
 		}
 		if (rc == 0)
-			rc = tcz_st_build_header(list, src->n_tensors, meta, &hdr,
-						 &hlen);
+			rc = tcz_st_build_header(list, nl, meta, &hdr, &hlen);
 		free(list);
 		uint32_t b = m->n_blobs;
 		if (rc == 0) {
@@ -800,34 +936,18 @@ static int assemble(tcz_import_tx *tx, const src_set *src, tcz_model *m,
 		free(hdr);
 		if (rc == 0)
 			rc = add_file(m, "model.safetensors", TCZ_FILE_SAFETENSORS,
-				      (uint32_t)src->n_tensors + 1);
+				      (uint32_t)nl + 1);
 		if (rc == 0) {
 			tcz_file *mf = &m->files[m->n_files - 1];
 			add_extent(mf, TCZ_EXT_BLOB, b, hlen);
-			for (uint32_t t = 0; t < m->n_tensors; t++)
-				add_extent(mf, TCZ_EXT_TENSOR, t,
-					   m->tensors[t].nbytes);
+			for (size_t k = 0; k < nl; k++)
+				add_extent(mf, TCZ_EXT_TENSOR, which[k],
+					   m->tensors[which[k]].nbytes);
 		}
+		free(which);
 	}
-	/* file names must be unique in the model directory, where layers/
-	 * is taken */
-	for (uint32_t i = 0; rc == 0 && i < m->n_files; i++) {
-		if (strcmp(m->files[i].name, "layers") == 0) {
-			rc = -EBADMSG;
-			snprintf(err, errlen,
-				 "a file named 'layers' cannot be imported (the "
-				 "model directory's layers/ holds the tensors)");
-			break;
-		}
-		for (uint32_t k = 0; rc == 0 && k < i; k++)
-			if (strcmp(m->files[i].name, m->files[k].name) == 0) {
-				rc = -EBADMSG;
-				snprintf(err, errlen,
-					 "file name '%s' is used twice in the "
-					 "model directory",
-					 m->files[i].name);
-			}
-	}
+	if (rc == 0)
+		rc = check_names(m, err, errlen);
 	ZSTD_freeCCtx(z);
 	free(out);
 	return rc;
@@ -1080,7 +1200,7 @@ int tcz_import(tcz_store *s, const char *const *srcs, size_t n,
 		for (uint32_t i = 0; i < m->n_tensors; i++) {
 			const tcz_tensor *tn = &m->tensors[i];
 			m->stored_bytes += tn->stored_bytes;
-			if (tn->codec != TCZ_CODEC_LOSSLESS)
+			if (!tcz_codec_exact(tn->codec))
 				res->lossy_tensors++;
 			if (tn->rel_error > res->max_rel_error)
 				res->max_rel_error = tn->rel_error;

@@ -10,6 +10,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 
+#include "codec/blockq.h"
 #include "codec/lossless.h"
 #include "codec/quant.h"
 #include "codec/tt.h"
@@ -38,7 +39,7 @@ int tcz__chunk_parse(const void *val, size_t len, tcz_chunk_hdr *h)
 		return -EBADMSG;
 	uint32_t magic = (uint32_t)p[0] | (uint32_t)p[1] << 8 |
 			 (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-	if (magic != TCZ_CHUNK_MAGIC || p[4] > TCZ_CODEC_ZSTD ||
+	if (magic != TCZ_CHUNK_MAGIC || p[4] > TCZ_CODEC_BLOCKQ ||
 	    p[5] >= TCZ_DT_COUNT || p[6] || p[7])
 		return -EBADMSG;
 	h->codec = (tcz_codec)p[4];
@@ -313,6 +314,7 @@ void tcz_reader_free(tcz_reader *r)
 		mdb_txn_abort(r->txn);
 	}
 	tcz_lossless_ctx_free(r->lctx);
+	tcz_blockq_ctx_free(r->bctx);
 	ZSTD_freeDCtx(r->zctx);
 	tcz_tt_free(r->tt);
 	free(r->tt_mem);
@@ -447,6 +449,12 @@ static int decode_value(tcz_reader *r, const unsigned char *val, size_t vlen,
 			return -EBADMSG;
 		return 0;
 	}
+	case TCZ_CODEC_BLOCKQ:
+		if (!r->bctx && !(r->bctx = tcz_blockq_ctx_create()))
+			return -ENOMEM;
+		return tcz_blockq_decode(r->bctx, h.payload, h.plen, dst, len)
+			       ? -EBADMSG
+			       : 0;
 	default:
 		return -EBADMSG;
 	}

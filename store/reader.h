@@ -16,6 +16,7 @@ struct tcz_reader {
 	tcz_store *s;
 	MDB_txn *txn; /* a reset read transaction, renewed per fetch */
 	tcz_lossless_ctx *lctx;
+	struct tcz_blockq_ctx *bctx; /* made on first use */
 	ZSTD_DCtx *zctx;
 	unsigned char *val; /* the last fetched value */
 	size_t val_cap, val_len;

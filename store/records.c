@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/ggml.h"
 #include "store/internal.h"
 
 #define MODEL_MAGIC 0x444f4d54u  /* "TMOD" */
@@ -23,6 +24,8 @@ const char *tcz_codec_name(tcz_codec c)
 		return "tt";
 	case TCZ_CODEC_ZSTD:
 		return "zstd";
+	case TCZ_CODEC_BLOCKQ:
+		return "blockq";
 	}
 	return "?";
 }
@@ -53,6 +56,7 @@ void tcz__tensor_clear(tcz_tensor *t)
 {
 	free(t->name);
 	free(t->shape);
+	free(t->qshape);
 	free(t->tt_modes);
 	free(t->tt_ranks);
 	free(t->chunks);
@@ -64,6 +68,13 @@ int tcz__tensor_copy(tcz_tensor *dst, const tcz_tensor *src)
 	*dst = *src;
 	dst->name = strdup(src->name);
 	dst->shape = calloc(src->ndim + 1, sizeof *dst->shape);
+	dst->qshape = NULL;
+	if (src->qtype) {
+		dst->qshape = calloc(src->qndim + 1, sizeof *dst->qshape);
+		if (dst->qshape)
+			memcpy(dst->qshape, src->qshape,
+			       src->qndim * sizeof *dst->qshape);
+	}
 	dst->tt_modes = dst->tt_ranks = NULL;
 	dst->chunks = malloc(src->n_chunks ? (size_t)src->n_chunks * TCZ_KEY_LEN : 1);
 	if (src->tt_order) {
@@ -71,6 +82,7 @@ int tcz__tensor_copy(tcz_tensor *dst, const tcz_tensor *src)
 		dst->tt_ranks = calloc(src->tt_order + 1, sizeof *dst->tt_ranks);
 	}
 	if (!dst->name || !dst->shape || !dst->chunks ||
+	    (src->qtype && !dst->qshape) ||
 	    (src->tt_order && (!dst->tt_modes || !dst->tt_ranks))) {
 		tcz__tensor_clear(dst);
 		return -ENOMEM;
@@ -110,6 +122,7 @@ void tcz_model_free(tcz_model *m)
 	free(m->name);
 	free(m->source);
 	free(m->profile);
+	free(m->meta);
 	free(m);
 }
 
@@ -145,6 +158,7 @@ int tcz__model_encode(const tcz_model *m, tcz_wbuf *w)
 	tcz_wb_u64(w, m->iid ? m->iid : m->id);
 	tcz_wb_u32(w, (uint32_t)m->policy);
 	tcz_wb_f64(w, m->policy_max_error);
+	tcz_wb_str(w, m->meta ? m->meta : "");
 	return tcz_rec_finish(w);
 }
 
@@ -202,6 +216,11 @@ int tcz__model_decode(const void *p, size_t n, tcz_model *m)
 		m->iid = tcz_rb_u64(&r);
 		uint32_t pol = tcz_rb_u32(&r);
 		m->policy_max_error = tcz_rb_f64(&r);
+		m->meta = tcz_rb_strdup(&r);
+		if (m->meta && !m->meta[0]) {
+			free(m->meta);
+			m->meta = NULL;
+		}
 		if (pol > TCZ_POLICY_PRECISION || !m->rev || !m->iid ||
 		    !(m->policy_max_error >= 0))
 			return -EBADMSG;
@@ -255,6 +274,10 @@ int tcz__tensor_encode(const tcz_tensor *t, tcz_wbuf *w)
 	tcz_wb_u32(w, t->gen);
 	tcz_wb_u32(w, t->tflags);
 	tcz_wb_u64(w, t->mtime);
+	tcz_wb_u32(w, t->qtype);
+	tcz_wb_u32(w, t->qtype ? t->qndim : 0);
+	for (uint32_t i = 0; t->qtype && i < t->qndim; i++)
+		tcz_wb_u64(w, t->qshape[i]);
 	return tcz_rec_finish(w);
 }
 
@@ -326,17 +349,45 @@ int tcz__tensor_decode(const void *p, size_t n, tcz_tensor *t)
 		t->gen = tcz_rb_u32(&r);
 		t->tflags = tcz_rb_u32(&r);
 		t->mtime = tcz_rb_u64(&r);
-		if (t->tflags & ~TCZ_TENSOR_ERR_BOUND)
+		t->qtype = tcz_rb_u32(&r);
+		t->qndim = tcz_rb_u32(&r);
+		if ((t->tflags & ~TCZ_TENSOR_ERR_BOUND) || t->qndim > 8 ||
+		    (!t->qtype && t->qndim))
 			return -EBADMSG;
+		if (t->qtype) {
+			t->qshape = calloc(t->qndim + 1, sizeof *t->qshape);
+			if (!t->qshape)
+				return -ENOMEM;
+			for (uint32_t i = 0; i < t->qndim; i++)
+				t->qshape[i] = tcz_rb_u64(&r);
+		}
 	}
 	if ((rc = tcz_rb_end(&r)) != 0)
 		return rc;
 
 	/* consistency: the readers index with these without checking */
 	size_t es = tcz_dtype_size(t->dtype);
-	if (t->codec > TCZ_CODEC_TT || t->chunk_bytes > TCZ_CHUNK_MAX ||
+	if (t->codec > TCZ_CODEC_BLOCKQ || t->codec == TCZ_CODEC_ZSTD ||
+	    t->chunk_bytes > TCZ_CHUNK_MAX ||
 	    (t->nbytes && (t->chunk_bytes == 0 || t->chunk_bytes % es)))
 		return -EBADMSG;
+	if (t->qtype) {
+		/* the blocks: bytes of a known type, whole blocks per chunk
+		 * and per row of the logical shape */
+		tcz_ggml_info gi;
+		uint64_t dims[8], nb;
+		if (t->dtype != TCZ_DT_U8 || t->ndim != 1 || t->qndim == 0 ||
+		    tcz_ggml_type(t->qtype - 1, &gi) || !tcz_ggml_is_block(t->qtype - 1))
+			return -EBADMSG;
+		for (uint32_t i = 0; i < t->qndim; i++)
+			dims[i] = t->qshape[t->qndim - 1 - i];
+		if (tcz_ggml_nbytes(t->qtype - 1, dims, t->qndim, &nb) ||
+		    nb != t->nbytes ||
+		    (t->nbytes && t->chunk_bytes % gi.block_bytes))
+			return -EBADMSG;
+	} else if (t->codec == TCZ_CODEC_BLOCKQ) {
+		return -EBADMSG;
+	}
 	uint64_t want = t->nbytes ? ceil_div(t->nbytes, t->chunk_bytes) : 0;
 	if (t->codec == TCZ_CODEC_TT) {
 		if (t->tt_order < 2 || t->n_chunks != 0 ||
@@ -443,8 +494,9 @@ void tcz__model_record_clear(tcz_model *m)
 	free(m->files);
 	free(m->source);
 	free(m->profile);
+	free(m->meta);
 	m->files = NULL;
-	m->source = m->profile = NULL;
+	m->source = m->profile = m->meta = NULL;
 	m->n_files = 0;
 }
 

@@ -35,7 +35,7 @@ static const char *file_type(mode_t m)
 			     : "not a regular file";
 }
 
-static int map_file(src_file *f, char *err, size_t errlen)
+int src_map(src_file *f, char *err, size_t errlen)
 {
 	/* looked at before opening: opening a FIFO blocks, a device may act */
 	struct stat st;
@@ -73,8 +73,8 @@ static int map_file(src_file *f, char *err, size_t errlen)
 	return 0;
 }
 
-static int add_file(src_set *s, const char *path, const char *name,
-		    src_kind kind)
+int src_add_file(src_set *s, const char *path, const char *name,
+		 src_kind kind)
 {
 	src_file *nf = realloc(s->files, (s->n_files + 1) * sizeof *nf);
 	if (!nf)
@@ -149,9 +149,11 @@ static int scan_dir(src_set *s, const char *dir, char *err, size_t errlen)
 				  path);
 			break;
 		}
-		rc = add_file(s, path, names[i],
-			      ends_with(names[i], ".safetensors") ? SRC_SAFETENSORS
-								  : SRC_AUX);
+		rc = src_add_file(s, path, names[i],
+				  ends_with(names[i], ".safetensors") ? SRC_SAFETENSORS
+				  : ends_with(names[i], ".gguf")      ? SRC_GGUF
+				  : ends_with(names[i], ".onnx")      ? SRC_ONNX
+								      : SRC_AUX);
 	}
 	for (size_t i = 0; i < n; i++)
 		free(names[i]);
@@ -228,70 +230,137 @@ static int name_sort(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-/* Parses every safetensors/npy file and lists the tensors in model order,
- * refusing duplicate names across files. */
-static int parse_all(src_set *s, char *err, size_t errlen)
+src_tensor *src_new_tensor(src_set *s)
+{
+	if (s->n_tensors == s->cap_tensors) {
+		size_t cap = s->cap_tensors ? s->cap_tensors * 2 : 64;
+		src_tensor *nt = realloc(s->tensors, cap * sizeof *nt);
+		if (!nt)
+			return NULL;
+		s->tensors = nt;
+		s->cap_tensors = cap;
+	}
+	src_tensor *t = &s->tensors[s->n_tensors++];
+	memset(t, 0, sizeof *t);
+	return t;
+}
+
+int src_meta_add(src_set *s, const char *key, char *json)
+{
+	/* {"k1": v1, "k2": v2}: the JSON texts are valid, only joined */
+	json_t *o = s->meta ? json_loads(s->meta, 0, NULL) : json_object();
+	json_t *v = json ? json_loads(json, 0, NULL) : NULL;
+	free(json);
+	int rc = o && v ? json_object_set_new(o, key, v) : -1;
+	if (rc)
+		json_decref(v);
+	char *txt = o && rc == 0 ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	if (!txt)
+		return -ENOMEM;
+	free(s->meta);
+	s->meta = txt;
+	return 0;
+}
+
+/* A safetensors file: its header verbatim, then its tensors in order. */
+static int src_safetensors(src_set *s, size_t i, char *err, size_t errlen)
 {
 	char msg[512];
-	size_t total = 0;
+	src_file *f = &s->files[i];
+	int rc = tcz_st_parse(f->map, f->size, &f->st, msg, sizeof msg);
+	if (rc)
+		return rc == -EBADMSG ? tcz__errf(rc, err, errlen, "%s: %s",
+						  f->path, msg)
+				      : rc;
+	f->ext = calloc(f->st.n + 1, sizeof *f->ext);
+	if (!f->ext)
+		return -ENOMEM;
+	f->ext[f->n_ext++] = (src_ext){0, f->st.data_offset, -1};
+	for (size_t k = 0; k < f->st.n; k++) {
+		const tcz_st_tensor *st = &f->st.tensors[k];
+		src_tensor *t = src_new_tensor(s);
+		if (!t)
+			return -ENOMEM;
+		f = &s->files[i];
+		t->name = st->name;
+		t->dtype = st->dtype;
+		t->ndim = st->ndim;
+		t->shape = st->shape;
+		t->numel = st->numel;
+		t->nbytes = st->end - st->begin;
+		t->data = f->map + f->st.data_offset + st->begin;
+		t->file = (uint32_t)i;
+		f->ext[f->n_ext++] = (src_ext){f->st.data_offset + st->begin,
+					       t->nbytes,
+					       (int64_t)(s->n_tensors - 1)};
+	}
+	return 0;
+}
+
+static int src_npy(src_set *s, size_t i, char *err, size_t errlen)
+{
+	char msg[512];
+	src_file *f = &s->files[i];
+	int rc = tcz_npy_parse(f->map, f->size, &f->npy, msg, sizeof msg);
+	if (rc)
+		return tcz__errf(rc, err, errlen, "%s: %s", f->path, msg);
+	char *nm = stem(f->name, ".npy");
+	src_tensor *t = nm ? src_new_tensor(s) : NULL;
+	if (!t) {
+		free(nm);
+		return -ENOMEM;
+	}
+	f = &s->files[i];
+	free(f->name);
+	f->name = nm; /* the tensor is named after its file */
+	t->name = f->name;
+	t->dtype = f->npy.dtype;
+	t->ndim = f->npy.ndim;
+	t->shape = f->npy.shape;
+	t->numel = f->npy.numel;
+	t->nbytes = f->size - f->npy.data_offset;
+	t->data = f->map + f->npy.data_offset;
+	t->file = (uint32_t)i;
+	return 0;
+}
+
+/* Parses every container and .npy file and lists the tensors in model
+ * order, refusing duplicate names across files. A parser may add files
+ * (an ONNX model's external data): the loop picks them up. */
+static int parse_all(src_set *s, char *err, size_t errlen)
+{
 	for (size_t i = 0; i < s->n_files; i++) {
 		src_file *f = &s->files[i];
-		int rc = map_file(f, err, errlen);
+		int rc = f->map ? 0 : src_map(f, err, errlen);
 		if (rc)
 			return rc;
-		s->total_bytes += f->size;
-		if (f->kind == SRC_SAFETENSORS) {
-			rc = tcz_st_parse(f->map, f->size, &f->st, msg,
-					  sizeof msg);
-			if (rc)
-				return rc == -EBADMSG
-					       ? tcz__errf(rc, err, errlen, "%s: %s",
-						      f->path, msg)
-					       : rc;
-			total += f->st.n;
-		} else if (f->kind == SRC_NPY) {
-			rc = tcz_npy_parse(f->map, f->size, &f->npy, msg,
-					   sizeof msg);
-			if (rc)
-				return tcz__errf(rc, err, errlen, "%s: %s", f->path,
-					    msg);
-			total++;
+		switch (f->kind) {
+		case SRC_SAFETENSORS:
+			rc = src_safetensors(s, i, err, errlen);
+			break;
+		case SRC_NPY:
+			rc = src_npy(s, i, err, errlen);
+			break;
+		case SRC_GGUF:
+			rc = src_gguf(s, i, err, errlen);
+			break;
+		case SRC_ONNX:
+			rc = src_onnx(s, i, err, errlen);
+			break;
+		default:
+			break;
 		}
+		if (rc)
+			return rc;
 	}
-	s->tensors = calloc(total ? total : 1, sizeof *s->tensors);
-	if (!s->tensors)
-		return -ENOMEM;
-	for (size_t i = 0; i < s->n_files; i++) {
-		src_file *f = &s->files[i];
-		if (f->kind == SRC_SAFETENSORS) {
-			for (size_t k = 0; k < f->st.n; k++) {
-				const tcz_st_tensor *st = &f->st.tensors[k];
-				src_tensor *t = &s->tensors[s->n_tensors++];
-				t->name = st->name;
-				t->dtype = st->dtype;
-				t->ndim = st->ndim;
-				t->shape = st->shape;
-				t->numel = st->numel;
-				t->nbytes = st->end - st->begin;
-				t->data = f->map + f->st.data_offset + st->begin;
-				t->file = (uint32_t)i;
-			}
-		} else if (f->kind == SRC_NPY) {
-			src_tensor *t = &s->tensors[s->n_tensors++];
-			char *nm = stem(f->name, ".npy");
-			if (!nm)
-				return -ENOMEM;
-			free(f->name);
-			f->name = nm; /* the tensor is named after its file */
-			t->name = f->name;
-			t->dtype = f->npy.dtype;
-			t->ndim = f->npy.ndim;
-			t->shape = f->npy.shape;
-			t->numel = f->npy.numel;
-			t->nbytes = f->size - f->npy.data_offset;
-			t->data = f->map + f->npy.data_offset;
-			t->file = (uint32_t)i;
-		}
+	for (size_t i = 0; i < s->n_files; i++)
+		s->total_bytes += s->files[i].size;
+	/* shapes held in the tensor slots, now that they stay in place */
+	for (size_t i = 0; i < s->n_tensors; i++) {
+		src_tensor *t = &s->tensors[i];
+		if (!t->shape)
+			t->shape = t->qtype ? &t->one_dim : t->qshape;
 	}
 	/* duplicates across files */
 	src_tensor **by = malloc((s->n_tensors ? s->n_tensors : 1) * sizeof *by);
@@ -350,17 +419,20 @@ int src_open(const char *const *srcs, size_t n, src_set *out, char *err,
 		rc = scan_dir(out, srcs[0], err, errlen);
 		size_t shards = 0;
 		for (size_t i = 0; rc == 0 && i < out->n_files; i++)
-			shards += out->files[i].kind == SRC_SAFETENSORS;
+			shards += out->files[i].kind == SRC_SAFETENSORS ||
+				  out->files[i].kind == SRC_GGUF ||
+				  out->files[i].kind == SRC_ONNX;
 		if (rc == 0 && shards == 0)
 			rc = tcz__errf(-EINVAL, err, errlen,
-				  "%s: no .safetensors files in the directory",
+				  "%s: no .safetensors, .gguf or .onnx file in the "
+				  "directory",
 				  srcs[0]);
 	} else if (ends_with(srcs[0], ".safetensors")) {
 		if (n > 1)
 			return tcz__errf(-EINVAL, err, errlen,
 				    "import a sharded model as its directory");
 		out->default_name = stem(srcs[0], ".safetensors");
-		rc = add_file(out, srcs[0], "model.safetensors", SRC_SAFETENSORS);
+		rc = src_add_file(out, srcs[0], "model.safetensors", SRC_SAFETENSORS);
 	} else if (ends_with(srcs[0], ".npy")) {
 		out->default_name = stem(srcs[0], ".npy");
 		for (size_t i = 0; i < n && rc == 0; i++) {
@@ -369,17 +441,21 @@ int src_open(const char *const *srcs, size_t n, src_set *out, char *err,
 					    "%s: mix of .npy and other files",
 					    srcs[i]);
 			const char *b = strrchr(srcs[i], '/');
-			rc = add_file(out, srcs[i], b ? b + 1 : srcs[i], SRC_NPY);
+			rc = src_add_file(out, srcs[i], b ? b + 1 : srcs[i], SRC_NPY);
 		}
-	} else if (ends_with(srcs[0], ".gguf")) {
-		return tcz__errf(-EINVAL, err, errlen,
-			    "%s: GGUF import is not supported yet; convert to "
-			    "safetensors",
-			    srcs[0]);
+	} else if (ends_with(srcs[0], ".gguf") || ends_with(srcs[0], ".onnx")) {
+		int gguf = ends_with(srcs[0], ".gguf");
+		if (n > 1)
+			return tcz__errf(-EINVAL, err, errlen,
+					 "import one %s file at a time",
+					 gguf ? "GGUF" : "ONNX");
+		out->default_name = stem(srcs[0], gguf ? ".gguf" : ".onnx");
+		rc = src_add_file(out, srcs[0], gguf ? "model.gguf" : "model.onnx",
+				  gguf ? SRC_GGUF : SRC_ONNX);
 	} else {
 		return tcz__errf(-EINVAL, err, errlen,
-			    "%s: expected a .safetensors file, a model "
-			    "directory or .npy files",
+			    "%s: expected a .safetensors, .gguf or .onnx file, a "
+			    "model directory or .npy files",
 			    srcs[0]);
 	}
 	if (rc == 0 && !out->default_name)
@@ -403,9 +479,17 @@ void src_close(src_set *s)
 			munmap((void *)f->map, f->size);
 		if (f->kind == SRC_SAFETENSORS)
 			tcz_st_free(&f->st);
+		if (f->kind == SRC_GGUF)
+			tcz_gguf_free(&f->gguf);
+		if (f->kind == SRC_ONNX)
+			tcz_onnx_free(&f->onnx);
+		free(f->ext);
 		free(f->path);
 		free(f->name);
 	}
+	for (size_t i = 0; i < s->n_tensors; i++)
+		free(s->tensors[i].owned);
+	free(s->meta);
 	for (size_t i = 0; i < s->n_skipped; i++)
 		free(s->skipped[i]);
 	free(s->skipped);

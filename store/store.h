@@ -88,9 +88,17 @@ typedef enum tcz_codec {
 	TCZ_CODEC_QUANT = 1,    /* groupwise quantization (codec/quant.h) */
 	TCZ_CODEC_TT = 2,       /* tensor train (codec/tt.h), cores apart */
 	TCZ_CODEC_ZSTD = 3,     /* plain zstd frame (aux files, headers) */
+	TCZ_CODEC_BLOCKQ = 4,   /* GGUF quantized blocks, planes + zstd
+				 * (codec/blockq.h), lossless */
 } tcz_codec;
 
 const char *tcz_codec_name(tcz_codec c);
+/* True for the codecs that give the stored bytes back exactly. */
+static inline int tcz_codec_exact(tcz_codec c)
+{
+	return c == TCZ_CODEC_LOSSLESS || c == TCZ_CODEC_ZSTD ||
+	       c == TCZ_CODEC_BLOCKQ;
+}
 
 typedef struct tcz_tensor {
 	char *name;
@@ -114,6 +122,12 @@ typedef struct tcz_tensor {
 	uint32_t tflags; /* TCZ_TENSOR_* */
 	uint64_t mtime;  /* when the served values last changed (unix s);
 			  * 0: the import time */
+	/* A block-quantized GGUF tensor: its ggml type + 1 (0 for any other
+	 * tensor). Its bytes are the blocks (dtype U8, shape [nbytes]); its
+	 * logical shape, in NumPy order (GGUF's dims reversed), is qshape. */
+	uint32_t qtype;
+	uint32_t qndim;
+	uint64_t *qshape;
 } tcz_tensor;
 
 /* rel_error and max_abs are upper bounds (a re-quantization of values that
@@ -139,6 +153,9 @@ typedef struct tcz_extent {
 
 #define TCZ_FILE_SOURCE 0x1u    /* this file was part of the import source */
 #define TCZ_FILE_SAFETENSORS 0x2u
+#define TCZ_FILE_GGUF 0x4u
+#define TCZ_FILE_ONNX 0x8u      /* a model.onnx */
+#define TCZ_FILE_ONNX_DATA 0x10u /* an ONNX model's external data */
 
 typedef struct tcz_file {
 	char *name;
@@ -169,6 +186,9 @@ typedef struct tcz_model {
 	uint32_t flags;
 	tcz_policy policy;
 	double policy_max_error; /* precision: per tensor bound */
+	/* what the source format says of itself, as JSON text (GGUF's KV
+	 * pairs and summary, ONNX's producer and opsets), or NULL */
+	char *meta;
 	char *source;  /* path given to import */
 	char *profile; /* encoding options, human readable */
 	uint64_t source_bytes, stored_bytes;

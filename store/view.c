@@ -10,6 +10,7 @@
 
 #include <xxhash.h>
 
+#include "codec/ggml.h"
 #include "codec/half.h"
 #include "codec/tt.h"
 #include "store/cache.h"
@@ -29,11 +30,16 @@ struct tcz_mview {
 	uint64_t pinned_id; /* the pinned model id */
 	uint32_t nfiles;
 	tcz_vfile *files;
-	char **names;                    /* owned names of .npy files */
-	unsigned char **npy_hdr;         /* per tensor */
+	char **names;            /* owned names: per file */
+	unsigned char **npy_hdr; /* per tensor */
 	uint32_t *npy_hlen;
-	uint32_t *order[TCZ_VDIR_COUNT]; /* file indexes by name, per dir */
-	uint32_t count[TCZ_VDIR_COUNT];
+	uint32_t ndirs;
+	tcz_vdir *dirs;
+	char **dir_names;        /* owned */
+	uint32_t **order;        /* per dir: its file indexes by name */
+	uint32_t *count;
+	uint32_t **sub;          /* per dir: its subdirectories by name */
+	uint32_t *nsub;
 };
 
 /* ---- building ----------------------------------------------------------- */
@@ -45,18 +51,28 @@ static void view_free(tcz_mview *v)
 	if (!v)
 		return;
 	uint32_t nt = v->m ? v->m->n_tensors : 0;
-	for (uint32_t t = 0; t < nt; t++) {
-		if (v->names)
-			free(v->names[t]);
-		if (v->npy_hdr)
-			free(v->npy_hdr[t]);
+	for (uint32_t t = 0; v->npy_hdr && t < nt; t++)
+		free(v->npy_hdr[t]);
+	for (uint32_t f = 0; v->names && f < v->nfiles; f++)
+		free(v->names[f]);
+	for (uint32_t d = 0; d < v->ndirs; d++) {
+		if (v->dir_names)
+			free(v->dir_names[d]);
+		if (v->order)
+			free(v->order[d]);
+		if (v->sub)
+			free(v->sub[d]);
 	}
 	free(v->names);
 	free(v->npy_hdr);
 	free(v->npy_hlen);
 	free(v->files);
-	for (unsigned d = 0; d < TCZ_VDIR_COUNT; d++)
-		free(v->order[d]);
+	free(v->dirs);
+	free(v->dir_names);
+	free(v->order);
+	free(v->count);
+	free(v->sub);
+	free(v->nsub);
 	tcz_model_free(v->m);
 	if (v->content)
 		unpin2(v->s, v->pinned_id, v->content);
@@ -72,6 +88,12 @@ static int by_name(const void *a, const void *b)
 		      sort_view->files[*(const uint32_t *)b].name);
 }
 
+static int by_dir_name(const void *a, const void *b)
+{
+	return strcmp(sort_view->dirs[*(const uint32_t *)a].name,
+		      sort_view->dirs[*(const uint32_t *)b].name);
+}
+
 static int has_tensor(const tcz_file *f)
 {
 	for (uint32_t e = 0; e < f->n_extents; e++)
@@ -80,24 +102,73 @@ static int has_tensor(const tcz_file *f)
 	return 0;
 }
 
+/* The directory path (below the model directory) of dir d, and the
+ * index of directory "path" under parent, made when missing. */
+static int dir_get(tcz_mview *v, uint32_t parent, const char *name, size_t len,
+		   uint32_t *out)
+{
+	for (uint32_t d = 2; d < v->ndirs; d++)
+		if (v->dirs[d].parent == parent &&
+		    strlen(v->dirs[d].name) == len &&
+		    memcmp(v->dirs[d].name, name, len) == 0) {
+			*out = d;
+			return 0;
+		}
+	tcz_vdir *nd = realloc(v->dirs, (v->ndirs + 1) * sizeof *nd);
+	if (!nd)
+		return -ENOMEM;
+	v->dirs = nd;
+	char **nn = realloc(v->dir_names, (v->ndirs + 1) * sizeof *nn);
+	if (!nn)
+		return -ENOMEM;
+	v->dir_names = nn;
+	if (!(nn[v->ndirs] = strndup(name, len)))
+		return -ENOMEM;
+	nd[v->ndirs] = (tcz_vdir){nn[v->ndirs], parent};
+	*out = v->ndirs++;
+	return 0;
+}
+
+/* The directory of a model file named "a/b/c" (made as needed) and the
+ * offset of its base name. */
+static int place(tcz_mview *v, const char *path, uint32_t *dir, size_t *base)
+{
+	uint32_t d = TCZ_VDIR_MODEL;
+	const char *p = path, *slash;
+	while ((slash = strchr(p, '/')) != NULL) {
+		int rc = dir_get(v, d, p, (size_t)(slash - p), &d);
+		if (rc)
+			return rc;
+		p = slash + 1;
+	}
+	*dir = d;
+	*base = (size_t)(p - path);
+	return 0;
+}
+
 static int build(tcz_mview *v)
 {
 	const tcz_model *m = v->m;
 	uint32_t nt = m->n_tensors, nf = m->n_files;
-	v->nfiles = nf + nt;
-	v->files = calloc(v->nfiles ? v->nfiles : 1, sizeof *v->files);
-	v->names = calloc(nt ? nt : 1, sizeof *v->names);
+	v->files = calloc(nf + nt + 1, sizeof *v->files);
+	v->names = calloc(nf + nt + 1, sizeof *v->names);
 	v->npy_hdr = calloc(nt ? nt : 1, sizeof *v->npy_hdr);
 	v->npy_hlen = calloc(nt ? nt : 1, sizeof *v->npy_hlen);
-	for (unsigned d = 0; d < TCZ_VDIR_COUNT; d++)
-		v->order[d] = calloc(v->nfiles ? v->nfiles : 1, sizeof(uint32_t));
-	if (!v->files || !v->names || !v->npy_hdr || !v->npy_hlen ||
-	    !v->order[0] || !v->order[1])
+	v->dirs = calloc(2, sizeof *v->dirs);
+	v->dir_names = calloc(2, sizeof *v->dir_names);
+	if (!v->files || !v->names || !v->npy_hdr || !v->npy_hlen || !v->dirs ||
+	    !v->dir_names)
 		return -ENOMEM;
+	v->ndirs = 2;
+	v->dirs[0] = (tcz_vdir){"", TCZ_VDIR_MODEL};
+	v->dirs[1] = (tcz_vdir){"layers", TCZ_VDIR_MODEL};
 	for (uint32_t f = 0; f < nf; f++) {
-		tcz_vfile *vf = &v->files[f];
-		vf->name = m->files[f].name;
-		vf->dir = TCZ_VDIR_MODEL;
+		tcz_vfile *vf = &v->files[v->nfiles];
+		size_t base;
+		int rc = place(v, m->files[f].name, &vf->dir, &base);
+		if (rc)
+			return rc;
+		vf->name = m->files[f].name + base;
 		vf->kind = has_tensor(&m->files[f]) ? TCZ_VF_CONTAINER : TCZ_VF_AUX;
 		vf->index = f;
 		vf->size = m->files[f].size;
@@ -112,42 +183,72 @@ static int build(tcz_mview *v)
 			if (tn->gen > vf->gen)
 				vf->gen = tn->gen;
 		}
+		v->nfiles++;
 	}
 	for (uint32_t t = 0; t < nt; t++) {
 		const tcz_tensor *tn = &m->tensors[t];
+		/* a GGUF block type without a dequantizer has no .npy */
+		if (tn->qtype && !tcz_ggml_can_dequantize(tn->qtype - 1))
+			continue;
 		char name[TCZ_FILE_NAME_MAX + 1], hdr[1024];
 		size_t hl;
 		tcz_npy_file_name(tn->name, name);
-		int rc = tcz_npy_header(tn->dtype, tn->ndim, tn->shape, hdr,
-					sizeof hdr, &hl);
+		int rc = tn->qtype ? tcz_npy_header(TCZ_DT_F32, tn->qndim, tn->qshape,
+						    hdr, sizeof hdr, &hl)
+				   : tcz_npy_header(tn->dtype, tn->ndim, tn->shape,
+						    hdr, sizeof hdr, &hl);
 		if (rc)
 			return rc;
-		v->names[t] = strdup(name);
+		tcz_vfile *vf = &v->files[v->nfiles];
+		v->names[v->nfiles] = strdup(name);
 		v->npy_hdr[t] = malloc(hl);
-		if (!v->names[t] || !v->npy_hdr[t])
+		if (!v->names[v->nfiles] || !v->npy_hdr[t])
 			return -ENOMEM;
 		memcpy(v->npy_hdr[t], hdr, hl);
 		v->npy_hlen[t] = (uint32_t)hl;
-		tcz_vfile *vf = &v->files[nf + t];
-		vf->name = v->names[t];
+		vf->name = v->names[v->nfiles];
 		vf->dir = TCZ_VDIR_LAYERS;
 		vf->kind = TCZ_VF_NPY;
 		vf->index = t;
 		/* numel fits: nbytes did, and .npy elements are at most twice
-		 * as wide (BF16 -> f32) as the stored ones only for 2-byte
-		 * types */
-		vf->size = hl + tn->numel * tcz_dtype_size(tcz_npy_dtype(tn->dtype));
+		 * as wide (BF16 -> f32) as the stored ones but for blocks,
+		 * whose element count the record's shape validated */
+		uint64_t numel = 1;
+		for (uint32_t i = 0; tn->qtype && i < tn->qndim; i++)
+			numel *= tn->qshape[i];
+		vf->size = hl + (tn->qtype ? numel * 4
+					   : tn->numel * tcz_dtype_size(
+								 tcz_npy_dtype(tn->dtype)));
 		vf->mtime = tn->mtime > m->import_time ? tn->mtime : m->import_time;
 		vf->gen = tn->gen;
+		v->nfiles++;
+	}
+	v->order = calloc(v->ndirs, sizeof *v->order);
+	v->count = calloc(v->ndirs, sizeof *v->count);
+	v->sub = calloc(v->ndirs, sizeof *v->sub);
+	v->nsub = calloc(v->ndirs, sizeof *v->nsub);
+	if (!v->order || !v->count || !v->sub || !v->nsub)
+		return -ENOMEM;
+	for (uint32_t d = 0; d < v->ndirs; d++) {
+		v->order[d] = calloc(v->nfiles + 1, sizeof(uint32_t));
+		v->sub[d] = calloc(v->ndirs, sizeof(uint32_t));
+		if (!v->order[d] || !v->sub[d])
+			return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < v->nfiles; i++) {
 		uint32_t d = v->files[i].dir;
 		v->order[d][v->count[d]++] = i;
 	}
+	for (uint32_t d = 1; d < v->ndirs; d++) {
+		uint32_t p = v->dirs[d].parent;
+		v->sub[p][v->nsub[p]++] = d;
+	}
 	pthread_mutex_lock(&sort_lock);
 	sort_view = v;
-	for (unsigned d = 0; d < TCZ_VDIR_COUNT; d++)
+	for (uint32_t d = 0; d < v->ndirs; d++) {
 		qsort(v->order[d], v->count[d], sizeof(uint32_t), by_name);
+		qsort(v->sub[d], v->nsub[d], sizeof(uint32_t), by_dir_name);
+	}
 	pthread_mutex_unlock(&sort_lock);
 	return 0;
 }
@@ -275,9 +376,19 @@ const tcz_vfile *tcz_mview_file(const tcz_mview *v, uint32_t i)
 	return i < v->nfiles ? &v->files[i] : NULL;
 }
 
+uint32_t tcz_mview_ndirs(const tcz_mview *v)
+{
+	return v->ndirs;
+}
+
+const tcz_vdir *tcz_mview_dir(const tcz_mview *v, uint32_t d)
+{
+	return d < v->ndirs ? &v->dirs[d] : NULL;
+}
+
 uint32_t tcz_mview_dir_count(const tcz_mview *v, uint32_t dir)
 {
-	return dir < TCZ_VDIR_COUNT ? v->count[dir] : 0;
+	return dir < v->ndirs ? v->count[dir] : 0;
 }
 
 uint32_t tcz_mview_dir_file(const tcz_mview *v, uint32_t dir, uint32_t k)
@@ -285,10 +396,47 @@ uint32_t tcz_mview_dir_file(const tcz_mview *v, uint32_t dir, uint32_t k)
 	return v->order[dir][k];
 }
 
+uint32_t tcz_mview_subdir_count(const tcz_mview *v, uint32_t dir)
+{
+	return dir < v->ndirs ? v->nsub[dir] : 0;
+}
+
+uint32_t tcz_mview_subdir(const tcz_mview *v, uint32_t dir, uint32_t k)
+{
+	return v->sub[dir][k];
+}
+
+int tcz_mview_lookup_dir(const tcz_mview *v, uint32_t dir, const char *name,
+			 uint32_t *d)
+{
+	for (uint32_t k = 0; dir < v->ndirs && k < v->nsub[dir]; k++)
+		if (strcmp(v->dirs[v->sub[dir][k]].name, name) == 0) {
+			*d = v->sub[dir][k];
+			return 0;
+		}
+	return -ENOENT;
+}
+
+void tcz_mview_file_path(const tcz_mview *v, uint32_t i, char *buf, size_t n)
+{
+	/* the chain of directories, outermost first */
+	uint32_t chain[64], k = 0;
+	for (uint32_t d = v->files[i].dir; d != TCZ_VDIR_MODEL && k < 64;
+	     d = v->dirs[d].parent)
+		chain[k++] = d;
+	size_t at = 0;
+	buf[0] = 0;
+	while (k-- > 0 && at < n)
+		at += (size_t)snprintf(buf + at, n - at, "%s/",
+				       v->dirs[chain[k]].name);
+	if (at < n)
+		snprintf(buf + at, n - at, "%s", v->files[i].name);
+}
+
 int tcz_mview_lookup(const tcz_mview *v, uint32_t dir, const char *name,
 		     uint32_t *i)
 {
-	if (dir >= TCZ_VDIR_COUNT)
+	if (dir >= v->ndirs)
 		return -ENOENT;
 	uint32_t lo = 0, hi = v->count[dir];
 	while (lo < hi) {
@@ -309,14 +457,32 @@ int tcz_mview_lookup(const tcz_mview *v, uint32_t dir, const char *name,
 
 int tcz_mview_path(const tcz_mview *v, const char *path, uint32_t *i)
 {
-	while (*path == '/')
-		path++;
-	if (strcmp(path, "layers") == 0 || strcmp(path, "layers/") == 0 ||
-	    *path == 0)
-		return -EISDIR;
-	if (strncmp(path, "layers/", 7) == 0)
-		return tcz_mview_lookup(v, TCZ_VDIR_LAYERS, path + 7, i);
-	return tcz_mview_lookup(v, TCZ_VDIR_MODEL, path, i);
+	uint32_t d = TCZ_VDIR_MODEL;
+	char part[TCZ_FILE_NAME_MAX + 1];
+	for (;;) {
+		while (*path == '/')
+			path++;
+		if (!*path)
+			return -EISDIR;
+		const char *slash = strchr(path, '/');
+		size_t len = slash ? (size_t)(slash - path) : strlen(path);
+		if (len > TCZ_FILE_NAME_MAX)
+			return -ENOENT;
+		memcpy(part, path, len);
+		part[len] = 0;
+		const char *rest = slash ? slash + 1 : "";
+		while (*rest == '/')
+			rest++;
+		if (!*rest) {
+			if (tcz_mview_lookup(v, d, part, i) == 0)
+				return 0;
+			return tcz_mview_lookup_dir(v, d, part, &d) == 0 ? -EISDIR
+									 : -ENOENT;
+		}
+		if (tcz_mview_lookup_dir(v, d, part, &d))
+			return -ENOENT;
+		path = rest;
+	}
 }
 
 /* ---- sources ------------------------------------------------------------ */
@@ -451,7 +617,7 @@ static int map_extents(const tcz_mview *v, const tcz_file *fl, uint64_t off,
 				      : v->m->tensors[x->index].chunk_bytes;
 		while (len > 0 && off < x->offset + x->length) {
 			uint64_t in = off - x->offset;
-			tcz_piece p = {TCZ_PIECE_CHUNK, NULL, {0}, 0, 0};
+			tcz_piece p = {TCZ_PIECE_CHUNK, 0, NULL, {0}, 0, 0};
 			make_src(v, kind, x->index, (uint32_t)(in / cb), &p.src);
 			p.off = (uint32_t)(in % cb);
 			p.len = p.src.len - p.off < len ? p.src.len - p.off
@@ -470,7 +636,7 @@ static int map_npy(const tcz_mview *v, uint32_t t, uint64_t off, uint64_t len,
 {
 	uint32_t hl = v->npy_hlen[t];
 	if (off < hl) {
-		tcz_piece p = {TCZ_PIECE_BYTES, v->npy_hdr[t] + off, {0}, 0, 0};
+		tcz_piece p = {TCZ_PIECE_BYTES, 0, v->npy_hdr[t] + off, {0}, 0, 0};
 		p.len = hl - (uint32_t)off < len ? hl - (uint32_t)off
 						 : (uint32_t)len;
 		if (add(l, &p))
@@ -479,14 +645,26 @@ static int map_npy(const tcz_mview *v, uint32_t t, uint64_t off, uint64_t len,
 		len -= p.len;
 	}
 	const tcz_tensor *tn = &v->m->tensors[t];
-	int widen = tn->dtype == TCZ_DT_BF16;
-	uint64_t cb = (uint64_t)tn->chunk_bytes * (widen ? 2 : 1);
+	/* the .npy bytes of a stored chunk: as many (CHUNK), twice as many
+	 * (BF16 widened), or for GGUF blocks 4 per element */
+	uint64_t num = 1, den = 1;
+	tcz_piece_kind kind = TCZ_PIECE_CHUNK;
+	if (tn->qtype) {
+		tcz_ggml_info gi;
+		tcz_ggml_type(tn->qtype - 1, &gi);
+		kind = TCZ_PIECE_DEQUANT;
+		num = (uint64_t)gi.block_elems * 4;
+		den = gi.block_bytes;
+	} else if (tn->dtype == TCZ_DT_BF16) {
+		kind = TCZ_PIECE_WIDEN;
+		num = 2;
+	}
+	uint64_t cb = (uint64_t)tn->chunk_bytes * num / den;
 	while (len > 0) {
 		uint64_t d = off - hl;
-		tcz_piece p = {widen ? TCZ_PIECE_WIDEN : TCZ_PIECE_CHUNK, NULL,
-			       {0}, 0, 0};
+		tcz_piece p = {kind, tn->qtype ? tn->qtype - 1 : 0, NULL, {0}, 0, 0};
 		make_src(v, TCZ_SRC_TENSOR, t, (uint32_t)(d / cb), &p.src);
-		uint32_t clen = p.src.len * (widen ? 2 : 1);
+		uint32_t clen = (uint32_t)((uint64_t)p.src.len * num / den);
 		p.off = (uint32_t)(d % cb);
 		p.len = clen - p.off < len ? clen - p.off : (uint32_t)len;
 		if (add(l, &p))
@@ -534,6 +712,34 @@ static void widen_copy(unsigned char *dst, const unsigned char *src,
 	}
 }
 
+/* Copies f32 bytes [coff, coff+len) of GGUF blocks of type qtype,
+ * dequantized, to dst: whole blocks at a time through a small buffer. */
+static void dequant_copy(unsigned char *dst, const unsigned char *src,
+			 uint32_t qtype, uint32_t coff, uint32_t len)
+{
+	tcz_ggml_info gi;
+	tcz_ggml_type(qtype, &gi);
+	float tmp[2048];
+	uint32_t per = (uint32_t)(sizeof tmp / sizeof tmp[0]) / gi.block_elems;
+	if (per == 0)
+		per = 1; /* blocks hold at most 256 values */
+	uint32_t bbytes = gi.block_elems * 4; /* f32 bytes of a block */
+	uint32_t b = coff / bbytes, end = coff + len;
+	while (coff < end) {
+		uint32_t nb = (end - b * bbytes + bbytes - 1) / bbytes;
+		if (nb > per)
+			nb = per;
+		tcz_ggml_dequantize(qtype, src + (size_t)b * gi.block_bytes, nb, tmp);
+		uint32_t skip = coff - b * bbytes;
+		uint32_t avail = nb * bbytes - skip;
+		uint32_t take = end - coff < avail ? end - coff : avail;
+		memcpy(dst, (unsigned char *)tmp + skip, take);
+		dst += take;
+		coff += take;
+		b += nb;
+	}
+}
+
 void tcz_piece_copy(const tcz_piece *p, const void *chunk, void *dst)
 {
 	switch (p->kind) {
@@ -548,6 +754,9 @@ void tcz_piece_copy(const tcz_piece *p, const void *chunk, void *dst)
 		break;
 	case TCZ_PIECE_WIDEN:
 		widen_copy(dst, chunk, p->off, p->len);
+		break;
+	case TCZ_PIECE_DEQUANT:
+		dequant_copy(dst, chunk, p->qtype, p->off, p->len);
 		break;
 	}
 }
@@ -725,7 +934,8 @@ int tcz_view_read(tcz_reader *r, const tcz_mview *v, uint32_t i, uint64_t off,
 	for (size_t k = 0; rc == 0 && k < l.n; k++) {
 		const tcz_piece *p = &l.p[k];
 		const void *chunk = NULL;
-		if (p->kind == TCZ_PIECE_CHUNK || p->kind == TCZ_PIECE_WIDEN) {
+		if (p->kind == TCZ_PIECE_CHUNK || p->kind == TCZ_PIECE_WIDEN ||
+		    p->kind == TCZ_PIECE_DEQUANT) {
 			int memo = r->memo_ok && r->memo_id == v->content &&
 				   same_src(&r->memo_src, &p->src);
 			if (!memo && p->kind == TCZ_PIECE_CHUNK && p->off == 0 &&

@@ -30,10 +30,16 @@
 
 typedef struct tcz_mview tcz_mview;
 
-/* Directories of a model's tree. */
+/* Directories of a model's tree: the model directory, layers/, then the
+ * subdirectories the model's files sit in (an ONNX model's external data
+ * under weights/, say), each with its parent. */
 #define TCZ_VDIR_MODEL 0u  /* <model>/ */
 #define TCZ_VDIR_LAYERS 1u /* <model>/layers/ */
-#define TCZ_VDIR_COUNT 2u
+
+typedef struct tcz_vdir {
+	const char *name; /* within its parent ("" for the model directory) */
+	uint32_t parent;  /* the model directory is its own parent */
+} tcz_vdir;
 
 typedef enum tcz_vkind {
 	TCZ_VF_CONTAINER = 0, /* a model file holding tensors (safetensors) */
@@ -43,7 +49,7 @@ typedef enum tcz_vkind {
 
 typedef struct tcz_vfile {
 	const char *name; /* within its directory */
-	uint32_t dir;     /* TCZ_VDIR_* */
+	uint32_t dir;     /* the directory holding it */
 	tcz_vkind kind;
 	uint32_t index;   /* the model's file index, or the tensor's (NPY) */
 	uint64_t size;    /* exact */
@@ -66,15 +72,26 @@ uint64_t tcz_mview_content(const tcz_mview *v);
 
 uint32_t tcz_mview_nfiles(const tcz_mview *v);
 const tcz_vfile *tcz_mview_file(const tcz_mview *v, uint32_t i);
+uint32_t tcz_mview_ndirs(const tcz_mview *v);
+const tcz_vdir *tcz_mview_dir(const tcz_mview *v, uint32_t d);
 /* The files of directory dir, in name order: the k-th's index. */
 uint32_t tcz_mview_dir_count(const tcz_mview *v, uint32_t dir);
 uint32_t tcz_mview_dir_file(const tcz_mview *v, uint32_t dir, uint32_t k);
-/* Errors: -ENOENT. */
+/* Its subdirectories, in name order: the k-th's directory index. */
+uint32_t tcz_mview_subdir_count(const tcz_mview *v, uint32_t dir);
+uint32_t tcz_mview_subdir(const tcz_mview *v, uint32_t dir, uint32_t k);
+/* A file of directory dir. Errors: -ENOENT. */
 int tcz_mview_lookup(const tcz_mview *v, uint32_t dir, const char *name,
 		     uint32_t *i);
+/* A subdirectory of directory dir. Errors: -ENOENT. */
+int tcz_mview_lookup_dir(const tcz_mview *v, uint32_t dir, const char *name,
+			 uint32_t *d);
 /* A path inside the model directory ("model.safetensors",
- * "layers/w.npy"). Errors: -ENOENT; -EISDIR "layers". */
+ * "layers/w.npy", "weights/a.data"). Errors: -ENOENT; -EISDIR a
+ * directory. */
 int tcz_mview_path(const tcz_mview *v, const char *path, uint32_t *i);
+/* The path of file i below the model directory, into buf[n]. */
+void tcz_mview_file_path(const tcz_mview *v, uint32_t i, char *buf, size_t n);
 
 /* ---- pieces ------------------------------------------------------------- */
 
@@ -94,10 +111,14 @@ typedef enum tcz_piece_kind {
 	TCZ_PIECE_CHUNK = 2, /* bytes [off, off+len) of the decoded source */
 	TCZ_PIECE_WIDEN = 3, /* bytes [off, off+len) of a BF16 source widened
 			      * to f32 (offsets count f32 bytes) */
+	TCZ_PIECE_DEQUANT = 4, /* bytes [off, off+len) of a source of GGUF
+				* blocks of ggml type qtype, dequantized to
+				* f32 (offsets count f32 bytes) */
 } tcz_piece_kind;
 
 typedef struct tcz_piece {
 	tcz_piece_kind kind;
+	uint32_t qtype;  /* DEQUANT: the ggml type */
 	const void *mem; /* BYTES: owned by the view */
 	tcz_src src;     /* CHUNK, WIDEN */
 	uint32_t off, len;

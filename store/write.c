@@ -656,7 +656,7 @@ static int swap_fn(void *arg, MDB_txn *txn)
 		for (uint32_t i = 0; i < a->n; i++)
 			if (a->idx[i] == t)
 				c = a->tensors[i].codec;
-		lossy |= c != TCZ_CODEC_LOSSLESS;
+		lossy |= !tcz_codec_exact(c);
 	}
 	if (rc == 0) {
 		m->rev = tx->id;

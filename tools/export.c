@@ -12,9 +12,10 @@
 
 static const char export_help[] =
 	"usage: tczfs export MODEL -o OUT [--file NAME] [--force] [--store DIR]\n"
-	"Writes a model back out. A model imported from a file becomes the\n"
-	"file OUT (its model.safetensors); one imported from a directory\n"
-	"becomes the directory OUT with every file it had. --file NAME writes\n"
+	"Writes a model back out. A model imported from one file (.safetensors,\n"
+	".gguf, .onnx) becomes the file OUT; one imported from a directory, or\n"
+	"an ONNX model with external data files, becomes the directory OUT\n"
+	"with every file it had (.npy imports: OUT is model.safetensors). --file NAME writes\n"
 	"just that file of the model directory (e.g. the merged\n"
 	"model.safetensors of a sharded model) to OUT. A lossless model comes\n"
 	"back byte-identical. --file also takes layers/<tensor>.npy. Existing\n"
@@ -39,9 +40,9 @@ int cli_copy_file(tcz_reader *r, const tcz_mview *v, uint32_t f, int fd,
 			char what[400] = "read";
 			if (bad.kind != UINT32_MAX)
 				tcz_view_src_describe(v, &bad, what, sizeof what);
-			cli_err("%s/%s%s: %s: %s", m->name,
-				vf->dir == TCZ_VDIR_LAYERS ? "layers/" : "",
-				vf->name, what,
+			char path[600];
+			tcz_mview_file_path(v, f, path, sizeof path);
+			cli_err("%s/%s: %s: %s", m->name, path, what,
 				rc == -EIO ? "stored data is corrupt (checksum "
 					     "mismatch)"
 				: rc == -EBADMSG ? "stored data does not decode"
@@ -101,6 +102,46 @@ static int write_one(tcz_reader *r, const tcz_mview *v, uint32_t f,
 	return rc;
 }
 
+/* Makes the directories of path below out (path's last component is a
+ * file). */
+static int make_parents(const char *out, const char *name)
+{
+	char p[4200];
+	for (const char *c = strchr(name, '/'); c; c = strchr(c + 1, '/')) {
+		snprintf(p, sizeof p, "%s/%.*s", out, (int)(c - name), name);
+		if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+			cli_err("export: %s: %s", p, strerror(errno));
+			return -errno;
+		}
+	}
+	return 0;
+}
+
+/* Every source file of the model into the directory out. */
+static int export_dir(tcz_reader *r, const tcz_mview *v, const char *out,
+		      int force)
+{
+	const tcz_model *m = tcz_mview_model(v);
+	if (mkdir(out, 0755) != 0 && !(errno == EEXIST && force)) {
+		int e = errno;
+		cli_err("export: %s: %s%s", out, strerror(e),
+			e == EEXIST ? " (use --force)" : "");
+		return -e;
+	}
+	int rc = 0;
+	for (uint32_t f = 0; rc == 0 && f < m->n_files; f++) {
+		if (!(m->files[f].flags & TCZ_FILE_SOURCE))
+			continue;
+		char path[4200];
+		snprintf(path, sizeof path, "%s/%s", out, m->files[f].name);
+		rc = make_parents(out, m->files[f].name);
+		/* model files come first in the view, in model order */
+		if (rc == 0)
+			rc = write_one(r, v, f, path, force);
+	}
+	return rc;
+}
+
 int cli_export(int argc, char **argv)
 {
 	const char *out = NULL, *file = NULL;
@@ -150,27 +191,27 @@ int cli_export(int argc, char **argv)
 		} else {
 			rc = write_one(r, v, f, out, force);
 		}
-	} else if (rc == 0 && !(m->flags & TCZ_MODEL_FROM_DIR)) {
-		uint32_t f;
-		rc = tcz_mview_lookup(v, TCZ_VDIR_MODEL, "model.safetensors", &f);
-		if (rc)
-			cli_err("export: model %s has no model.safetensors",
-				m->name);
-		else
-			rc = write_one(r, v, f, out, force);
 	} else if (rc == 0) {
-		if (mkdir(out, 0755) != 0 && !(errno == EEXIST && force)) {
-			cli_err("export: %s: %s%s", out, strerror(errno),
-				errno == EEXIST ? " (use --force)" : "");
-			rc = -errno;
-		}
-		for (uint32_t f = 0; rc == 0 && f < m->n_files; f++) {
-			if (!(m->files[f].flags & TCZ_FILE_SOURCE))
-				continue;
-			char path[4200];
-			snprintf(path, sizeof path, "%s/%s", out, m->files[f].name);
-			/* model files come first in the view, in model order */
-			rc = write_one(r, v, f, path, force);
+		/* one source file comes back as the file OUT; a directory, or a
+		 * file with companions (an ONNX model's external data), as the
+		 * directory OUT */
+		uint32_t n_src = 0, one = 0;
+		for (uint32_t f = 0; f < m->n_files; f++)
+			if (m->files[f].flags & TCZ_FILE_SOURCE) {
+				n_src++;
+				one = f;
+			}
+		if (!(m->flags & TCZ_MODEL_FROM_DIR) && n_src <= 1) {
+			uint32_t f = one;
+			if (n_src == 0 &&
+			    (rc = tcz_mview_lookup(v, TCZ_VDIR_MODEL,
+						   "model.safetensors", &f)))
+				cli_err("export: model %s has no model.safetensors",
+					m->name);
+			if (rc == 0)
+				rc = write_one(r, v, f, out, force);
+		} else {
+			rc = export_dir(r, v, out, force);
 		}
 	}
 	tcz_mview_put(v);

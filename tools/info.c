@@ -7,13 +7,16 @@
 
 #include <jansson.h>
 
+#include "codec/ggml.h"
 #include "tools/cli.h"
 
 static const char info_help[] =
 	"usage: tczfs info MODEL [--json] [--store DIR]\n"
 	"Shows a model's files and, per tensor: name, dtype, shape, codec,\n"
 	"compression ratio and the relative error measured at import (in the\n"
-	"tensor's own dtype); then the totals.\n";
+	"tensor's own dtype); then the totals. GGUF and ONNX models also show\n"
+	"what the file says of itself (architecture, tensor types; producer,\n"
+	"opsets); --json has every GGUF key-value pair.\n";
 
 static void codec_text(const tcz_tensor *t, char *buf, size_t n)
 {
@@ -34,12 +37,23 @@ static void codec_text(const tcz_tensor *t, char *buf, size_t n)
 	}
 }
 
+/* A GGUF block tensor shows its ggml type and logical shape. */
+static const char *dtype_text(const tcz_tensor *t)
+{
+	tcz_ggml_info gi;
+	if (t->qtype && tcz_ggml_type(t->qtype - 1, &gi) == 0)
+		return gi.name;
+	return tcz_dtype_name(t->dtype);
+}
+
 static void shape_text(const tcz_tensor *t, char *buf, size_t n)
 {
+	uint32_t nd = t->qtype ? t->qndim : t->ndim;
+	const uint64_t *sh = t->qtype ? t->qshape : t->shape;
 	int k = snprintf(buf, n, "[");
-	for (uint32_t i = 0; i < t->ndim && k < (int)n; i++)
+	for (uint32_t i = 0; i < nd && k < (int)n; i++)
 		k += snprintf(buf + k, n - (size_t)k, "%s%llu", i ? ", " : "",
-			      (unsigned long long)t->shape[i]);
+			      (unsigned long long)sh[i]);
 	if (k < (int)n)
 		snprintf(buf + k, n - (size_t)k, "]");
 }
@@ -76,6 +90,15 @@ static json_t *model_json(const tcz_model *m)
 			json_object_set_new(o, "bits", json_integer(t->bits));
 			json_object_set_new(o, "group", json_integer(t->group_len));
 		}
+		if (t->qtype) {
+			json_t *q = json_array();
+			for (uint32_t d = 0; d < t->qndim; d++)
+				json_array_append_new(
+					q, json_integer((json_int_t)t->qshape[d]));
+			json_object_set_new(o, "ggml_type",
+					    json_string(dtype_text(t)));
+			json_object_set_new(o, "logical_shape", q);
+		}
 		if (t->codec == TCZ_CODEC_TT) {
 			json_t *r = json_array();
 			for (uint32_t k = 0; k <= t->tt_order; k++)
@@ -85,14 +108,111 @@ static json_t *model_json(const tcz_model *m)
 		}
 		json_array_append_new(tensors, o);
 	}
-	return json_pack("{s:s, s:s, s:s, s:I, s:b, s:I, s:I, s:f, s:o, s:o}",
-			 "name", m->name, "source", m->source, "profile",
-			 m->profile, "imported", (json_int_t)m->import_time,
-			 "lossless", !(m->flags & TCZ_MODEL_LOSSY),
-			 "source_bytes", (json_int_t)m->source_bytes,
-			 "stored_bytes", (json_int_t)m->stored_bytes, "ratio",
-			 ratio(m->source_bytes, m->stored_bytes), "files", files,
-			 "tensors", tensors);
+	json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:b, s:I, s:I, s:f, s:o, s:o}",
+			      "name", m->name, "source", m->source, "profile",
+			      m->profile, "imported", (json_int_t)m->import_time,
+			      "lossless", !(m->flags & TCZ_MODEL_LOSSY),
+			      "source_bytes", (json_int_t)m->source_bytes,
+			      "stored_bytes", (json_int_t)m->stored_bytes, "ratio",
+			      ratio(m->source_bytes, m->stored_bytes), "files",
+			      files, "tensors", tensors);
+	json_t *meta = m->meta ? json_loads(m->meta, 0, NULL) : NULL;
+	if (o && meta)
+		json_object_set_new(o, "format", meta);
+	else
+		json_decref(meta);
+	return o;
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+	return v ? v : "";
+}
+
+/* One line per source container: what it says of itself. */
+static void print_format(const tcz_model *m)
+{
+	json_t *meta = m->meta ? json_loads(m->meta, 0, NULL) : NULL;
+	const char *key;
+	json_t *v;
+	json_object_foreach(meta, key, v)
+	{
+		char line[1024];
+		int k = 0;
+		if (strncmp(key, "gguf", 4) == 0) {
+			k = snprintf(line, sizeof line, "GGUF v%lld",
+				     (long long)json_integer_value(
+					     json_object_get(v, "version")));
+			if (json_object_get(v, "architecture"))
+				k += snprintf(line + k, sizeof line - (size_t)k,
+					      ", %s", jstr(v, "architecture"));
+			static const char *const ints[][2] = {
+				{"context_length", "context"},
+				{"embedding_length", "embedding"},
+				{"block_count", "blocks"},
+				{"vocab_size", "vocab"}};
+			for (size_t i = 0; i < 4; i++) {
+				json_t *n = json_object_get(v, ints[i][0]);
+				if (json_is_integer(n) && k < (int)sizeof line)
+					k += snprintf(line + k, sizeof line - (size_t)k,
+						      ", %s %lld", ints[i][1],
+						      (long long)json_integer_value(n));
+			}
+			const char *tn;
+			json_t *cnt;
+			int first = 1;
+			json_object_foreach(json_object_get(v, "types"), tn, cnt)
+			{
+				if (k >= (int)sizeof line)
+					break;
+				k += snprintf(line + k, sizeof line - (size_t)k,
+					      "%s%s x%lld", first ? "; tensors " : ", ",
+					      tn, (long long)json_integer_value(cnt));
+				first = 0;
+			}
+		} else if (strncmp(key, "onnx", 4) == 0) {
+			k = snprintf(line, sizeof line, "ONNX ir %lld",
+				     (long long)json_integer_value(
+					     json_object_get(v, "ir_version")));
+			if (*jstr(v, "producer_name"))
+				k += snprintf(line + k, sizeof line - (size_t)k,
+					      ", from %s %s", jstr(v, "producer_name"),
+					      jstr(v, "producer_version"));
+			size_t i;
+			json_t *op;
+			json_array_foreach(json_object_get(v, "opsets"), i, op)
+			{
+				if (k >= (int)sizeof line)
+					break;
+				const char *d = jstr(op, "domain");
+				k += snprintf(line + k, sizeof line - (size_t)k,
+					      "%s%s %lld", i ? ", " : ", opset ",
+					      *d ? d : "ai.onnx",
+					      (long long)json_integer_value(
+						      json_object_get(op, "version")));
+			}
+			json_t *c = json_object_get(v, "counts");
+			if (k < (int)sizeof line)
+				snprintf(line + k, sizeof line - (size_t)k,
+					 "; %lld tensors (%lld initializers, %lld "
+					 "constants, %lld external)",
+					 (long long)json_integer_value(
+						 json_object_get(v, "tensors")),
+					 (long long)json_integer_value(
+						 json_object_get(c, "initializer")),
+					 (long long)json_integer_value(
+						 json_object_get(c, "constant")),
+					 (long long)json_integer_value(
+						 json_object_get(c, "external")));
+		} else {
+			continue;
+		}
+		const char *colon = strchr(key, ':');
+		printf("format    %s%s%s\n", colon ? colon + 1 : "",
+		       colon ? ": " : "", line);
+	}
+	json_decref(meta);
 }
 
 static void print_model(const tcz_model *m)
@@ -128,15 +248,16 @@ static void print_model(const tcz_model *m)
 		cli_size(a, sizeof a, m->files[i].size);
 		printf("%-9s %s (%s)\n", i ? "" : "files", m->files[i].name, a);
 	}
-	printf("\n%-*s  %-5s %-20s %-14s %8s %10s\n", (int)w, "TENSOR", "DTYPE",
+	print_format(m);
+	printf("\n%-*s  %-7s %-20s %-14s %8s %10s\n", (int)w, "TENSOR", "DTYPE",
 	       "SHAPE", "CODEC", "RATIO", "REL.ERROR");
 	for (uint32_t i = 0; i < m->n_tensors; i++) {
 		const tcz_tensor *tn = &m->tensors[i];
 		char sh[64], co[40];
 		shape_text(tn, sh, sizeof sh);
 		codec_text(tn, co, sizeof co);
-		printf("%-*.*s  %-5s %-20s %-14s %7.3fx %10.3g\n", (int)w, (int)w,
-		       tn->name, tcz_dtype_name(tn->dtype), sh, co,
+		printf("%-*.*s  %-7s %-20s %-14s %7.3fx %10.3g\n", (int)w, (int)w,
+		       tn->name, dtype_text(tn), sh, co,
 		       ratio(tn->nbytes, tn->stored_bytes), tn->rel_error);
 	}
 	cli_size(a, sizeof a, tb);

@@ -358,7 +358,8 @@ static int cached_read(ctx *c, tcz_reader *r, tcz_mview *v, uint32_t f,
 	for (size_t i = 0; rc == 0 && i < l.n; i++) {
 		tcz_piece *p = &l.p[i];
 		tcz_cache_entry *e = NULL;
-		if (p->kind == TCZ_PIECE_CHUNK || p->kind == TCZ_PIECE_WIDEN) {
+		if (p->kind == TCZ_PIECE_CHUNK || p->kind == TCZ_PIECE_WIDEN ||
+		    p->kind == TCZ_PIECE_DEQUANT) {
 			unsigned char key[TCZ_KEY_LEN];
 			tcz_view_src_key(v, &p->src, key);
 			fill_arg a = {r, v, &p->src};

@@ -165,17 +165,19 @@ int src_onnx(src_set *s, size_t i, char *err, size_t errlen)
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (size_t k = 0; k < om->n_files && rc == 0; k++) {
+	/* adding data files moves s->files: om and f are taken again after */
+	for (size_t k = 0; k < s->files[i].onnx.n_files && rc == 0; k++) {
 		rc = data_file(s, i, k, &dfile[k], err, errlen);
-		f = &s->files[i];
 		if (rc == 0 && !s->files[dfile[k]].map)
 			rc = src_map(&s->files[dfile[k]], err, errlen);
-		f = &s->files[i];
-		if (rc == 0 && s->files[dfile[k]].size != om->files[k].size)
+		if (rc == 0 &&
+		    s->files[dfile[k]].size != s->files[i].onnx.files[k].size)
 			rc = tcz__errf(-EBADMSG, err, errlen,
 				       "%s: changed while it was read",
 				       s->files[dfile[k]].path);
 	}
+	f = &s->files[i];
+	om = &f->onnx;
 	for (size_t k = 0; k < om->n_tensors && rc == 0; k++) {
 		const tcz_onnx_tensor *ot = &om->tensors[k];
 		if (!ot->weight)
@@ -185,7 +187,6 @@ int src_onnx(src_set *s, size_t i, char *err, size_t errlen)
 			rc = -ENOMEM;
 			break;
 		}
-		f = &s->files[i];
 		size_t ti = s->n_tensors - 1;
 		t->name = ot->name;
 		t->dtype = ot->dtype;

@@ -19,7 +19,7 @@ const { getLlama } = await import(require.resolve("node-llama-cpp"));
 
 const llama = await getLlama({ gpu: false, build: "never", logLevel: "error" });
 const m = await llama.loadModel({ modelPath: model, useMmap: true });
-const ctx = await m.createContext({ contextSize: 256, seed: 0 });
+const ctx = await m.createContext({ contextSize: 256, seed: 0, threads: 1 });
 const seq = ctx.getSequence();
 const tokens = m.tokenize(prompt, true);
 const out = [];

@@ -1,4 +1,4 @@
-/* Block-quantized planes + zstd. Blob layout: docs/draft-gguf.md.
+/* Block-quantized planes + zstd. Blob layout: docs/formats.md ("GGUF files").
  *
  * A plane is one field of the block format (a byte range of the block)
  * gathered over every block of the run. f16 scales are split into their
@@ -37,8 +37,8 @@ typedef struct {
 	seg s[BQ_MAX_PLANES];
 } layout;
 
-/* Version 1 plane layouts (docs/draft-gguf.md). An f16 at offset o is
- * two planes, {o + 1, 1} (high byte) then {o, 1}. Each layout tiles its
+/* Version 1 plane layouts (docs/formats.md, "GGUF files"). An f16 at
+ * offset o is two planes, {o + 1, 1} (high byte) then {o, 1}. Each layout tiles its
  * block exactly (checked by the unit test). */
 static const layout layouts[] = {
 	{TCZ_GGML_Q4_0, 3, {{1, 1}, {0, 1}, {2, 16}}},

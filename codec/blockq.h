@@ -9,7 +9,7 @@
  * blocks, including none.
  *
  * The blob layout (versioned, self-describing) and each type's planes are
- * documented in docs/draft-gguf.md. */
+ * documented in docs/formats.md ("GGUF files"). */
 #ifndef TCZ_BLOCKQ_H
 #define TCZ_BLOCKQ_H
 

@@ -1,4 +1,4 @@
-/* ggml type table and dequantizers. Layouts: docs/draft-gguf.md.
+/* ggml type table and dequantizers. Layouts: docs/formats.md ("GGUF files").
  *
  * The dequantizers follow each block format's definition element by
  * element, one f32 operation at a time (a product is rounded before a min

@@ -8,7 +8,7 @@
  * are in GGUF order: dims[0] is the row length (the fastest-varying
  * index), and every row is a whole number of blocks.
  *
- * Block layouts: docs/draft-gguf.md. All multi-byte fields are
+ * Block layouts: docs/formats.md ("GGUF files"). All multi-byte fields are
  * little-endian; blocks need no alignment in memory. */
 #ifndef TCZ_GGML_H
 #define TCZ_GGML_H

@@ -7,7 +7,7 @@
  * infos (string name, u32 n_dims, u64 dims[n_dims], u32 ggml type, u64
  * offset relative to the data section), padding to `general.alignment`
  * (32 when absent), then the data section. Strings are a u64 length and
- * that many bytes. Limits and checks: docs/draft-gguf.md. */
+ * that many bytes. Limits and checks: docs/formats.md ("GGUF files"). */
 #ifndef TCZ_GGUF_H
 #define TCZ_GGUF_H
 

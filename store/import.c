@@ -1120,8 +1120,7 @@ int tcz_import(tcz_store *s, const char *const *srcs, size_t n,
 		goto out_src;
 	}
 	for (size_t i = 0; i < src.n_skipped; i++)
-		fprintf(stderr, "tczfs: import: skipping %s (not a regular file)\n",
-			src.skipped[i]);
+		fprintf(stderr, "tczfs: import: skipping %s\n", src.skipped[i]);
 
 	tcz_import_tx *tx;
 	rc = tcz_import_begin(s, name, &tx);

@@ -1,6 +1,6 @@
 /* ONNX ModelProto parser: the protobuf wire format read by hand, strictly.
- * Field numbers are those of onnx.proto (public); docs/draft-onnx.md says
- * what is accepted and what is listed. */
+ * Field numbers are those of onnx.proto (public); docs/formats.md, "ONNX
+ * models", says what is accepted and what is listed. */
 #include "store/onnx.h"
 
 #include <errno.h>

@@ -4,8 +4,8 @@
  * importer can code the tensor bytes and keep every other byte verbatim.
  *
  * What a tensor is, the generated names, the payload kinds and the limits
- * are described in docs/draft-onnx.md. In short: every TensorProto of the
- * model (graph initializers, tensors in node attributes, both parts of
+ * are described in docs/formats.md, "ONNX models". In short: every
+ * TensorProto of the model (graph initializers, tensors in node attributes, both parts of
  * sparse tensors, in subgraphs at any depth, in functions and in training
  * graphs) is listed, in the order of its TensorProto in the file (which is
  * the order of their payloads). Bytes of the file that no range of a
@@ -81,7 +81,7 @@ typedef struct tcz_onnx_range {
 } tcz_onnx_range;
 
 typedef struct tcz_onnx_tensor {
-	char *name;       /* unique in the model (see docs/draft-onnx.md) */
+	char *name;       /* unique in the model (docs/formats.md) */
 	char *proto_name; /* TensorProto.name as in the file, "" when absent */
 	bool generated;   /* name is not proto_name (unnamed or duplicate) */
 	int32_t onnx_type;

@@ -135,7 +135,11 @@ static int scan_dir(src_set *s, const char *dir, char *err, size_t errlen)
 		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
 			char **sk = realloc(s->skipped,
 					    (s->n_skipped + 1) * sizeof *sk);
-			if (!sk || !(sk[s->n_skipped] = strdup(names[i]))) {
+			char what[600];
+			snprintf(what, sizeof what, "%s (%s)", names[i],
+				 S_ISDIR(st.st_mode) ? "a directory"
+						     : "not a regular file");
+			if (!sk || !(sk[s->n_skipped] = strdup(what))) {
 				s->skipped = sk ? sk : s->skipped;
 				rc = -ENOMEM;
 				break;

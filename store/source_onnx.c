@@ -83,14 +83,18 @@ static int data_file(src_set *s, size_t i, size_t fi, size_t *out, char *err,
 		*out = k;
 		return 0;
 	}
-	/* in a subdirectory the scan skipped: no longer skipped */
+	/* in a subdirectory the scan skipped: say what is taken from it */
 	size_t cl = strcspn(loc, "/");
-	for (size_t k = 0; k < s->n_skipped; k++)
-		if (loc[cl] && strlen(s->skipped[k]) == cl &&
-		    memcmp(s->skipped[k], loc, cl) == 0) {
+	for (size_t k = 0; k < s->n_skipped && loc[cl]; k++)
+		if (strncmp(s->skipped[k], loc, cl) == 0 &&
+		    s->skipped[k][cl] == ' ') {
+			char *w = NULL;
+			if (asprintf(&w, "the rest of %.*s/ (only ONNX external "
+					 "data is taken from it)",
+				     (int)cl, loc) < 0)
+				return -ENOMEM;
 			free(s->skipped[k]);
-			s->skipped[k] = s->skipped[--s->n_skipped];
-			break;
+			s->skipped[k] = w;
 		}
 	int rc = src_add_file(s, path, name, SRC_ONNX_DATA);
 	if (rc)

@@ -320,6 +320,19 @@ static int work_init(work *w)
 	return 0;
 }
 
+/* Whether tensor t is bytes of some file of m. Tensors that are not
+ * (ONNX values decoded from varints: the file keeps its own bytes) only
+ * feed layers/, and re-quantizing them would make the two disagree. */
+static int in_a_file(const tcz_model *m, uint32_t t)
+{
+	for (uint32_t f = 0; f < m->n_files; f++)
+		for (uint32_t e = 0; e < m->files[f].n_extents; e++)
+			if (m->files[f].extents[e].kind == TCZ_EXT_TENSOR &&
+			    m->files[f].extents[e].index == t)
+				return 1;
+	return 0;
+}
+
 /* What tensor t of m should become: 0 nothing, 1 dense, 2 re-quantize
  * (*bits the width wanted). */
 static int decide(const tcz_model *m, uint32_t t, tcz_tier tier,
@@ -331,7 +344,7 @@ static int decide(const tcz_model *m, uint32_t t, tcz_tier tier,
 	if (m->policy == TCZ_POLICY_COST)
 		return tier == TCZ_TIER_COLD && tn->codec == TCZ_CODEC_LOSSLESS &&
 		       (int)tn->level < c->dense_level;
-	if (tier == TCZ_TIER_HOT ||
+	if (tier == TCZ_TIER_HOT || !in_a_file(m, t) ||
 	    !tcz__lossy_by_default(tn->name, tn->dtype, tn->ndim, tn->shape,
 				   tn->numel, MIN_SIZE))
 		return 0;

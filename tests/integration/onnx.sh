@@ -91,6 +91,32 @@ print("%d layers/*.npy equal numpy_helper.to_array (%d models)" % (total, len(mo
 PY
 umount_store "$M"
 
+# precision tiering leaves alone a tensor whose values the file holds as
+# varints (F16 in int32_data): its layers/ would disagree with model.onnx;
+# a raw_data one next to it is re-quantized
+"$PY" - "$T/f16.onnx" <<'PY'
+import sys
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+rng = np.random.default_rng(1)
+a = rng.standard_normal((64, 128)).astype(np.float16)
+v = helper.make_tensor("w_varint", TensorProto.FLOAT16, a.shape, a.flatten().tolist())
+assert len(v.int32_data) == a.size and not v.raw_data
+r = numpy_helper.from_array(rng.standard_normal((64, 128)).astype(np.float32), "w_raw")
+g = helper.make_graph([helper.make_node("Identity", ["w_varint"], ["y"])], "g", [],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [64, 128])],
+                      [v, r])
+onnx.save_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 15)]), sys.argv[1])
+PY
+tczfs import "$T/f16.onnx" --name f16 --quiet >/dev/null
+tczfs tier policy f16 precision --max-error 0.5 >/dev/null
+TCZFS_NOW=$(($(date +%s) + 1000000)) tczfs tier run f16 --quiet >/dev/null
+tczfs info f16 | grep -q "^w_varint .* lossless " || fail "tiering quantized w_varint: $(tczfs info f16)"
+tczfs info f16 | grep -q "^w_raw .* quant" || fail "tiering left w_raw: $(tczfs info f16)"
+tczfs cat f16/model.onnx | cmp -s - "$T/f16.onnx" && fail "w_raw re-quantized but model.onnx unchanged"
+echo "precision tiering re-quantized w_raw, left w_varint (held as varints) exact"
+
 # the corpus: refused with the reason, the store byte for byte as it was
 n=0 v=0
 while IFS=$'\t' read -r f why; do

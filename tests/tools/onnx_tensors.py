@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Lists every tensor of an ONNX model as python3-onnx reads it, as JSON:
 one entry per TensorProto, in the order tczfs's parser (store/onnx.c)
-lists them, with the names it gives them (docs/draft-onnx.md), the type,
-the dims, where the tensor sits, and the sha256 of the little-endian bytes
+lists them, with the names it gives them (docs/formats.md, "ONNX
+models"), the type, the dims, where the tensor sits, and the sha256 of the little-endian bytes
 of numpy_helper.to_array (BF16 narrowed back from the float32 that onnx
 returns). tests/unit/test_onnx.c compares its parse against this.
 

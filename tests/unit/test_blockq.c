@@ -1,7 +1,7 @@
 /* Block-quantized coder: exact round trips for every block type in every
  * mode on random and realistic blocks of 0..many blocks, the blob layout
- * of docs/draft-gguf.md checked byte by byte on tiny blobs derived by
- * hand, malformed blobs, and (models) real Q8_0 / Q4_0 blocks made from
+ * of docs/formats.md ("GGUF files") checked byte by byte on tiny blobs
+ * derived by hand, malformed blobs, and (models) real Q8_0 / Q4_0 blocks made from
  * the F32 models in ../shared/models, with what the planes gain over
  * plain zstd -3 / -19 printed. */
 #include <errno.h>

@@ -55,6 +55,7 @@ typedef struct fs_model {
 	fs_tstat *st;     /* per tensor */
 	atomic_uint refs; /* the table's, open files', running ops' */
 	atomic_int gone;  /* removed from the store, or superseded */
+	_Atomic uint64_t gone_ms; /* when it went (monotonic ms), for prune */
 	/* hot set: per tensor, the cache entries of all its chunks while it
 	 * is hot (decoded, pinned); guarded by tczfs.hotlock */
 	tcz_cache_entry ***hot;

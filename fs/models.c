@@ -16,6 +16,26 @@ static uint64_t mono_s(void)
 	return (uint64_t)ts.tv_sec;
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A path the kernel resolved through a name it still had cached (up to
+ * ROOT_TIMEOUT, 1 s, when the invalidation crosses the lookup) may reach
+ * a gone model's inodes just after it went: they stay resolvable that
+ * long, serving the content they had (never ENOENT half-way down). */
+#define GONE_GRACE_MS 2500
+
+/* Marks fm gone; returns whether it already was. */
+static int mark_gone(fs_model *fm)
+{
+	atomic_store(&fm->gone_ms, mono_ms());
+	return atomic_exchange(&fm->gone, 1);
+}
+
 tcz_reader *fs_reader(tczfs *fs)
 {
 	tcz_reader *r = pthread_getspecific(fs->reader_key);
@@ -71,7 +91,8 @@ static void prune(tczfs *fs)
 	size_t k = 0;
 	for (size_t i = 0; i < fs->n_models; i++) {
 		fs_model *fm = fs->models[i];
-		if (atomic_load(&fm->gone) && atomic_load(&fm->refs) == 1)
+		if (atomic_load(&fm->gone) && atomic_load(&fm->refs) == 1 &&
+		    mono_ms() - atomic_load(&fm->gone_ms) >= GONE_GRACE_MS)
 			fs_model_put(fs, fm);
 		else
 			fs->models[k++] = fm;
@@ -101,7 +122,7 @@ static void revise(tczfs *fs, fs_model *old)
 	if (same && fm->iid == old->iid) {
 		/* same bytes: the same inodes, now served by the new view */
 		fs->models[p] = fm;
-		atomic_store(&old->gone, 1);
+		atomic_store(&old->gone, 1); /* its inodes are fm's now */
 		pthread_mutex_unlock(&fs->lock);
 		fs_model_put(fs, old); /* the table's reference */
 		fs_log(fs, LOG_INFO, "model %s re-encoded (revision %llu)",
@@ -110,7 +131,7 @@ static void revise(tczfs *fs, fs_model *old)
 	}
 	int inserted = same && table_insert(fs, fm) == 0;
 	if (inserted)
-		atomic_store(&old->gone, 1); /* pruned once nothing reads it */
+		mark_gone(old); /* pruned once nothing reads it */
 	pthread_mutex_unlock(&fs->lock);
 	if (!inserted) {
 		fs_model_put(fs, fm);
@@ -174,8 +195,7 @@ int fs_refresh(tczfs *fs)
 		for (size_t i = 0; i < n; i++) {
 			if (state[i] == 2) {
 				revise(fs, live[i]);
-			} else if (state[i] == 1 &&
-				   !atomic_exchange(&live[i]->gone, 1)) {
+			} else if (state[i] == 1 && !mark_gone(live[i])) {
 				fs_log(fs, LOG_INFO,
 				       "model %s was removed from the store",
 				       live[i]->name);

@@ -475,13 +475,13 @@ static void heap_down(heap *H, uint32_t i)
 static void fmt_bytes(char *out, size_t cap, uint64_t b)
 {
 	if (b >= ((uint64_t)1 << 30))
-		snprintf(out, cap, "%" PRIu64 " bytes, %.1f GiB", b,
+		snprintf(out, cap, "%" PRIu64 " bytes (%.1f GiB)", b,
 			 (double)b / (1 << 30));
 	else if (b >= ((uint64_t)1 << 20))
-		snprintf(out, cap, "%" PRIu64 " bytes, %.1f MiB", b,
+		snprintf(out, cap, "%" PRIu64 " bytes (%.1f MiB)", b,
 			 (double)b / (1 << 20));
 	else if (b >= 1024)
-		snprintf(out, cap, "%" PRIu64 " bytes, %.1f KiB", b,
+		snprintf(out, cap, "%" PRIu64 " bytes (%.1f KiB)", b,
 			 (double)b / 1024);
 	else
 		snprintf(out, cap, "%" PRIu64 " bytes", b);

@@ -1680,7 +1680,7 @@ static int check_entries(ck *c, uint64_t data_off, uint64_t data_bytes)
 	if (!es)
 		return errf(-ENOMEM, c->err, c->errlen, "out of memory");
 	uint64_t file = data_off, off = 0;
-	uint32_t core = 0, used = 0;
+	uint32_t core = 0, used = 0, last_t = 0, last_k = 0;
 	int unplaced = 0, rc = 0;
 	char lb[128];
 	for (uint32_t i = 0; i < c->ne && !rc; i++) {
@@ -1695,7 +1695,17 @@ static int check_entries(ck *c, uint64_t data_off, uint64_t data_bytes)
 			break;
 		entry_label(c, i, e, lb, sizeof lb);
 		if (e->device_core == TCZ_ASIC_UNPLACED) {
+			/* empty matrices last, in canonical order */
+			if (unplaced && (e->tensor < last_t ||
+					 (e->tensor == last_t &&
+					  e->core <= last_k))) {
+				rc = BAD(c, "%s: empty entries not in tensor "
+					 "order", lb);
+				break;
+			}
 			unplaced = 1;
+			last_t = e->tensor;
+			last_k = e->core;
 			continue;
 		}
 		if (unplaced) {

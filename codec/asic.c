@@ -1,6 +1,7 @@
 #include "codec/asic.h"
 
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -10,7 +11,12 @@
 
 #include <xxhash.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #include "codec/half.h"
+#include "codec/qkernel.h"
 
 /* Header fields (docs/draft-asic.md). */
 #define H_MAGIC 0
@@ -50,7 +56,7 @@
 #define E_LENGTH 88
 #define E_SCALE 96
 
-#define FETCH_BUDGET ((uint64_t)1 << 20) /* f32 bytes fetched at a time */
+#define FETCH_BUDGET ((uint64_t)256 << 10) /* f32 bytes per fetch */
 #define MAX_ROWS ((uint64_t)1 << 58)     /* rows or bytes of one matrix */
 
 /* Fuzzers cannot forge the checks; let them past to reach the rest (the
@@ -992,10 +998,15 @@ fail:
 static float tile_row_scale(tcz_asic_dtype dt, const float *v, size_t cnt)
 {
 	float m = 0;
-	for (size_t i = 0; i < cnt; i++) {
-		float a = fabsf(v[i]);
-		if (a > m && a <= 3.40282347e38f)
-			m = a;
+	uint32_t mb = tcz_qk_absmax_bits(v, cnt);
+	if (mb < 0x7f800000u) {
+		memcpy(&m, &mb, 4);
+	} else { /* NaN or infinity: the largest finite magnitude */
+		for (size_t i = 0; i < cnt; i++) {
+			float a = fabsf(v[i]);
+			if (a > m && a <= FLT_MAX)
+				m = a;
+		}
 	}
 	if (dt == TCZ_ASIC_I8) {
 		float s = m / 127.0f;
@@ -1010,16 +1021,40 @@ static float tile_row_scale(tcz_asic_dtype dt, const float *v, size_t cnt)
 	return ldexpf(1.0f, e - 15 < -149 ? -149 : e - 15);
 }
 
-static signed char to_i8(float v, float s)
+/* clamp(rint(t), -127, 127) with NaN giving 0. */
+static inline signed char i8_code(float t)
 {
-	float t = s > 0 ? v / s : v;
 	if (t != t)
 		return 0;
-	if (t >= 127.0f)
-		return 127;
-	if (t <= -127.0f)
-		return -127;
+	t = t > 127.0f ? 127.0f : t;
+	t = t < -127.0f ? -127.0f : t;
 	return (signed char)rintf(t);
+}
+
+/* o[c] = i8_code(v[c] / s) for c < n (s > 0; s == 0 means no division). */
+static void i8_codes(const float *v, uint64_t n, float s, unsigned char *o)
+{
+	uint64_t c = 0;
+#ifdef __SSE2__
+	/* the same per value: NaN masked to 0, clamped, then converted with
+	 * the current rounding (nearest, ties to even, as rintf) */
+	const __m128 sv = _mm_set1_ps(s > 0 ? s : 1.0f);
+	const __m128 hi = _mm_set1_ps(127.0f), lo = _mm_set1_ps(-127.0f);
+	for (; c + 16 <= n; c += 16) {
+		__m128i q[4];
+		for (int k = 0; k < 4; k++) {
+			__m128 t = _mm_div_ps(_mm_loadu_ps(v + c + 4 * k), sv);
+			t = _mm_and_ps(t, _mm_cmpord_ps(t, t));
+			t = _mm_min_ps(_mm_max_ps(t, lo), hi);
+			q[k] = _mm_cvtps_epi32(t);
+		}
+		__m128i w = _mm_packs_epi16(_mm_packs_epi32(q[0], q[1]),
+					    _mm_packs_epi32(q[2], q[3]));
+		_mm_storeu_si128((__m128i *)(void *)(o + c), w);
+	}
+#endif
+	for (; c < n; c++)
+		o[c] = (unsigned char)i8_code(s > 0 ? v[c] / s : v[c]);
 }
 
 /* Packs nr rows (one tile row, or any rows for f32) of cols values. */
@@ -1037,19 +1072,24 @@ static void pack_tile_row(tcz_asic_dtype dt, const float *v, uint64_t nr,
 			memcpy(o, row, (size_t)cols * 4);
 			break;
 		case TCZ_ASIC_F16: {
-			float tmp[256];
+			/* s is a power of two: v * (1/s) is v / s exactly
+			 * while 1/s is a (normal) f32 */
+			float tmp[256], inv = s >= 0x1p-126f ? 1.0f / s : 0;
 			for (uint64_t c = 0; c < cols; c += 256) {
 				size_t k = cols - c < 256 ? (size_t)(cols - c)
 							  : 256;
-				for (size_t i = 0; i < k; i++)
-					tmp[i] = row[c + i] / s;
+				if (inv > 0)
+					for (size_t i = 0; i < k; i++)
+						tmp[i] = row[c + i] * inv;
+				else
+					for (size_t i = 0; i < k; i++)
+						tmp[i] = row[c + i] / s;
 				tcz_f32_to_f16_n(tmp, o + 2 * c, k);
 			}
 			break;
 		}
 		case TCZ_ASIC_I8:
-			for (uint64_t c = 0; c < cols; c++)
-				o[c] = (unsigned char)to_i8(row[c], s);
+			i8_codes(row, cols, s, o);
 			break;
 		}
 		memset(o + cols * es, 0, (size_t)(pitch - cols * es));
@@ -1112,26 +1152,39 @@ int tcz_asic_pack_scales(const tcz_asic_layout *l, uint32_t e,
 
 /* ---- reading ---- */
 
+/* Spreads k rows of rowb bytes, fetched back to back at d, to the pitch,
+ * zero-padding each (in place: the last row moves first). */
+static void expand_rows(unsigned char *d, uint64_t k, uint64_t rowb,
+			uint64_t pitch)
+{
+	if (rowb == pitch)
+		return;
+	for (uint64_t r = k; r-- > 0;) {
+		if (r)
+			memmove(d + r * pitch, d + r * rowb, (size_t)rowb);
+		memset(d + r * pitch + rowb, 0, (size_t)(pitch - rowb));
+	}
+}
+
 /* Rows [ra, rb) of entry e, as packed rows (scales == 0) or as their
- * scales, copied where they meet entry bytes [a, b) into o (o is byte a). */
+ * scales, copied where they meet entry bytes [a, b) into o (o is byte a).
+ * f32 rows wholly inside [a, b) are fetched straight into o; the rest
+ * goes through scratch buffers of about FETCH_BUDGET bytes. */
 static int read_rows(const tcz_asic_layout *l, uint32_t e, uint64_t ra,
 		     uint64_t rb, int scales, uint64_t a, uint64_t b,
 		     unsigned char *o, tcz_asic_fetch_fn fetch, void *ctx)
 {
 	const tcz_asic_entry *en = &l->entries[e];
 	uint64_t g = en->tile_rows, cols = en->r_right;
+	int f32 = l->profile.dtype == TCZ_ASIC_F32;
 	uint64_t bs = FETCH_BUDGET / (cols * 4) / g * g;
 	if (bs < g)
 		bs = g;
 	if (bs > rb - ra)
 		bs = rb - ra;
-	float *f = malloc((size_t)(bs * cols) * sizeof(float));
-	size_t obytes = scales ? (size_t)((bs + g - 1) / g * 4)
-			       : (size_t)(bs * en->pitch);
-	unsigned char *buf = malloc(obytes);
-	int rc = -ENOMEM;
-	if (!f || !buf)
-		goto out;
+	float *f = NULL;
+	unsigned char *buf = NULL;
+	int rc = 0;
 	for (uint64_t r = ra; r < rb; r += bs) {
 		uint64_t k = rb - r < bs ? rb - r : bs;
 		uint64_t lo, hi;
@@ -1145,11 +1198,31 @@ static int read_rows(const tcz_asic_layout *l, uint32_t e, uint64_t ra,
 		uint64_t from = lo > a ? lo : a, to = hi < b ? hi : b;
 		if (from >= to)
 			continue;
+		unsigned char *d = o + (lo - a);
+		int whole = !scales && from == lo && to == hi;
+		if (whole && f32 && (uintptr_t)d % _Alignof(float) == 0) {
+			rc = fetch(ctx, en->matrix, en->row0 + r, k,
+				   (float *)(void *)d);
+			if (rc)
+				goto out;
+			expand_rows(d, k, cols * 4, en->pitch);
+			continue;
+		}
+		if (!f) {
+			size_t ob = scales ? (size_t)((bs + g - 1) / g * 4)
+					   : (size_t)(bs * en->pitch);
+			f = malloc((size_t)(bs * cols) * sizeof(float));
+			buf = malloc(ob);
+			if (!f || !buf) {
+				rc = -ENOMEM;
+				goto out;
+			}
+		}
 		rc = fetch(ctx, en->matrix, en->row0 + r, k, f);
 		if (rc)
 			goto out;
-		if (!scales && from == lo && to == hi) {
-			tcz_asic_pack_rows(l, e, r, k, f, o + (lo - a));
+		if (whole) {
+			tcz_asic_pack_rows(l, e, r, k, f, d);
 			continue;
 		}
 		if (scales)
@@ -1158,7 +1231,6 @@ static int read_rows(const tcz_asic_layout *l, uint32_t e, uint64_t ra,
 			tcz_asic_pack_rows(l, e, r, k, f, buf);
 		memcpy(o + (from - a), buf + (from - lo), (size_t)(to - from));
 	}
-	rc = 0;
 out:
 	free(f);
 	free(buf);
@@ -1174,7 +1246,18 @@ static int read_entry(const tcz_asic_layout *l, uint32_t e, uint64_t a,
 	uint64_t b = a + n, rowbytes = en->rows * en->pitch;
 	uint64_t g = en->tile_rows;
 	int q = l->profile.dtype != TCZ_ASIC_F32;
-	memset(o, 0, (size_t)n);
+	/* zeros: after the rows (to the scales or the end), after the
+	 * scales; read_rows writes every byte of the rows and scales */
+	uint64_t se = q ? en->scale_offset + 4 * ((en->rows + g - 1) / g)
+			: en->length;
+	uint64_t zr[2][2] = {{rowbytes, q ? en->scale_offset : en->length},
+			     {se, en->length}};
+	for (int z = 0; z < 2; z++) {
+		uint64_t from = zr[z][0] > a ? zr[z][0] : a;
+		uint64_t to = zr[z][1] < b ? zr[z][1] : b;
+		if (from < to)
+			memset(o + (from - a), 0, (size_t)(to - from));
+	}
 	if (a < rowbytes) {
 		uint64_t ra = a / en->pitch;
 		uint64_t end = b < rowbytes ? b : rowbytes;
@@ -1191,7 +1274,6 @@ static int read_entry(const tcz_asic_layout *l, uint32_t e, uint64_t a,
 	}
 	if (q) {
 		uint64_t so = en->scale_offset;
-		uint64_t se = so + 4 * ((en->rows + g - 1) / g);
 		if (b > so && a < se) {
 			uint64_t ja = ((a > so ? a : so) - so) / 4;
 			uint64_t jb = ((b < se ? b : se) - so + 3) / 4;

@@ -180,8 +180,9 @@ typedef int (*tcz_asic_fetch_fn)(void *ctx, size_t matrix, uint64_t row0,
 /* Writes bytes [off, off+len) of the image into dst, fetching only the
  * rows those bytes depend on: a data byte of row r of an f32 block needs
  * row r; with f16/i8 it needs r's whole tile row (for the scale), and so
- * does that tile row's scale. Rows are fetched in batches of about 1 MiB
- * of f32 (at least one tile row), so memory stays bounded whatever len.
+ * does that tile row's scale. Rows are fetched in batches of about 256
+ * KiB of f32 (at least one tile row), so memory stays bounded whatever
+ * len; f32 rows wholly in range are fetched straight into dst.
  * The header holds the checksum given to tcz_asic_set_checksum (0 before).
  * Errors: -EINVAL a range past the image; what fetch returned; -ENOMEM. */
 int tcz_asic_read(const tcz_asic_layout *l, uint64_t off, size_t len,

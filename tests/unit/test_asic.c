@@ -1012,6 +1012,59 @@ static void non_finite(void **state)
 	}
 }
 
+/* i8 codes are clamp(rint(v / s), -127, 127) exactly, ties to even, in
+ * the vectorized loop as in its tail. */
+static void i8_codes_exact(void **state)
+{
+	(void)state;
+	enum { C = 100 };
+	float v[3 * C];
+	rng = 2024;
+	/* row 0: max 127 makes s = 1, so k + 0.5 are exact ties */
+	for (int c = 0; c < C; c++)
+		v[c] = (float)((c % 50) - 25) + 0.5f;
+	v[0] = 127;
+	v[1] = NAN;
+	v[2] = INFINITY; /* counts as 127, not for the scale */
+	v[3] = -INFINITY;
+	v[4] = 126.5f;
+	v[5] = -126.5f;
+	v[6] = -0.0f;
+	v[20] = 0.49999997f;
+	for (int c = 0; c < C; c++)
+		v[C + c] = (float)gauss();
+	for (int c = 0; c < C; c++)
+		v[2 * C + c] = (float)(c - 50) * 1e-42f;
+	tcz_asic_profile p = prof("i8", 1, 4096, 64, 64, TCZ_ASIC_I8);
+	model md;
+	memset(&md, 0, sizeof md);
+	add(&md, "x", 0, 1, 3, C, v);
+	tcz_asic_layout *l;
+	unsigned char *img = image(&p, &md, &l);
+	const tcz_asic_entry *e = &l->entries[0];
+	assert_int_equal(e->tile_rows, 1);
+	for (int r = 0; r < 3; r++) {
+		float sc;
+		memcpy(&sc, img + e->file_offset + e->scale_offset + 4 * r, 4);
+		if (r == 0)
+			assert_true(sc == 1.0f);
+		for (int c = 0; c < C; c++) {
+			float t = v[r * C + c] / sc;
+			int want = t != t ? 0 : t >= 127 ? 127 : t <= -127 ? -127
+					 : (int)rintf(t);
+			int got = (signed char)img[e->file_offset + r * e->pitch + c];
+			if (got != want)
+				fail_msg("row %d col %d: %g / %g: %d, want %d", r, c,
+					 (double)v[r * C + c], (double)sc, got, want);
+		}
+	}
+	assert_int_equal((signed char)img[e->file_offset + 7], -18); /* -17.5 */
+	assert_int_equal((signed char)img[e->file_offset + 8], -16); /* -16.5 */
+	free(img);
+	tcz_asic_layout_free(l);
+	model_free(&md);
+}
+
 /* ---- piecewise reads and the packing calls ---- */
 
 static void read_ranges(void **state)
@@ -1224,6 +1277,7 @@ int main(void)
 		cmocka_unit_test(determinism),
 		cmocka_unit_test(quant_bounds),
 		cmocka_unit_test(non_finite),
+		cmocka_unit_test(i8_codes_exact),
 		cmocka_unit_test(read_ranges),
 		cmocka_unit_test(pack_calls),
 		cmocka_unit_test(flipped),

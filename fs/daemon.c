@@ -166,13 +166,13 @@ static void reader_destroy(void *p)
 
 static void teardown(tczfs *fs)
 {
-	if (fs->maint_started) {
-		pthread_mutex_lock(&fs->mlock);
-		fs->stopping = 1;
-		pthread_cond_broadcast(&fs->mcond);
-		pthread_mutex_unlock(&fs->mlock);
+	pthread_mutex_lock(&fs->mlock);
+	fs->stopping = 1;
+	pthread_cond_broadcast(&fs->mcond);
+	pthread_mutex_unlock(&fs->mlock);
+	fs_tiers_stop(fs);
+	if (fs->maint_started)
 		pthread_join(fs->maint, NULL);
-	}
 	if (fs->pfq)
 		fs_prefetch_stop(fs);
 	if (fs->store)
@@ -197,6 +197,7 @@ static void teardown(tczfs *fs)
 		fclose(fs->log);
 	pthread_mutex_destroy(&fs->lock);
 	pthread_mutex_destroy(&fs->hlock);
+	pthread_mutex_destroy(&fs->hotlock);
 	pthread_mutex_destroy(&fs->mlock);
 	pthread_cond_destroy(&fs->mcond);
 	pthread_mutex_destroy(&fs->pflock);
@@ -221,6 +222,7 @@ static int start(tczfs *fs, char *err, size_t errlen)
 		return fail(err, errlen, rc, "out of memory");
 	if (pthread_create(&fs->maint, NULL, maintenance, fs) == 0)
 		fs->maint_started = 1;
+	fs_tiers_start(fs);
 	return 0;
 }
 
@@ -289,7 +291,16 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 	fs->mount_time = (uint64_t)time(NULL);
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->hlock, NULL);
+	pthread_mutex_init(&fs->hotlock, NULL);
 	pthread_mutex_init(&fs->mlock, NULL);
+	fs->th = TCZ_TIER_THRESHOLDS_DEFAULT;
+	if (o->hot_score)
+		fs->th.hot_min = o->hot_score;
+	if (o->warm_score)
+		fs->th.warm_min = o->warm_score;
+	fs->hot_budget = o->hot_bytes;
+	if (fs->hot_budget > o->cache_bytes / 2)
+		fs->hot_budget = o->cache_bytes / 2; /* the rest for the LRU */
 	pthread_cond_init(&fs->mcond, NULL);
 	pthread_mutex_init(&fs->pflock, NULL);
 	pthread_cond_init(&fs->pfcond, NULL);

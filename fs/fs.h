@@ -5,6 +5,7 @@
 #define TCZ_FS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct tcz_fs_opts {
 	const char *store_dir;
@@ -16,6 +17,13 @@ typedef struct tcz_fs_opts {
 				  * foreground, syslog in the background) */
 	unsigned stats_interval; /* seconds between saving statistics */
 	unsigned threads;        /* FUSE worker threads at most (0: libfuse's) */
+	size_t hot_bytes;        /* hot set: tensors kept decoded, part of the
+				  * cache budget (0: none) */
+	uint64_t hot_score, warm_score; /* tier thresholds (0: SPEC 7's) */
+	unsigned tier_interval;  /* seconds between background tiering
+				  * passes (0: none) */
+	uint64_t tier_io_bytes_s;/* their throttle (0: none) */
+	unsigned warm_bits;      /* precision tiering's warm width (7 or 5) */
 } tcz_fs_opts;
 
 /* Mounts and serves until unmounted; in the background unless

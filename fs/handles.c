@@ -22,7 +22,8 @@ static int slot_of(tczfs *fs, uint64_t fh, size_t *i)
 		       : -1;
 }
 
-uint64_t fs_handle_new(tczfs *fs, void *obj, void (*free_fn)(tczfs *, void *))
+uint64_t fs_handle_new(tczfs *fs, int kind, void *obj,
+		       void (*free_fn)(tczfs *, void *))
 {
 	pthread_mutex_lock(&fs->hlock);
 	size_t i = 0;
@@ -46,6 +47,7 @@ uint64_t fs_handle_new(tczfs *fs, void *obj, void (*free_fn)(tczfs *, void *))
 	}
 	fs_slot *s = &fs->slots[i];
 	s->obj = obj;
+	s->kind = kind;
 	s->free_fn = free_fn;
 	s->gen++;
 	s->refs = 1;
@@ -55,12 +57,13 @@ uint64_t fs_handle_new(tczfs *fs, void *obj, void (*free_fn)(tczfs *, void *))
 	return fh;
 }
 
-void *fs_handle_get(tczfs *fs, uint64_t fh)
+void *fs_handle_get(tczfs *fs, uint64_t fh, int kind)
 {
 	void *obj = NULL;
 	size_t i;
 	pthread_mutex_lock(&fs->hlock);
-	if (slot_of(fs, fh, &i) == 0 && !fs->slots[i].closed) {
+	if (slot_of(fs, fh, &i) == 0 && !fs->slots[i].closed &&
+	    fs->slots[i].kind == kind) {
 		fs->slots[i].refs++;
 		obj = fs->slots[i].obj;
 	}

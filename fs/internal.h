@@ -14,6 +14,7 @@
 #include "fs/fs.h"
 #include "store/cache.h"
 #include "store/store.h"
+#include "codec/tier.h"
 #include "store/view.h"
 
 /* Inode numbers: fixed ones, then model id in the high 32 bits and the
@@ -38,17 +39,24 @@ typedef struct fs_tstat {
 	atomic_uint_fast64_t base_reads, base_bytes;
 	atomic_uint_fast64_t reads, bytes, last;
 	atomic_int pinned;
+	atomic_uint_fast64_t decodes; /* chunks of it this daemon decoded */
 } fs_tstat;
 
-/* A loaded model: its view, immutable, and statistics. */
+/* A loaded model: its view, immutable, and statistics. The table holds
+ * one per bytes identity (iid, the high bits of its inodes); a model that
+ * was re-encoded is replaced by its new revision, one whose bytes changed
+ * gets new inodes and its old entry stays (gone) while files are open. */
 typedef struct fs_model {
-	uint64_t id;
+	uint64_t id, rev, iid;
 	char *name;
 	tcz_mview *v;
 	const tcz_model *m;
 	fs_tstat *st;     /* per tensor */
 	atomic_uint refs; /* the table's, open files', running ops' */
-	atomic_int gone;  /* removed from the store */
+	atomic_int gone;  /* removed from the store, or superseded */
+	/* hot set: per tensor, the cache entries of all its chunks while it
+	 * is hot (decoded, pinned); guarded by tczfs.hotlock */
+	tcz_cache_entry ***hot;
 } fs_model;
 
 typedef struct tczfs tczfs;
@@ -71,8 +79,11 @@ typedef struct prefetch_job {
 /* File and directory handles: fi->fh is a slot number and generation,
  * never a pointer, so a release racing a read (an interrupted request)
  * cannot free what the read still uses. */
+enum { FS_H_FILE = 1, FS_H_DIR = 2 };
+
 typedef struct fs_slot {
 	void *obj;
+	int kind; /* FS_H_* */
 	void (*free_fn)(tczfs *, void *);
 	uint32_t gen;
 	uint32_t refs; /* the open's (until release) and requests' */
@@ -90,11 +101,13 @@ struct tczfs {
 	FILE *log;
 	pthread_key_t reader_key; /* per-thread tcz_reader */
 
-	pthread_mutex_t lock; /* guards models, n_models, cap, gen */
+	pthread_mutex_t lock; /* guards models, n_models, cap, gen, gen_ok,
+			       * inserts */
 	fs_model **models;    /* sorted by id */
 	size_t n_models, cap;
 	uint64_t gen;         /* the store generation last seen */
 	int gen_ok;
+	uint64_t inserts;     /* models put in the table, ever */
 
 	pthread_mutex_t hlock; /* guards slots, n_slots, free_slot */
 	fs_slot *slots;
@@ -105,6 +118,15 @@ struct tczfs {
 	pthread_mutex_t mlock; /* guards stopping; mcond */
 	pthread_cond_t mcond;
 	int stopping;
+
+	tcz_tier_thresholds th; /* from the options */
+	size_t hot_budget;
+	pthread_mutex_t hotlock; /* guards every fs_model.hot, hot_used */
+	size_t hot_used;
+	pthread_t hot_thread, tier_thread;
+	int hot_started, tier_started;
+	atomic_int hot_kick; /* a pin asked for a pass now */
+	volatile int tier_stop; /* tells a tiering pass to stop */
 
 	pthread_t *pf_threads;
 	unsigned pf_count;
@@ -122,29 +144,46 @@ void fs_log(tczfs *fs, int level, const char *fmt, ...)
 /* handles.c */
 /* A handle for obj, freed with free_fn after fs_handle_close and the
  * last fs_handle_put. Returns 0 when out of memory. */
-uint64_t fs_handle_new(tczfs *fs, void *obj, void (*free_fn)(tczfs *, void *));
-/* The object of handle fh with a reference, or NULL (closed, stale). */
-void *fs_handle_get(tczfs *fs, uint64_t fh);
+uint64_t fs_handle_new(tczfs *fs, int kind, void *obj,
+		       void (*free_fn)(tczfs *, void *));
+/* The object of handle fh with a reference, or NULL (closed, stale, or
+ * not of that kind). */
+void *fs_handle_get(tczfs *fs, uint64_t fh, int kind);
 void fs_handle_put(tczfs *fs, uint64_t fh);
 void fs_handle_close(tczfs *fs, uint64_t fh); /* the open's reference */
 void fs_handles_free(tczfs *fs);
 
 /* models.c */
 int fs_refresh(tczfs *fs); /* adopt a new store generation, if any */
-/* A ref to the loaded model of id, or NULL. */
-fs_model *fs_model_by_id(tczfs *fs, uint64_t id);
+/* A ref to the loaded model of bytes identity iid, or NULL. */
+fs_model *fs_model_by_iid(tczfs *fs, uint64_t iid);
 /* A ref to the model called name now; -ENOENT if none. */
 int fs_model_by_name(tczfs *fs, const char *name, fs_model **out);
 fs_model *fs_model_ref(fs_model *fm);
 void fs_model_put(tczfs *fs, fs_model *fm);
 void fs_models_free(tczfs *fs);
 int fs_flush_stats(tczfs *fs);
-const char *fs_tier_of(const fs_model *fm, uint32_t t);
+const char *fs_tier_of(const tczfs *fs, const fs_model *fm, uint32_t t);
 /* Reads of tensor t counted so far (store and this daemon). */
 uint64_t fs_stat_reads(const fs_model *fm, uint32_t t);
 uint64_t fs_stat_bytes(const fs_model *fm, uint32_t t);
 /* The reader of the calling thread (NULL when out of memory). */
 tcz_reader *fs_reader(tczfs *fs);
+
+/* A list of refs to every loaded model that is not gone; free with
+ * fs_models_put. */
+fs_model **fs_models_live(tczfs *fs, size_t *n);
+void fs_models_put(tczfs *fs, fs_model **list, size_t n);
+/* The access records of a model as this daemon sees them. */
+void fs_model_access(const fs_model *fm, tcz_access *out);
+
+/* tiers.c: the hot set and background tiering */
+int fs_tiers_start(tczfs *fs);
+void fs_tiers_stop(tczfs *fs);
+void fs_hot_release(tczfs *fs, fs_model *fm); /* its hot entries */
+/* Sets tensors' pinned tier (store and memory) from an xattr value. */
+int fs_pin(tczfs *fs, fs_model *fm, const uint32_t *idx, uint32_t n,
+	   const char *value, size_t len);
 
 /* read.c */
 void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size,

@@ -26,10 +26,13 @@ tcz_reader *fs_reader(tczfs *fs)
 	return r;
 }
 
-static void model_free(fs_model *fm)
+static void model_free(tczfs *fs, fs_model *fm)
 {
 	if (!fm)
 		return;
+	if (fs)
+		fs_hot_release(fs, fm);
+	free(fm->hot);
 	free(fm->st);
 	free(fm->name);
 	tcz_mview_put(fm->v); /* unpins the content */
@@ -44,18 +47,17 @@ fs_model *fs_model_ref(fs_model *fm)
 
 void fs_model_put(tczfs *fs, fs_model *fm)
 {
-	(void)fs;
 	if (fm && atomic_fetch_sub(&fm->refs, 1) == 1)
-		model_free(fm);
+		model_free(fs, fm);
 }
 
-/* Index in the sorted table of the first model with id >= id. */
-static size_t table_pos(tczfs *fs, uint64_t id)
+/* Index in the sorted table of the first model with iid >= iid. */
+static size_t table_pos(tczfs *fs, uint64_t iid)
 {
 	size_t lo = 0, hi = fs->n_models;
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
-		if (fs->models[mid]->id < id)
+		if (fs->models[mid]->iid < iid)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -75,6 +77,53 @@ static void prune(tczfs *fs)
 			fs->models[k++] = fm;
 	}
 	fs->n_models = k;
+}
+
+static int model_build(tczfs *fs, tcz_mview *v, const fs_model *prev,
+		       fs_model **out);
+static int table_insert(tczfs *fs, fs_model *fm);
+
+/* A model whose revision changed (re-encoded, its policy set): its new
+ * view replaces the loaded one, which open files keep reading. */
+static void revise(tczfs *fs, fs_model *old)
+{
+	tcz_mview *v;
+	if (tcz_mview_open(fs->store, old->name, &v) != 0)
+		return; /* removed meanwhile: the next refresh sees it */
+	fs_model *fm;
+	if (model_build(fs, v, old, &fm)) {
+		tcz_mview_put(v);
+		return;
+	}
+	pthread_mutex_lock(&fs->lock);
+	size_t p = table_pos(fs, old->iid);
+	int same = p < fs->n_models && fs->models[p] == old;
+	if (same && fm->iid == old->iid) {
+		/* same bytes: the same inodes, now served by the new view */
+		fs->models[p] = fm;
+		atomic_store(&old->gone, 1);
+		pthread_mutex_unlock(&fs->lock);
+		fs_model_put(fs, old); /* the table's reference */
+		fs_log(fs, LOG_INFO, "model %s re-encoded (revision %llu)",
+		       fm->name, (unsigned long long)fm->rev);
+		return;
+	}
+	int inserted = same && table_insert(fs, fm) == 0;
+	if (inserted)
+		atomic_store(&old->gone, 1); /* pruned once nothing reads it */
+	pthread_mutex_unlock(&fs->lock);
+	if (!inserted) {
+		fs_model_put(fs, fm);
+		return;
+	}
+	/* new bytes, new inodes: the kernel forgets the old name, so paths
+	 * lead to the new content; open files keep the old one */
+	if (fs->se)
+		fuse_lowlevel_notify_inval_entry(fs->se, INO_ROOT, fm->name,
+						 strlen(fm->name));
+	fs_log(fs, LOG_INFO, "model %s has new content (generation of its "
+			     "bytes %llu)",
+	       fm->name, (unsigned long long)fm->iid);
 }
 
 int fs_refresh(tczfs *fs)
@@ -97,68 +146,118 @@ int fs_refresh(tczfs *fs)
 	}
 	pthread_mutex_lock(&fs->lock);
 	int same = fs->gen_ok && fs->gen == g && !blind;
-	size_t n = fs->n_models;
-	uint64_t *ids = same ? NULL : malloc((n ? n : 1) * sizeof *ids);
-	char **names = same ? NULL : calloc(n ? n : 1, sizeof *names);
-	for (size_t i = 0; !same && ids && names && i < n; i++) {
-		ids[i] = fs->models[i]->id;
-		names[i] = strdup(fs->models[i]->name);
-	}
 	prune(fs);
 	pthread_mutex_unlock(&fs->lock);
 	if (same)
 		return 0;
-	if (!ids || !names) {
-		free(ids);
-		if (names)
-			tcz_names_free(names, n);
+	size_t n;
+	pthread_mutex_lock(&fs->lock);
+	uint64_t inserts = fs->inserts; /* loaded after this: checked later */
+	pthread_mutex_unlock(&fs->lock);
+	fs_model **live = fs_models_live(fs, &n);
+	if (!live)
 		return -ENOMEM;
-	}
-	/* which loaded models are gone: a short snapshot, no lock held */
+	/* what changed, in a short snapshot, no lock held */
 	tcz_snap *sn = NULL;
 	rc = tcz_snap_begin(fs->store, &sn);
-	uint8_t *gone = calloc(n ? n : 1, 1);
-	for (size_t i = 0; rc == 0 && gone && i < n; i++) {
-		uint64_t id;
-		gone[i] = !names[i] || tcz_snap_model_id(sn, names[i], &id) != 0 ||
-			  id != ids[i];
+	uint8_t *state = calloc(n ? n : 1, 1); /* 1 gone, 2 revised */
+	for (size_t i = 0; rc == 0 && state && i < n; i++) {
+		uint64_t id, rev, iid;
+		if (tcz_snap_model_ident(sn, live[i]->name, &id, &rev, &iid) != 0 ||
+		    id != live[i]->id)
+			state[i] = 1;
+		else if (rev != live[i]->rev)
+			state[i] = 2;
 	}
 	tcz_snap_end(sn);
-	if (rc == 0 && gone) {
-		pthread_mutex_lock(&fs->lock);
+	if (rc == 0 && state) {
 		for (size_t i = 0; i < n; i++) {
-			if (!gone[i])
-				continue;
-			size_t p = table_pos(fs, ids[i]);
-			if (p < fs->n_models && fs->models[p]->id == ids[i] &&
-			    !atomic_exchange(&fs->models[p]->gone, 1))
+			if (state[i] == 2) {
+				revise(fs, live[i]);
+			} else if (state[i] == 1 &&
+				   !atomic_exchange(&live[i]->gone, 1)) {
 				fs_log(fs, LOG_INFO,
 				       "model %s was removed from the store",
-				       fs->models[p]->name);
+				       live[i]->name);
+				/* a cached name would lead to the old inodes
+				 * until its timeout: the next lookup finds
+				 * whatever has the name now */
+				if (fs->se)
+					fuse_lowlevel_notify_inval_entry(
+						fs->se, INO_ROOT, live[i]->name,
+						strlen(live[i]->name));
+			}
 		}
+		pthread_mutex_lock(&fs->lock);
 		fs->gen = g;
-		fs->gen_ok = 1;
+		/* a model loaded meanwhile may be the one just removed */
+		fs->gen_ok = fs->inserts == inserts;
 		prune(fs);
 		pthread_mutex_unlock(&fs->lock);
 	}
-	free(gone);
-	free(ids);
-	tcz_names_free(names, n);
-	return rc;
+	free(state);
+	fs_models_put(fs, live, n);
+	return rc ? rc : state ? 0 : -ENOMEM;
 }
 
-fs_model *fs_model_by_id(tczfs *fs, uint64_t id)
+fs_model **fs_models_live(tczfs *fs, size_t *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	fs_model **list = malloc((fs->n_models ? fs->n_models : 1) * sizeof *list);
+	size_t k = 0;
+	for (size_t i = 0; list && i < fs->n_models; i++)
+		if (!atomic_load(&fs->models[i]->gone))
+			list[k++] = fs_model_ref(fs->models[i]);
+	pthread_mutex_unlock(&fs->lock);
+	*n = k;
+	return list;
+}
+
+void fs_models_put(tczfs *fs, fs_model **list, size_t n)
+{
+	for (size_t i = 0; list && i < n; i++)
+		fs_model_put(fs, list[i]);
+	free(list);
+}
+
+fs_model *fs_model_by_iid(tczfs *fs, uint64_t iid)
 {
 	fs_model *fm = NULL;
 	pthread_mutex_lock(&fs->lock);
-	size_t p = table_pos(fs, id);
-	if (p < fs->n_models && fs->models[p]->id == id)
+	size_t p = table_pos(fs, iid);
+	if (p < fs->n_models && fs->models[p]->iid == iid)
 		fm = fs_model_ref(fs->models[p]);
 	pthread_mutex_unlock(&fs->lock);
 	return fm;
 }
 
-static int model_build(tczfs *fs, tcz_mview *v, fs_model **out)
+/* Puts fm in the table (its reference). Called with fs->lock.
+ * Errors: -EEXIST its iid is there; -ENOMEM. */
+static int table_insert(tczfs *fs, fs_model *fm)
+{
+	size_t p = table_pos(fs, fm->iid);
+	if (p < fs->n_models && fs->models[p]->iid == fm->iid)
+		return -EEXIST;
+	if (fs->n_models == fs->cap) {
+		size_t cap = fs->cap ? fs->cap * 2 : 16;
+		fs_model **nm = realloc(fs->models, cap * sizeof *nm);
+		if (!nm)
+			return -ENOMEM;
+		fs->models = nm;
+		fs->cap = cap;
+	}
+	memmove(fs->models + p + 1, fs->models + p,
+		(fs->n_models - p) * sizeof *fs->models);
+	fs->models[p] = fm;
+	fs->n_models++;
+	fs->inserts++;
+	return 0;
+}
+
+/* Builds the loaded model of view v; prev, the revision it replaces,
+ * hands over the counts this daemon has not saved yet. */
+static int model_build(tczfs *fs, tcz_mview *v, const fs_model *prev,
+		       fs_model **out)
 {
 	const tcz_model *m = tcz_mview_model(v);
 	fs_model *fm = calloc(1, sizeof *fm);
@@ -167,11 +266,15 @@ static int model_build(tczfs *fs, tcz_mview *v, fs_model **out)
 	fm->v = v;
 	fm->m = m;
 	fm->id = m->id;
+	fm->rev = m->rev;
+	fm->iid = m->iid;
 	fm->name = strdup(m->name);
 	uint32_t n = m->n_tensors;
 	fm->st = calloc(n ? n : 1, sizeof *fm->st);
-	if (!fm->name || !fm->st) {
-		model_free(fm);
+	fm->hot = calloc(n ? n : 1, sizeof *fm->hot);
+	if (!fm->name || !fm->st || !fm->hot) {
+		fm->v = NULL; /* the caller's */
+		model_free(NULL, fm);
 		return -ENOMEM;
 	}
 	/* statistics saved by earlier mounts and other daemons */
@@ -191,6 +294,15 @@ static int model_build(tczfs *fs, tcz_mview *v, fs_model **out)
 		atomic_init(&fm->st[t].base_bytes, a.bytes);
 		atomic_init(&fm->st[t].last, a.last_access);
 		atomic_init(&fm->st[t].pinned, a.pinned);
+		if (prev && t < prev->m->n_tensors) {
+			fs_tstat *ps = (fs_tstat *)&prev->st[t];
+			atomic_init(&fm->st[t].reads, atomic_exchange(&ps->reads, 0));
+			atomic_init(&fm->st[t].bytes, atomic_exchange(&ps->bytes, 0));
+			uint64_t pl = atomic_load(&ps->last);
+			if (pl > a.last_access)
+				atomic_store(&fm->st[t].last, pl);
+			atomic_init(&fm->st[t].decodes, atomic_load(&ps->decodes));
+		}
 	}
 	free(acc);
 	atomic_init(&fm->refs, 1);
@@ -202,19 +314,20 @@ int fs_model_by_name(tczfs *fs, const char *name, fs_model **out)
 {
 	if (!tcz_model_name_valid(name))
 		return -ENOENT;
-	uint64_t id = 0;
+	uint64_t id = 0, rev = 0, iid = 0;
 	tcz_snap *sn = NULL;
 	int rc = tcz_snap_begin(fs->store, &sn);
 	if (rc == 0)
-		rc = tcz_snap_model_id(sn, name, &id);
+		rc = tcz_snap_model_ident(sn, name, &id, &rev, &iid);
 	tcz_snap_end(sn);
 	if (rc == -ENOENT)
 		return rc;
-	fs_model *fm = rc == 0 ? fs_model_by_id(fs, id) : NULL;
-	if (fm) {
+	fs_model *fm = rc == 0 ? fs_model_by_iid(fs, iid) : NULL;
+	if (fm && !atomic_load(&fm->gone)) {
 		*out = fm;
 		return 0;
 	}
+	fs_model_put(fs, fm);
 	tcz_mview *v;
 	rc = tcz_mview_open(fs->store, name, &v);
 	if (rc && rc != -ENOENT) {
@@ -224,36 +337,39 @@ int fs_model_by_name(tczfs *fs, const char *name, fs_model **out)
 	}
 	if (rc)
 		return rc;
-	if ((rc = model_build(fs, v, &fm))) {
+	if ((rc = model_build(fs, v, NULL, &fm))) {
 		tcz_mview_put(v);
 		return rc;
 	}
 	pthread_mutex_lock(&fs->lock);
-	size_t p = table_pos(fs, fm->id);
-	if (p < fs->n_models && fs->models[p]->id == fm->id) {
+	size_t p = table_pos(fs, fm->iid);
+	if (p < fs->n_models && fs->models[p]->iid == fm->iid &&
+	    !atomic_load(&fs->models[p]->gone)) {
 		/* loaded by another thread meanwhile: use that one */
-		model_free(fm);
+		fs_model *mine = fm;
 		fm = fs->models[p];
-	} else {
-		if (fs->n_models == fs->cap) {
-			size_t cap = fs->cap ? fs->cap * 2 : 16;
-			fs_model **nm = realloc(fs->models, cap * sizeof *nm);
-			if (!nm) {
-				pthread_mutex_unlock(&fs->lock);
-				model_free(fm);
-				return -ENOMEM;
-			}
-			fs->models = nm;
-			fs->cap = cap;
-		}
-		memmove(fs->models + p + 1, fs->models + p,
-			(fs->n_models - p) * sizeof *fs->models);
-		fs->models[p] = fm; /* the table's reference */
-		fs->n_models++;
-		/* a removal between the id lookup and now is caught by the
-		 * next refresh: the content is pinned, reads work until then */
-		fs->gen_ok = 0;
+		fs_model_ref(fm);
+		pthread_mutex_unlock(&fs->lock);
+		fs_model_put(fs, mine);
+		*out = fm;
+		return 0;
 	}
+	if (p < fs->n_models && fs->models[p]->iid == fm->iid) {
+		/* a gone entry of the same bytes: this one takes its place */
+		fs_model *old = fs->models[p];
+		fs->models[p] = fm;
+		fs->inserts++;
+		pthread_mutex_unlock(&fs->lock);
+		fs_model_put(fs, old);
+		pthread_mutex_lock(&fs->lock);
+	} else if ((rc = table_insert(fs, fm)) != 0) {
+		pthread_mutex_unlock(&fs->lock);
+		fs_model_put(fs, fm);
+		return rc;
+	}
+	/* a removal between the lookup and now is caught by the next
+	 * refresh: the content is pinned, reads work until then */
+	fs->gen_ok = 0;
 	fs_model_ref(fm);
 	pthread_mutex_unlock(&fs->lock);
 	*out = fm;
@@ -345,26 +461,36 @@ int fs_flush_stats(tczfs *fs)
 	pthread_mutex_unlock(&fs->lock);
 	int rc = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (!atomic_load(&list[i]->gone)) {
-			int r = flush_model(fs, list[i]);
-			if (r && !rc)
-				rc = r;
-		}
+		/* gone ones too: a superseded revision's open files still
+		 * count (the model's records take them); a removed model's
+		 * tensors are skipped by the store */
+		int r = flush_model(fs, list[i]);
+		if (r && !rc)
+			rc = r;
 		fs_model_put(fs, list[i]);
 	}
 	free(list);
 	return rc;
 }
 
-const char *fs_tier_of(const fs_model *fm, uint32_t t)
+void fs_model_access(const fs_model *fm, tcz_access *out)
+{
+	for (uint32_t t = 0; t < fm->m->n_tensors; t++) {
+		const fs_tstat *s = &fm->st[t];
+		out[t].reads = fs_stat_reads(fm, t);
+		out[t].bytes = fs_stat_bytes(fm, t);
+		out[t].last_access = atomic_load(&s->last);
+		out[t].pinned = atomic_load(&s->pinned);
+	}
+}
+
+const char *fs_tier_of(const tczfs *fs, const fs_model *fm, uint32_t t)
 {
 	const fs_tstat *s = &fm->st[t];
 	int pinned = atomic_load(&s->pinned);
 	if (pinned >= 0)
 		return tcz_tier_name((tcz_tier)pinned);
-	tcz_tier_thresholds th = TCZ_TIER_THRESHOLDS_DEFAULT;
 	uint64_t score = tcz_tier_score(fs_stat_reads(fm, t),
-					atomic_load(&s->last),
-					(uint64_t)time(NULL));
-	return tcz_tier_name(tcz_tier_of_score(score, &th));
+					atomic_load(&s->last), tcz_store_now());
+	return tcz_tier_name(tcz_tier_of_score(score, &fs->th));
 }

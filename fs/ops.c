@@ -34,9 +34,9 @@ static int resolve(tczfs *fs, fuse_ino_t ino, node *n)
 					    : N_STREAMS;
 		return 0;
 	}
-	uint64_t id = (uint64_t)ino >> 32;
+	uint64_t iid = (uint64_t)ino >> 32;
 	uint32_t local = (uint32_t)ino;
-	fs_model *fm = fs_model_by_id(fs, id);
+	fs_model *fm = fs_model_by_iid(fs, iid);
 	if (!fm)
 		return -ENOENT;
 	if (local == LOCAL_DIR) {
@@ -64,6 +64,8 @@ static void fill_attr(tczfs *fs, fuse_ino_t ino, const node *n,
 	st->st_gid = fs->gid;
 	st->st_blksize = 1 << 20;
 	uint64_t t = n->fm ? n->fm->m->import_time : fs->mount_time;
+	if (n->kind == N_FILE)
+		t = tcz_mview_file(n->fm->v, n->index)->mtime;
 	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec =
 		(time_t)t;
 	switch (n->kind) {
@@ -121,7 +123,7 @@ static void tczfs_ll_lookup(fuse_req_t req, fuse_ino_t parent,
 			rc = fs_model_by_name(fs, name, &n.fm);
 			n.kind = N_MODEL;
 			if (rc == 0)
-				ino = ino_make(n.fm->id, LOCAL_DIR);
+				ino = ino_make(n.fm->iid, LOCAL_DIR);
 		}
 		break;
 	case N_MODEL:
@@ -130,14 +132,14 @@ static void tczfs_ll_lookup(fuse_req_t req, fuse_ino_t parent,
 		p.fm = NULL;
 		if (p.kind == N_MODEL && strcmp(name, "layers") == 0) {
 			n.kind = N_LAYERS;
-			ino = ino_make(n.fm->id, LOCAL_LAYERS);
+			ino = ino_make(n.fm->iid, LOCAL_LAYERS);
 		} else if ((rc = tcz_mview_lookup(n.fm->v,
 						  p.kind == N_MODEL
 							  ? TCZ_VDIR_MODEL
 							  : TCZ_VDIR_LAYERS,
 						  name, &n.index)) == 0) {
 			n.kind = N_FILE;
-			ino = ino_make(n.fm->id, LOCAL_FILE0 + n.index);
+			ino = ino_make(n.fm->iid, LOCAL_FILE0 + n.index);
 		}
 		break;
 	default:
@@ -170,10 +172,19 @@ static void tczfs_ll_forget_multi(fuse_req_t req, size_t count,
 static void tczfs_ll_getattr(fuse_req_t req, fuse_ino_t ino,
 			     struct fuse_file_info *fi)
 {
-	(void)fi;
 	tczfs *fs = fs_of(req);
 	node n;
 	int rc = resolve(fs, ino, &n);
+	fs_file *f = rc == -ENOENT && fi ? fs_handle_get(fs, fi->fh, FS_H_FILE)
+					  : NULL;
+	if (f) {
+		/* fstat of a file whose model moved on: what it reads */
+		n.kind = N_FILE;
+		n.fm = fs_model_ref(f->fm);
+		n.index = f->file;
+		fs_handle_put(fs, fi->fh);
+		rc = 0;
+	}
 	if (rc) {
 		fuse_reply_err(req, -rc);
 		return;
@@ -226,7 +237,7 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 	fuse_ino_t up = n.kind == N_ROOT || n.kind == N_MODEL ||
 				n.kind == N_ASIC || n.kind == N_STREAMS
 			? INO_ROOT
-			: ino_make(n.fm ? n.fm->id : 0, LOCAL_DIR);
+			: ino_make(n.fm ? n.fm->iid : 0, LOCAL_DIR);
 	if (n.kind == N_FILE) {
 		fs_model_put(fs, n.fm);
 		return -ENOTDIR;
@@ -246,10 +257,10 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 			rc = dir_add(req, b, "asic", INO_ASIC, S_IFDIR) ||
 			     dir_add(req, b, "streams", INO_STREAMS, S_IFDIR);
 		for (size_t i = 0; rc == 0 && i < cnt; i++) {
-			uint64_t id;
-			if (tcz_snap_model_id(sn, names[i], &id) == 0)
+			uint64_t id, rev, iid;
+			if (tcz_snap_model_ident(sn, names[i], &id, &rev, &iid) == 0)
 				rc = dir_add(req, b, names[i],
-					     ino_make(id, LOCAL_DIR), S_IFDIR);
+					     ino_make(iid, LOCAL_DIR), S_IFDIR);
 		}
 		tcz_snap_end(sn);
 		tcz_names_free(names, cnt);
@@ -262,11 +273,11 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 		for (uint32_t k = 0; rc == 0 && k < cnt; k++) {
 			uint32_t f = tcz_mview_dir_file(n.fm->v, dir, k);
 			rc = dir_add(req, b, tcz_mview_file(n.fm->v, f)->name,
-				     ino_make(n.fm->id, LOCAL_FILE0 + f), S_IFREG);
+				     ino_make(n.fm->iid, LOCAL_FILE0 + f), S_IFREG);
 		}
 		if (rc == 0 && n.kind == N_MODEL)
 			rc = dir_add(req, b, "layers",
-				     ino_make(n.fm->id, LOCAL_LAYERS), S_IFDIR);
+				     ino_make(n.fm->iid, LOCAL_LAYERS), S_IFDIR);
 		break;
 	}
 	default: /* asic/ and streams/ are empty; or an error above */
@@ -293,7 +304,7 @@ static void tczfs_ll_opendir(fuse_req_t req, fuse_ino_t ino,
 	tczfs *fs = fs_of(req);
 	dirbuf *b = calloc(1, sizeof *b);
 	int rc = b ? list_dir(req, fs, ino, b) : -ENOMEM;
-	if (rc == 0 && !(fi->fh = fs_handle_new(fs, b, dirbuf_free)))
+	if (rc == 0 && !(fi->fh = fs_handle_new(fs, FS_H_DIR, b, dirbuf_free)))
 		rc = -ENOMEM;
 	if (rc) {
 		if (b)
@@ -310,7 +321,7 @@ static void tczfs_ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size,
 {
 	(void)ino;
 	tczfs *fs = fs_of(req);
-	const dirbuf *b = fs_handle_get(fs, fi->fh);
+	const dirbuf *b = fs_handle_get(fs, fi->fh, FS_H_DIR);
 	if (!b) {
 		fuse_reply_err(req, EBADF);
 		return;
@@ -382,7 +393,7 @@ static void tczfs_ll_open(fuse_req_t req, fuse_ino_t ino,
 	f->fm = n.fm;
 	f->file = n.index;
 	pthread_mutex_init(&f->lock, NULL);
-	if (!(fi->fh = fs_handle_new(fs, f, file_free))) {
+	if (!(fi->fh = fs_handle_new(fs, FS_H_FILE, f, file_free))) {
 		file_free(fs, f);
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -398,7 +409,7 @@ static void tczfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size,
 {
 	(void)ino;
 	tczfs *fs = fs_of(req);
-	fs_file *f = fs_handle_get(fs, fi->fh);
+	fs_file *f = fs_handle_get(fs, fi->fh, FS_H_FILE);
 	if (!f) {
 		fuse_reply_err(req, EBADF);
 		return;
@@ -421,12 +432,13 @@ static const char *const xattr_names[] = {
 	"user.tczfs.codec",    "user.tczfs.ratio",     "user.tczfs.rel_error",
 	"user.tczfs.max_abs_error", "user.tczfs.tier", "user.tczfs.dtype",
 	"user.tczfs.shape",    "user.tczfs.reads",     "user.tczfs.bytes_read",
-	"user.tczfs.last_access",
+	"user.tczfs.last_access", "user.tczfs.generation", "user.tczfs.decodes",
 };
 #define N_XATTR (sizeof xattr_names / sizeof xattr_names[0])
 
 /* Value of attribute k of a file, into buf; -ENODATA when it has none. */
-static int xattr_value(const node *n, size_t k, char *buf, size_t cap)
+static int xattr_value(const tczfs *fs, const node *n, size_t k, char *buf,
+		       size_t cap)
 {
 	const fs_model *fm = n->fm;
 	const tcz_model *m = fm->m;
@@ -452,7 +464,7 @@ static int xattr_value(const node *n, size_t k, char *buf, size_t cap)
 		case 3:
 			return snprintf(buf, cap, "%.6g", t->max_abs);
 		case 4:
-			return snprintf(buf, cap, "%s", fs_tier_of(fm, ti));
+			return snprintf(buf, cap, "%s", fs_tier_of(fs, fm, ti));
 		case 5:
 			return snprintf(buf, cap, "%s", tcz_dtype_name(t->dtype));
 		case 6: {
@@ -474,12 +486,17 @@ static int xattr_value(const node *n, size_t k, char *buf, size_t cap)
 		case 9:
 			return snprintf(buf, cap, "%llu",
 					(unsigned long long)atomic_load(&s->last));
+		case 10:
+			return snprintf(buf, cap, "%u", vf->gen);
+		case 11:
+			return snprintf(buf, cap, "%llu",
+					(unsigned long long)atomic_load(&s->decodes));
 		}
 		return -ENODATA;
 	}
 	/* a model file: figures over the tensors it holds */
 	const tcz_file *f = &m->files[vf->index];
-	uint64_t stored = 0, reads = 0, bytes = 0, last = 0;
+	uint64_t stored = 0, reads = 0, bytes = 0, last = 0, decodes = 0;
 	double rel = 0, mabs = 0;
 	int codecs = 0, any = 0;
 	for (uint32_t e = 0; e < f->n_extents; e++) {
@@ -499,6 +516,7 @@ static int xattr_value(const node *n, size_t k, char *buf, size_t cap)
 			mabs = t->max_abs;
 		reads += fs_stat_reads(fm, x->index);
 		bytes += fs_stat_bytes(fm, x->index);
+		decodes += atomic_load(&s->decodes);
 		uint64_t l = atomic_load(&s->last);
 		if (l > last)
 			last = l;
@@ -528,6 +546,11 @@ static int xattr_value(const node *n, size_t k, char *buf, size_t cap)
 	case 9:
 		return any ? snprintf(buf, cap, "%llu", (unsigned long long)last)
 			   : -ENODATA;
+	case 10:
+		return snprintf(buf, cap, "%u", vf->gen);
+	case 11:
+		return any ? snprintf(buf, cap, "%llu", (unsigned long long)decodes)
+			   : -ENODATA;
 	}
 	return -ENODATA;
 }
@@ -546,7 +569,7 @@ static void tczfs_ll_getxattr(fuse_req_t req, fuse_ino_t ino,
 	int len = -ENODATA;
 	for (size_t k = 0; k < N_XATTR; k++)
 		if (strcmp(name, xattr_names[k]) == 0 && n.fm)
-			len = xattr_value(&n, k, buf, sizeof buf);
+			len = xattr_value(fs, &n, k, buf, sizeof buf);
 	/* snprintf reports what it would have written: never reply with
 	 * more than buf holds */
 	if (len >= (int)sizeof buf)
@@ -574,7 +597,7 @@ static void tczfs_ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	char list[1024], tmp[1024];
 	size_t len = 0;
 	for (size_t k = 0; n.fm && k < N_XATTR; k++) {
-		if (xattr_value(&n, k, tmp, sizeof tmp) < 0)
+		if (xattr_value(fs, &n, k, tmp, sizeof tmp) < 0)
 			continue;
 		size_t l = strlen(xattr_names[k]) + 1;
 		memcpy(list + len, xattr_names[k], l);
@@ -587,6 +610,50 @@ static void tczfs_ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	else
 		fuse_reply_buf(req, list, len);
 	fs_model_put(fs, n.fm);
+}
+
+/* user.tczfs.tier = hot|warm|cold|auto pins the tier of a tensor file, or
+ * of every tensor of a model file; kept in the store for every daemon. */
+static void tczfs_ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			      const char *value, size_t size, int flags)
+{
+	(void)flags;
+	tczfs *fs = fs_of(req);
+	node n;
+	int rc = resolve(fs, ino, &n);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (strcmp(name, "user.tczfs.tier") != 0 || n.kind != N_FILE) {
+		fs_model_put(fs, n.fm);
+		fuse_reply_err(req, strncmp(name, "user.tczfs.", 11) == 0 ? EPERM
+									   : ENOTSUP);
+		return;
+	}
+	const tcz_vfile *vf = tcz_mview_file(n.fm->v, n.index);
+	const tcz_model *m = n.fm->m;
+	uint32_t *idx = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *idx), k = 0;
+	if (idx && vf->kind == TCZ_VF_NPY) {
+		idx[k++] = vf->index;
+	} else if (idx) {
+		const tcz_file *f = &m->files[vf->index];
+		for (uint32_t e = 0; e < f->n_extents; e++)
+			if (f->extents[e].kind == TCZ_EXT_TENSOR)
+				idx[k++] = f->extents[e].index;
+	}
+	rc = !idx ? -ENOMEM : k ? fs_pin(fs, n.fm, idx, k, value, size) : -EPERM;
+	free(idx);
+	fs_model_put(fs, n.fm);
+	fuse_reply_err(req, -rc);
+}
+
+static void tczfs_ll_removexattr(fuse_req_t req, fuse_ino_t ino,
+				 const char *name)
+{
+	(void)ino;
+	fuse_reply_err(req, strncmp(name, "user.tczfs.", 11) == 0 ? EPERM
+								   : ENODATA);
 }
 
 static void tczfs_ll_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -628,5 +695,7 @@ const struct fuse_lowlevel_ops tczfs_ll_ops = {
 	.release = tczfs_ll_release,
 	.getxattr = tczfs_ll_getxattr,
 	.listxattr = tczfs_ll_listxattr,
+	.setxattr = tczfs_ll_setxattr,
+	.removexattr = tczfs_ll_removexattr,
 	.statfs = tczfs_ll_statfs,
 };

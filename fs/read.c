@@ -46,6 +46,10 @@ static int fill(void *arg, void *dst, size_t len)
 	tcz_reader *r = fs_reader(a->fs);
 	if (!r)
 		return -ENOMEM;
+	if (a->src->kind == TCZ_SRC_TENSOR) /* for user.tczfs.decodes */
+		atomic_fetch_add((atomic_uint_fast64_t *)&a->fm->st[a->src->index]
+					 .decodes,
+				 1);
 	return tcz_view_decode(r, a->fm->v, a->src, dst);
 }
 
@@ -156,7 +160,7 @@ static int same_src(const tcz_piece *a, const tcz_piece *b)
 
 static void record(fs_model *fm, const tcz_pieces *l)
 {
-	uint64_t now = (uint64_t)time(NULL);
+	uint64_t now = tcz_store_now();
 	int64_t last_t = -1;
 	for (size_t i = 0; i < l->n; i++) {
 		const tcz_piece *p = &l->p[i];
@@ -181,8 +185,10 @@ static void log_failure(tczfs *fs, const fs_model *fm, uint32_t file,
 	fs_log(fs, LOG_ERR, "%s/%s%s: read at offset %llu failed: %s is %s",
 	       fm->name, vf->dir == TCZ_VDIR_LAYERS ? "layers/" : "", vf->name,
 	       (unsigned long long)off, what,
-	       rc == -EIO ? "corrupt (checksum mismatch)"
-			  : "corrupt (does not decode)");
+	       rc == -EIO	  ? "corrupt or unreadable (checksum mismatch or "
+				    "I/O error)"
+	       : rc == -ENODATA ? "missing from the store"
+				  : "corrupt (does not decode)");
 }
 
 void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
@@ -227,7 +233,7 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
 		failed = i;
 	}
 	if (rc) {
-		if (rc == -EIO || rc == -EBADMSG)
+		if (rc == -EIO || rc == -EBADMSG || rc == -ENODATA)
 			log_failure(fs, fm, f->file, off, &l.p[failed], rc);
 		fuse_reply_err(req, rc == -ENOMEM ? ENOMEM : EIO);
 	} else {

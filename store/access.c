@@ -122,3 +122,40 @@ int tcz_store_add_access(tcz_store *s, uint64_t model_id, const uint32_t *idx,
 	add_arg a = {s, model_id, idx, reads, bytes, last, n, totals};
 	return tcz__write(s, add_fn, &a);
 }
+
+typedef struct pin_arg {
+	tcz_store *s;
+	uint64_t id;
+	const uint32_t *idx;
+	size_t n;
+	int32_t pinned;
+} pin_arg;
+
+static int pin_fn(void *arg, MDB_txn *txn)
+{
+	pin_arg *a = arg;
+	int rc = 0;
+	for (size_t i = 0; i < a->n && rc == 0; i++) {
+		unsigned char k[12];
+		tcz__key_id_idx(k, a->id, a->idx[i]);
+		MDB_val kv = {12, k}, d;
+		if (mdb_get(txn, a->s->tensors, &kv, &d) != 0)
+			return tcz__fail(-ENOENT, "no tensor %u in model %llu",
+					 a->idx[i], (unsigned long long)a->id);
+		tcz_access cur = {0, 0, 0, -1};
+		if (mdb_get(txn, a->s->stats, &kv, &d) == 0 && get_rec(&d, &cur))
+			cur = (tcz_access){0, 0, 0, -1};
+		cur.pinned = a->pinned;
+		rc = put_rec(a->s, txn, &kv, &cur);
+	}
+	return rc;
+}
+
+int tcz_store_set_pin(tcz_store *s, uint64_t model_id, const uint32_t *idx,
+		      size_t n, int32_t pinned)
+{
+	if (pinned < -1 || pinned > TCZ_TIER_COLD)
+		return -EINVAL;
+	pin_arg a = {s, model_id, idx, n, pinned};
+	return tcz__write(s, pin_fn, &a);
+}

@@ -166,19 +166,73 @@ int64_t tcz__map_offset(tcz_store *s, const void *pv, size_t n)
 	return -1;
 }
 
+/* The map size another process recorded, as mdb_env_set_mapsize(0) will
+ * adopt it: from the newer of the two meta pages, read with pread (LMDB's
+ * on-disk layout of 0.9: after a 16-byte page header, u32 magic, u32
+ * version, a pointer, then the size_t map size; the txnid after the two
+ * 48-byte database records and the last page number). 0 when unreadable. */
+static size_t meta_mapsize(tcz_store *s)
+{
+	size_t best = 0;
+	uint64_t best_txn = 0;
+	for (int i = 0; i < 2 && s->psize; i++) {
+		unsigned char b[160];
+		if (pread(s->data_fd, b, sizeof b, (off_t)(i * s->psize)) !=
+		    (ssize_t)sizeof b)
+			continue;
+		uint32_t magic;
+		uint64_t map, txn;
+		memcpy(&magic, b + 16, 4);
+		memcpy(&map, b + 32, 8);
+		memcpy(&txn, b + 16 + 24 + 96 + 8, 8);
+		if (magic != 0xBEEFC0DEu)
+			continue;
+		if (!best || txn > best_txn) {
+			best = (size_t)map;
+			best_txn = txn;
+		}
+	}
+	return best;
+}
+
 /* Remaps to size (0: the size another process recorded). Takes map_lock
  * exclusively: waits for this process's transactions, which never wait
  * for another process while they hold it. */
 static int remap(tcz_store *s, size_t size)
 {
 	pthread_rwlock_wrlock(&s->map_lock);
+	if (s->dead) {
+		pthread_rwlock_unlock(&s->map_lock);
+		return tcz__fail(-EIO, "store %s: its map was lost", s->dir);
+	}
+	/* LMDB unmaps before it maps again: a map that cannot be had would
+	 * leave it pointing at nothing. Ask the kernel first. */
+	size_t want = size ? size : meta_mapsize(s);
+	if (!want) {
+		MDB_envinfo info;
+		want = mdb_env_info(s->env, &info) == 0 ? 2 * info.me_mapsize : 0;
+	}
+	void *probe = mmap(NULL, want, PROT_NONE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (probe == MAP_FAILED) {
+		pthread_rwlock_unlock(&s->map_lock);
+		return tcz__fail(-ENOMEM,
+				 "store %s: no address space for a %zu MiB map "
+				 "(ulimit -v?)",
+				 s->dir, want >> 20);
+	}
+	munmap(probe, want);
 	int rc = mdb_env_set_mapsize(s->env, size);
-	locate_map(s);
+	if (rc == 0) {
+		locate_map(s);
+	} else {
+		/* LMDB may have lost its map: never enter it again */
+		s->dead = 1;
+	}
 	pthread_rwlock_unlock(&s->map_lock);
 	if (rc)
-		return tcz__fail(rc == ENOMEM ? -ENOMEM : -EAGAIN,
-				 "cannot map the store's grown file: %s",
-				 mdb_strerror(rc));
+		return tcz__fail(-EIO, "store %s: cannot map the grown file: %s",
+				 s->dir, mdb_strerror(rc));
 	return 0;
 }
 
@@ -210,6 +264,11 @@ int tcz__rtxn_begin(tcz_store *s, MDB_txn **txn)
 {
 	for (int attempt = 0;; attempt++) {
 		pthread_rwlock_rdlock(&s->map_lock);
+		if (s->dead) {
+			pthread_rwlock_unlock(&s->map_lock);
+			return tcz__fail(-EIO, "store %s: its map was lost",
+					 s->dir);
+		}
 		int rc = *txn ? mdb_txn_renew(*txn)
 			      : mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
 		if (rc == 0)
@@ -280,6 +339,11 @@ int tcz__write(tcz_store *s, int (*fn)(void *, MDB_txn *), void *arg)
 		MDB_txn *txn;
 		committing = 0;
 		pthread_rwlock_rdlock(&s->map_lock);
+		if (s->dead) {
+			pthread_rwlock_unlock(&s->map_lock);
+			rc = tcz__fail(-EIO, "store %s: its map was lost", s->dir);
+			break;
+		}
 		int m = mdb_txn_begin(s->env, NULL, 0, &txn);
 		if (m == MDB_MAP_RESIZED && attempt < GROW_ATTEMPTS) {
 			pthread_rwlock_unlock(&s->map_lock);
@@ -524,17 +588,34 @@ static int check_size(tcz_store *s)
 	return 0;
 }
 
-static void open_lockfile(tcz_store *s, int rdonly)
+/* tczfs.lock, created with data.mdb's permissions (a store shared by a
+ * group is locked by all of it). A writer must have it: without it pins
+ * would be ignored and released content freed under its readers. A
+ * reader that cannot create it (read-only media) pins nothing, as nothing
+ * can write there either. */
+static int open_lockfile(tcz_store *s, int rdonly)
 {
 	char path[4200];
+	struct stat st;
 	snprintf(path, sizeof path, "%s/tczfs.lock", s->dir);
+	mode_t mode = 0600;
+	if (fstat(s->data_fd, &st) == 0)
+		mode = st.st_mode & 0666;
 	s->pin_fd = s->gc_fd = -1;
+	s->pin_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, mode);
+	if (s->pin_fd >= 0)
+		fchmod(s->pin_fd, mode); /* as data.mdb, whatever the umask */
 	if (!rdonly) {
-		s->pin_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-		s->gc_fd = open(path, O_RDWR | O_CLOEXEC);
-	} else {
-		s->pin_fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (s->pin_fd >= 0)
+			s->gc_fd = open(path, O_RDWR | O_CLOEXEC);
+		if (s->gc_fd < 0)
+			return tcz__fail(-errno, "cannot open store %s: %s: %s",
+					 s->dir, path, strerror(errno));
+		return 0;
 	}
+	if (s->pin_fd < 0)
+		s->pin_fd = open(path, O_RDONLY | O_CLOEXEC);
+	return 0;
 }
 
 int tcz_store_open(const char *dir, unsigned flags, tcz_store **out)
@@ -646,7 +727,10 @@ int tcz_store_open(const char *dir, unsigned flags, tcz_store **out)
 	}
 	int dead = 0;
 	mdb_reader_check(s->env, &dead);
-	open_lockfile(s, rdonly);
+	if ((rc = open_lockfile(s, rdonly))) {
+		tcz_store_close(s);
+		return rc;
+	}
 
 	/* tables and schema in a read transaction; writers create what is
 	 * missing (a new store, or an upgrade) in a write transaction */

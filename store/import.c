@@ -20,6 +20,7 @@
 #include "codec/metrics.h"
 #include "codec/quant.h"
 #include "codec/tt.h"
+#include "store/internal.h"
 #include "store/source.h"
 
 #define BLOB_LEVEL 12 /* aux files and headers: small, read rarely */
@@ -469,21 +470,28 @@ static int lossy_allowed(const job *j, const src_tensor *st)
 		return 0;
 	if (j->has_inc)
 		return regexec(&j->inc, st->name, 0, NULL, 0) == 0;
-	if (st->numel < j->o->min_size)
+	return tcz__lossy_by_default(st->name, st->dtype, st->ndim, st->shape,
+				     st->numel, j->o->min_size);
+}
+
+int tcz__lossy_by_default(const char *name, tcz_dtype dt, uint32_t ndim,
+			  const uint64_t *shape, uint64_t numel,
+			  uint64_t min_size)
+{
+	if (!tcz_dtype_is_float(dt) || numel == 0 || numel < min_size)
 		return 0;
 	unsigned big = 0; /* dimensions > 1: 1-D tensors are norms/biases */
-	for (uint32_t i = 0; i < st->ndim; i++)
-		big += st->shape[i] > 1;
+	for (uint32_t i = 0; i < ndim; i++)
+		big += shape[i] > 1;
 	if (big < 2)
 		return 0;
 	char low[512];
-	size_t n = strlen(st->name);
+	size_t n = strlen(name);
 	if (n >= sizeof low)
 		n = sizeof low - 1;
 	for (size_t i = 0; i < n; i++)
-		low[i] = (char)(st->name[i] >= 'A' && st->name[i] <= 'Z'
-					? st->name[i] + 32
-					: st->name[i]);
+		low[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32
+								  : name[i]);
 	low[n] = 0;
 	return !strstr(low, "norm") && !strstr(low, "bias");
 }

@@ -37,6 +37,7 @@ struct tcz_store {
 	/* Where LMDB mapped data.mdb (LMDB does not say): found in
 	 * /proc/self/maps at open and after every remap. */
 	const char *map_lo, *map_hi; /* guarded by map_lock (set exclusive) */
+	int dead; /* a remap failed: LMDB has no map (guarded by map_lock) */
 	uint64_t map_off;            /* guarded by map_lock */
 
 	/* One write transaction of this process at a time; taken before
@@ -145,6 +146,19 @@ typedef struct tcz_load_err {
 	uint32_t index;
 } tcz_load_err;
 
+/* Frees what tcz__model_decode of a lone model record allocated. */
+void tcz__model_record_clear(tcz_model *m);
+
+/* The id, revision and (iid may be NULL) bytes identity of a model
+ * record. Errors: -EIO, -EBADMSG, -ENOMEM. */
+int tcz__model_record_ident(const void *p, size_t n, uint64_t *id,
+			    uint64_t *rev, uint64_t *iid);
+
+/* The id and revision of a model record (its checksum checked).
+ * Errors: -EIO, -EBADMSG, -ENOMEM. */
+int tcz__model_record_rev(const void *p, size_t n, uint64_t *id,
+			  uint64_t *rev);
+
 /* Loads model name's records in txn; le (may be NULL) says which record
  * failed. Errors as tcz_snap_model. */
 int tcz__load_model(tcz_store *s, MDB_txn *txn, const char *name,
@@ -191,6 +205,16 @@ int tcz__chunk_parse(const void *val, size_t len, tcz_chunk_hdr *h);
 void tcz__chunk_key(const void *val, size_t len,
 		    unsigned char key[TCZ_KEY_LEN]);
 
+/* Whether a tensor may be stored lossy when nothing names it (import.c):
+ * float, at least min_size values, two dimensions above 1, and not a norm
+ * or a bias by its name. */
+int tcz__lossy_by_default(const char *name, tcz_dtype dt, uint32_t ndim,
+			  const uint64_t *shape, uint64_t numel,
+			  uint64_t min_size);
+
+/* A deep copy of a tensor record. Errors: -ENOMEM (dst cleared). */
+int tcz__tensor_copy(tcz_tensor *dst, const tcz_tensor *src);
+
 /* ---- reading values (read.c) -------------------------------------------- */
 
 /* Reads the value of key in table db into the reader's value buffer in a
@@ -200,10 +224,14 @@ int tcz__fetch(tcz_reader *r, MDB_dbi db, const void *key, size_t klen,
 	       const unsigned char **out, size_t *len);
 
 /* Fetches chunk key, checks it against its key and decodes it into
- * dst[len] of dtype dt. Errors: -EIO missing or damaged; -EBADMSG does
- * not decode; -ENOMEM. */
+ * dst[len] of dtype dt; the stored value stays in the reader until its
+ * next fetch (tcz__reader_value). Errors: -EIO missing or damaged;
+ * -EBADMSG does not decode; -ENOMEM. */
 int tcz__read_chunk(tcz_reader *r, const unsigned char *key, tcz_dtype dt,
 		    void *dst, uint32_t len);
+
+/* The last value fetched (a chunk value after tcz__read_chunk). */
+const unsigned char *tcz__reader_value(const tcz_reader *r, size_t *len);
 
 /* The reader's f32 scratch of at least n floats. Errors: -ENOMEM. */
 int tcz__reader_f32(tcz_reader *r, size_t n, float **out);

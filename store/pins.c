@@ -145,6 +145,7 @@ typedef struct collect_arg {
 	uint64_t *locked; /* contents locked for release, unlocked after */
 	size_t n_locked, cap;
 	unsigned released;
+	int more; /* a full batch: there may be more */
 } collect_arg;
 
 static int locked_add(collect_arg *a, uint64_t id)
@@ -211,44 +212,57 @@ static int release(tcz_store *s, MDB_txn *txn, uint64_t id)
 	return rc;
 }
 
+#define RELEASE_PER_TXN 256 /* contents released per transaction */
+
 static int collect_fn(void *arg, MDB_txn *txn)
 {
 	collect_arg *a = arg;
 	tcz_store *s = a->s;
 	a->released = 0;
-	uint64_t ids[256];
-	size_t n = 0;
 	MDB_cursor *c;
 	int rc = mdb_cursor_open(txn, s->dropped, &c);
 	if (rc)
 		return tcz__mdb_err(rc);
+	/* the distinct contents nobody pins, in key order, a bounded number
+	 * per transaction (the caller runs it again when there are more);
+	 * pinned ones are skipped, however many */
+	uint64_t ids[RELEASE_PER_TXN];
+	size_t n = 0;
+	uint64_t last = 0;
+	int any = 0;
 	MDB_val k, d;
-	/* the distinct contents, a bounded number per transaction */
-	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0 && n < 256;
+	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST);
+	     rc == 0 && n < RELEASE_PER_TXN;
 	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
 		if (k.mv_size != 12)
 			continue;
 		uint64_t id = tcz_get_be64(k.mv_data);
-		if (n == 0 || ids[n - 1] != id)
-			ids[n++] = id;
+		if (any && id == last)
+			continue;
+		any = 1;
+		last = id;
+		if (s->gc_fd >= 0 && id <= INT64_MAX) {
+			if (ofd_lock(s->gc_fd, F_WRLCK, id) != 0)
+				continue; /* somebody still reads it: later */
+			if (locked_add(a, id)) {
+				mdb_cursor_close(c);
+				return -ENOMEM;
+			}
+		}
+		ids[n++] = id;
 	}
 	mdb_cursor_close(c);
 	if (rc && rc != MDB_NOTFOUND)
 		return tcz__mdb_err(rc);
+	a->more = n == RELEASE_PER_TXN;
 	rc = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
-		if (s->gc_fd >= 0 && ids[i] <= INT64_MAX) {
-			/* somebody still reads it: later */
-			if (ofd_lock(s->gc_fd, F_WRLCK, ids[i]) != 0)
-				continue;
-			if ((rc = locked_add(a, ids[i])))
-				break;
-		}
 		rc = release(s, txn, ids[i]);
 		if (rc == 0)
 			a->released++;
 	}
-	return rc;
+	/* nothing to release: no commit either (no page written) */
+	return rc ? rc : n ? 0 : -ECANCELED;
 }
 
 int tcz__collect(tcz_store *s, unsigned *count)
@@ -269,13 +283,22 @@ int tcz__collect(tcz_store *s, unsigned *count)
 	tcz__rtxn_end(s, txn, 0);
 	if (empty)
 		return 0;
-	collect_arg a = {s, NULL, 0, 0, 0};
-	rc = tcz__write(s, collect_fn, &a);
-	for (size_t i = 0; i < a.n_locked; i++)
-		ofd_lock(s->gc_fd, F_UNLCK, a.locked[i]);
+	collect_arg a = {s, NULL, 0, 0, 0, 0};
+	unsigned total = 0;
+	do {
+		rc = tcz__write(s, collect_fn, &a);
+		/* unlocked only after the commit: see the top of this file */
+		for (size_t i = 0; i < a.n_locked; i++)
+			ofd_lock(s->gc_fd, F_UNLCK, a.locked[i]);
+		a.n_locked = 0;
+		if (rc == 0)
+			total += a.released;
+	} while (rc == 0 && a.more);
 	free(a.locked);
+	if (rc == -ECANCELED)
+		rc = 0;
 	if (rc == 0 && count)
-		*count = a.released;
+		*count = total;
 	return rc;
 }
 

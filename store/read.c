@@ -163,6 +163,16 @@ int tcz_snap_model_id(tcz_snap *sn, const char *name, uint64_t *id)
 	return tcz__model_record_id(d.mv_data, d.mv_size, id);
 }
 
+int tcz_snap_model_ident(tcz_snap *sn, const char *name, uint64_t *id,
+			 uint64_t *rev, uint64_t *iid)
+{
+	MDB_val k = {strlen(name), (void *)name}, d;
+	int rc = mdb_get(sn->txn, sn->s->models, &k, &d);
+	if (rc)
+		return tcz__mdb_err(rc);
+	return tcz__model_record_ident(d.mv_data, d.mv_size, id, rev, iid);
+}
+
 /* Loads the records of table db under model id into an array, decoding
  * each with dec; the keys must be the dense indexes 0..count-1. *bad
  * receives the index of a record that failed. */
@@ -380,8 +390,14 @@ int tcz__fetch(tcz_reader *r, MDB_dbi db, const void *key, size_t klen,
 	if (rc)
 		return rc == ENOMEM ? -ENOMEM : tcz__mdb_err(rc);
 	*out = r->val;
-	*len = d.mv_size;
+	*len = r->val_len = d.mv_size;
 	return 0;
+}
+
+const unsigned char *tcz__reader_value(const tcz_reader *r, size_t *len)
+{
+	*len = r->val_len;
+	return r->val;
 }
 
 /* Decodes a verified chunk value into dst[len] of dtype dt. */
@@ -443,7 +459,7 @@ int tcz__read_chunk(tcz_reader *r, const unsigned char *key, tcz_dtype dt,
 	size_t vlen;
 	int rc = tcz__fetch(r, r->s->chunks, key, TCZ_KEY_LEN, &val, &vlen);
 	if (rc == -ENOENT)
-		return -EIO; /* a record points at it: it is missing */
+		return -ENODATA; /* a record points at it: it is missing */
 	if (rc)
 		return rc;
 	unsigned char got[TCZ_KEY_LEN];

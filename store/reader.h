@@ -18,7 +18,7 @@ struct tcz_reader {
 	tcz_lossless_ctx *lctx;
 	ZSTD_DCtx *zctx;
 	unsigned char *val; /* the last fetched value */
-	size_t val_cap;
+	size_t val_cap, val_len;
 	float *f32; /* scratch for conversions to and from f32 */
 	size_t f32_cap;
 	struct tcz_cache *cache; /* TT cores go there when set */

@@ -8,7 +8,8 @@
 #include "store/internal.h"
 
 #define MODEL_MAGIC 0x444f4d54u  /* "TMOD" */
-#define TENSOR_MAGIC 0x4e455454u /* "TTEN" */
+#define TENSOR_MAGIC 0x4e455454u /* "TTEN": version 1, read only */
+#define TENSOR_MAGIC2 0x32455454u /* "TTE2": + generation, flags, mtime */
 #define BLOB_MAGIC 0x424c4254u   /* "TBLB" */
 
 const char *tcz_codec_name(tcz_codec c)
@@ -58,6 +59,33 @@ void tcz__tensor_clear(tcz_tensor *t)
 	memset(t, 0, sizeof *t);
 }
 
+int tcz__tensor_copy(tcz_tensor *dst, const tcz_tensor *src)
+{
+	*dst = *src;
+	dst->name = strdup(src->name);
+	dst->shape = calloc(src->ndim + 1, sizeof *dst->shape);
+	dst->tt_modes = dst->tt_ranks = NULL;
+	dst->chunks = malloc(src->n_chunks ? (size_t)src->n_chunks * TCZ_KEY_LEN : 1);
+	if (src->tt_order) {
+		dst->tt_modes = calloc(src->tt_order, sizeof *dst->tt_modes);
+		dst->tt_ranks = calloc(src->tt_order + 1, sizeof *dst->tt_ranks);
+	}
+	if (!dst->name || !dst->shape || !dst->chunks ||
+	    (src->tt_order && (!dst->tt_modes || !dst->tt_ranks))) {
+		tcz__tensor_clear(dst);
+		return -ENOMEM;
+	}
+	memcpy(dst->shape, src->shape, src->ndim * sizeof *dst->shape);
+	memcpy(dst->chunks, src->chunks, (size_t)src->n_chunks * TCZ_KEY_LEN);
+	if (src->tt_order) {
+		memcpy(dst->tt_modes, src->tt_modes,
+		       src->tt_order * sizeof *dst->tt_modes);
+		memcpy(dst->tt_ranks, src->tt_ranks,
+		       (src->tt_order + 1) * sizeof *dst->tt_ranks);
+	}
+	return 0;
+}
+
 void tcz__blob_clear(tcz_blob *b)
 {
 	free(b->chunks);
@@ -88,7 +116,7 @@ void tcz_model_free(tcz_model *m)
 int tcz__model_encode(const tcz_model *m, tcz_wbuf *w)
 {
 	tcz_wb_u32(w, MODEL_MAGIC);
-	tcz_wb_u32(w, 1);
+	tcz_wb_u32(w, 2);
 	tcz_wb_u64(w, m->id);
 	tcz_wb_u64(w, m->import_time);
 	tcz_wb_u32(w, m->flags);
@@ -112,6 +140,11 @@ int tcz__model_encode(const tcz_model *m, tcz_wbuf *w)
 			tcz_wb_u32(w, f->extents[e].index);
 		}
 	}
+	/* version 2 */
+	tcz_wb_u64(w, m->rev ? m->rev : m->id);
+	tcz_wb_u64(w, m->iid ? m->iid : m->id);
+	tcz_wb_u32(w, (uint32_t)m->policy);
+	tcz_wb_f64(w, m->policy_max_error);
 	return tcz_rec_finish(w);
 }
 
@@ -120,7 +153,8 @@ int tcz__model_decode(const void *p, size_t n, tcz_model *m)
 	tcz_rbuf r;
 	if (tcz_rec_open(&r, p, n))
 		return -EIO;
-	if (tcz_rb_u32(&r) != MODEL_MAGIC || tcz_rb_u32(&r) != 1)
+	uint32_t magic = tcz_rb_u32(&r), version = tcz_rb_u32(&r);
+	if (magic != MODEL_MAGIC || version < 1 || version > 2)
 		return -EBADMSG;
 	m->id = tcz_rb_u64(&r);
 	m->import_time = tcz_rb_u64(&r);
@@ -160,6 +194,19 @@ int tcz__model_decode(const void *p, size_t n, tcz_model *m)
 			f->extents[e].index = tcz_rb_u32(&r);
 		}
 	}
+	m->rev = m->iid = m->id;
+	m->policy = TCZ_POLICY_COST;
+	m->policy_max_error = 0;
+	if (version >= 2) {
+		m->rev = tcz_rb_u64(&r);
+		m->iid = tcz_rb_u64(&r);
+		uint32_t pol = tcz_rb_u32(&r);
+		m->policy_max_error = tcz_rb_f64(&r);
+		if (pol > TCZ_POLICY_PRECISION || !m->rev || !m->iid ||
+		    !(m->policy_max_error >= 0))
+			return -EBADMSG;
+		m->policy = (tcz_policy)pol;
+	}
 	return tcz_rb_end(&r);
 }
 
@@ -185,7 +232,7 @@ static int rb_keys(tcz_rbuf *r, uint32_t *n, unsigned char (**k)[TCZ_KEY_LEN])
 
 int tcz__tensor_encode(const tcz_tensor *t, tcz_wbuf *w)
 {
-	tcz_wb_u32(w, TENSOR_MAGIC);
+	tcz_wb_u32(w, TENSOR_MAGIC2);
 	tcz_wb_str(w, t->name);
 	tcz_wb_u8(w, (uint8_t)t->dtype);
 	tcz_wb_u32(w, t->ndim);
@@ -205,6 +252,9 @@ int tcz__tensor_encode(const tcz_tensor *t, tcz_wbuf *w)
 	tcz_wb_u64(w, t->stored_bytes);
 	tcz_wb_f64(w, t->rel_error);
 	tcz_wb_f64(w, t->max_abs);
+	tcz_wb_u32(w, t->gen);
+	tcz_wb_u32(w, t->tflags);
+	tcz_wb_u64(w, t->mtime);
 	return tcz_rec_finish(w);
 }
 
@@ -222,7 +272,8 @@ int tcz__tensor_decode(const void *p, size_t n, tcz_tensor *t)
 	memset(t, 0, sizeof *t);
 	if (tcz_rec_open(&r, p, n))
 		return -EIO;
-	if (tcz_rb_u32(&r) != TENSOR_MAGIC)
+	uint32_t magic = tcz_rb_u32(&r);
+	if (magic != TENSOR_MAGIC && magic != TENSOR_MAGIC2)
 		return -EBADMSG;
 	t->name = tcz_rb_strdup(&r);
 	t->dtype = (tcz_dtype)tcz_rb_u8(&r);
@@ -271,6 +322,13 @@ int tcz__tensor_decode(const void *p, size_t n, tcz_tensor *t)
 	t->stored_bytes = tcz_rb_u64(&r);
 	t->rel_error = tcz_rb_f64(&r);
 	t->max_abs = tcz_rb_f64(&r);
+	if (magic == TENSOR_MAGIC2) {
+		t->gen = tcz_rb_u32(&r);
+		t->tflags = tcz_rb_u32(&r);
+		t->mtime = tcz_rb_u64(&r);
+		if (t->tflags & ~TCZ_TENSOR_ERR_BOUND)
+			return -EBADMSG;
+	}
 	if ((rc = tcz_rb_end(&r)) != 0)
 		return rc;
 
@@ -331,7 +389,8 @@ int tcz__blob_decode(const void *p, size_t n, tcz_blob *b)
 char *tcz__tensor_record_name(const void *p, size_t n)
 {
 	tcz_rbuf r = {p, n >= 8 ? n - 8 : 0, 0, 0};
-	if (tcz_rb_u32(&r) != TENSOR_MAGIC)
+	uint32_t magic = tcz_rb_u32(&r);
+	if (magic != TENSOR_MAGIC && magic != TENSOR_MAGIC2)
 		return NULL;
 	char *name = tcz_rb_strdup(&r);
 	if (!name)
@@ -354,6 +413,39 @@ int tcz__model_record_id(const void *p, size_t n, uint64_t *id)
 		v = (v << 8) | b[8 + i];
 	*id = v;
 	return 0;
+}
+
+int tcz__model_record_ident(const void *p, size_t n, uint64_t *id,
+			    uint64_t *rev, uint64_t *iid)
+{
+	tcz_model m = {0};
+	int rc = tcz__model_decode(p, n, &m);
+	*id = m.id;
+	*rev = m.rev;
+	if (iid)
+		*iid = m.iid;
+	tcz__model_record_clear(&m);
+	return rc;
+}
+
+int tcz__model_record_rev(const void *p, size_t n, uint64_t *id,
+			  uint64_t *rev)
+{
+	return tcz__model_record_ident(p, n, id, rev, NULL);
+}
+
+void tcz__model_record_clear(tcz_model *m)
+{
+	for (uint32_t i = 0; i < m->n_files && m->files; i++) {
+		free(m->files[i].name);
+		free(m->files[i].extents);
+	}
+	free(m->files);
+	free(m->source);
+	free(m->profile);
+	m->files = NULL;
+	m->source = m->profile = NULL;
+	m->n_files = 0;
 }
 
 int tcz__model_check(const tcz_model *m)

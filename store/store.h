@@ -107,8 +107,18 @@ typedef struct tcz_tensor {
 	uint32_t n_chunks;              /* 0 for tt (computed on read) */
 	unsigned char (*chunks)[TCZ_KEY_LEN];
 	uint64_t stored_bytes;          /* encoded size (chunks or cores) */
-	double rel_error, max_abs;      /* measured in the original dtype */
+	double rel_error, max_abs;      /* measured in the original dtype,
+					 * against the imported values */
+	uint32_t gen;    /* bytes generation: bumped when re-encoding changes
+			  * the values served (precision tiering) */
+	uint32_t tflags; /* TCZ_TENSOR_* */
+	uint64_t mtime;  /* when the served values last changed (unix s);
+			  * 0: the import time */
 } tcz_tensor;
+
+/* rel_error and max_abs are upper bounds (a re-quantization of values that
+ * were already lossy: the imported values are not known any more) */
+#define TCZ_TENSOR_ERR_BOUND 0x1u
 
 typedef struct tcz_blob { /* bytes stored verbatim, zstd-coded chunks */
 	uint64_t length;
@@ -141,11 +151,24 @@ typedef struct tcz_file {
 #define TCZ_MODEL_LOSSY 0x1u    /* some tensor is not stored exactly */
 #define TCZ_MODEL_FROM_DIR 0x2u /* imported from a directory */
 
+/* How tiering may re-encode a model's cold tensors (SPEC 7). */
+typedef enum tcz_policy {
+	TCZ_POLICY_COST = 0,      /* bytes never change: denser lossless */
+	TCZ_POLICY_PRECISION = 1, /* fewer bits within max_error */
+} tcz_policy;
+
 typedef struct tcz_model {
 	char *name;
-	uint64_t id;
+	uint64_t id;  /* never reused: the model's identity */
+	uint64_t rev; /* content revision: a new id at every re-encode, the
+		       * id readers pin (= id at import) */
+	uint64_t iid; /* bytes identity: a new id whenever the bytes served
+		       * change (precision tiering); inode numbers derive
+		       * from it (= id at import) */
 	uint64_t import_time; /* unix seconds */
 	uint32_t flags;
+	tcz_policy policy;
+	double policy_max_error; /* precision: per tensor bound */
 	char *source;  /* path given to import */
 	char *profile; /* encoding options, human readable */
 	uint64_t source_bytes, stored_bytes;
@@ -190,6 +213,11 @@ void tcz_names_free(char **names, size_t count);
 
 /* Model id of name. Errors: -ENOENT; -EIO corrupt record. */
 int tcz_snap_model_id(tcz_snap *sn, const char *name, uint64_t *id);
+
+/* Model name's id, revision and bytes identity (tcz_model).
+ * Errors: -ENOENT; -EIO / -EBADMSG a damaged record; -ENOMEM. */
+int tcz_snap_model_ident(tcz_snap *sn, const char *name, uint64_t *id,
+			 uint64_t *rev, uint64_t *iid);
 
 /* Loads a model's records. Errors: -ENOENT no such model; -EIO a record's
  * checksum failed; -EBADMSG a record is malformed; -ENOMEM. The message
@@ -244,6 +272,21 @@ int tcz_import_commit(tcz_import_tx *tx, tcz_model *m);
 /* Rolls back an import (drops the references it took) and frees tx. */
 void tcz_import_abort(tcz_import_tx *tx);
 
+/* Re-encoding tensors of an existing model (tiering): chunks are added
+ * with tcz_import_put_chunk as for an import (a crash rolls them back);
+ * the commit replaces the tensor records in one transaction, gives the
+ * model a new revision (and a new bytes identity when bytes_changed), and
+ * leaves the replaced chunks to readers of the old revision (deferred
+ * release). m is the model as loaded: the commit fails with -EAGAIN when
+ * its revision changed meanwhile.
+ * Errors: -EROFS, -ENOENT, -ENOSPC, -EIO, -ENOMEM. */
+int tcz_reencode_begin(tcz_store *s, const tcz_model *m, tcz_import_tx **out);
+/* tensors[i] is the new record of tensor idx[i]. Frees tx in every case
+ * (rolled back on failure). Errors: -EAGAIN the model changed; -ENOENT it
+ * was removed; -ENOSPC, -EIO. */
+int tcz_reencode_commit(tcz_import_tx *tx, uint32_t n, const uint32_t *idx,
+			const tcz_tensor *tensors, int bytes_changed);
+
 /* Removes a model: its records and statistics at once; its chunk
  * references and TT cores are released (chunks no other model references
  * deleted) as soon as no process has it open, by this call or a later
@@ -295,6 +338,24 @@ int tcz_snap_access(tcz_snap *sn, uint64_t model_id, uint32_t n,
 int tcz_store_add_access(tcz_store *s, uint64_t model_id, const uint32_t *idx,
 			 const uint64_t *reads, const uint64_t *bytes,
 			 const uint64_t *last, size_t n, tcz_access *totals);
+
+/* Sets the pinned tier (a tcz_tier, or -1 for none: tiers follow the
+ * score) of tensors idx[0..n) of model id, keeping their counts; every
+ * daemon honours it. Errors: -ENOENT no such tensor; -EINVAL; -EROFS,
+ * -ENOSPC, -EIO. */
+int tcz_store_set_pin(tcz_store *s, uint64_t model_id, const uint32_t *idx,
+		      size_t n, int32_t pinned);
+
+/* Sets model name's tiering policy (and the error bound of precision
+ * tiering); the model gets a new revision, so daemons reload it.
+ * Errors: -ENOENT, -EINVAL, -EROFS, -ENOSPC, -EIO. */
+int tcz_store_set_policy(tcz_store *s, const char *name, tcz_policy p,
+			 double max_error);
+
+/* Seconds since the epoch as tiering sees them: the time of day, unless
+ * TCZFS_NOW is set (a test hook): a number, or @FILE holding one, read
+ * again whenever FILE changes. */
+uint64_t tcz_store_now(void);
 
 /* ---- temporal segments (streams) ---------------------------------------- */
 

@@ -131,6 +131,8 @@ typedef struct vctx {
 	idname *models;
 	size_t n_models;
 	int uncertain; /* some reference holder could not be read */
+	int bad_model_records; /* ids of those cannot be trusted */
+	keyset reported; /* damaged chunks already reported */
 	MDB_txn *txn;
 } vctx;
 
@@ -158,6 +160,7 @@ static const char *why(int rc)
 	case -EBADMSG:
 		return "does not decode";
 	case -ENOENT:
+	case -ENODATA:
 		return "missing";
 	default:
 		return strerror(-rc);
@@ -206,9 +209,12 @@ static int scan_models(vctx *v)
 	size_t cap = 0;
 	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
-		uint64_t id;
+		uint64_t id, rev;
 		if (tcz__model_record_id(d.mv_data, d.mv_size, &id))
 			id = NO_OWNER;
+		if (tcz__model_record_rev(d.mv_data, d.mv_size, &id, &rev) &&
+		    tcz__model_record_id(d.mv_data, d.mv_size, &id) == 0)
+			v->bad_model_records++;
 		if (tcz__grow(&v->models, &cap, v->n_models, sizeof *v->models,
 			      16)) {
 			mdb_cursor_close(c);
@@ -246,7 +252,9 @@ static int scan_holders(vctx *v, MDB_dbi db, int blobs)
 		uint32_t idx = tcz_get_be32((const unsigned char *)k.mv_data + 8);
 		const char *mname = model_name(v, id);
 		if (!mname) {
-			if (id != orphan) {
+			/* a damaged model record (reported) may hold the id
+			 * these records are under */
+			if (id != orphan && !v->bad_model_records) {
 				char what[64];
 				snprintf(what, sizeof what, "model id %llu",
 					 (unsigned long long)id);
@@ -611,6 +619,17 @@ static int decode_model(vctx *v, tcz_reader *r, const char *name)
 					break;
 				}
 				if (e) {
+					/* a chunk shared by several tensors or
+					 * models: its damage is reported once */
+					unsigned char key[TCZ_KEY_LEN];
+					tcz_view_src_key(mv, &s, key);
+					if (!tt && ks_get(&v->reported, key, NULL))
+						continue;
+					owner none = {NO_OWNER, 0};
+					if (!tt && ks_add(&v->reported, key, none)) {
+						rc = -ENOMEM;
+						break;
+					}
 					tcz_src f = {kind, i, c, 0};
 					tcz_view_src_describe(mv, &f, what,
 							      sizeof what);
@@ -682,5 +701,6 @@ int tcz_store_verify(tcz_store *s, const char *name, tcz_verify_cb cb,
 		free(v.models[i].name);
 	free(v.models);
 	ks_free(&v.refs);
+	ks_free(&v.reported);
 	return rc;
 }

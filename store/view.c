@@ -25,7 +25,8 @@ struct tcz_mview {
 	tcz_store *s;
 	atomic_uint refs;
 	tcz_model *m;
-	uint64_t content; /* pinned */
+	uint64_t content;   /* the pinned revision */
+	uint64_t pinned_id; /* the pinned model id */
 	uint32_t nfiles;
 	tcz_vfile *files;
 	char **names;                    /* owned names of .npy files */
@@ -36,6 +37,8 @@ struct tcz_mview {
 };
 
 /* ---- building ----------------------------------------------------------- */
+
+static void unpin2(tcz_store *s, uint64_t id, uint64_t rev);
 
 static void view_free(tcz_mview *v)
 {
@@ -56,7 +59,7 @@ static void view_free(tcz_mview *v)
 		free(v->order[d]);
 	tcz_model_free(v->m);
 	if (v->content)
-		tcz__unpin(v->s, v->content);
+		unpin2(v->s, v->pinned_id, v->content);
 	free(v);
 }
 
@@ -98,6 +101,17 @@ static int build(tcz_mview *v)
 		vf->kind = has_tensor(&m->files[f]) ? TCZ_VF_CONTAINER : TCZ_VF_AUX;
 		vf->index = f;
 		vf->size = m->files[f].size;
+		vf->mtime = m->import_time;
+		for (uint32_t e = 0; e < m->files[f].n_extents; e++) {
+			const tcz_extent *x = &m->files[f].extents[e];
+			if (x->kind != TCZ_EXT_TENSOR)
+				continue;
+			const tcz_tensor *tn = &m->tensors[x->index];
+			if (tn->mtime > vf->mtime)
+				vf->mtime = tn->mtime;
+			if (tn->gen > vf->gen)
+				vf->gen = tn->gen;
+		}
 	}
 	for (uint32_t t = 0; t < nt; t++) {
 		const tcz_tensor *tn = &m->tensors[t];
@@ -123,6 +137,8 @@ static int build(tcz_mview *v)
 		 * as wide (BF16 -> f32) as the stored ones only for 2-byte
 		 * types */
 		vf->size = hl + tn->numel * tcz_dtype_size(tcz_npy_dtype(tn->dtype));
+		vf->mtime = tn->mtime > m->import_time ? tn->mtime : m->import_time;
+		vf->gen = tn->gen;
 	}
 	for (uint32_t i = 0; i < v->nfiles; i++) {
 		uint32_t d = v->files[i].dir;
@@ -136,9 +152,9 @@ static int build(tcz_mview *v)
 	return 0;
 }
 
-/* The model's id by name, in a short transaction. */
-static int model_id(tcz_store *s, MDB_txn **txn, const char *name,
-		    uint64_t *id)
+/* The (id, rev) of the model record of name, in a short transaction. */
+static int model_rev(tcz_store *s, MDB_txn **txn, const char *name,
+		     uint64_t *id, uint64_t *rev)
 {
 	int rc = tcz__rtxn_begin(s, txn);
 	if (rc)
@@ -146,11 +162,17 @@ static int model_id(tcz_store *s, MDB_txn **txn, const char *name,
 	MDB_val k = {strlen(name), (void *)name}, d;
 	rc = mdb_get(*txn, s->models, &k, &d);
 	if (rc == 0)
-		rc = tcz__model_record_id(d.mv_data, d.mv_size, id);
+		rc = tcz__model_record_rev(d.mv_data, d.mv_size, id, rev);
 	else
 		rc = tcz__mdb_err(rc);
 	tcz__rtxn_end(s, *txn, 1);
 	return rc;
+}
+
+static void unpin2(tcz_store *s, uint64_t id, uint64_t rev)
+{
+	tcz__unpin(s, id);
+	tcz__unpin(s, rev);
 }
 
 int tcz_mview_open(tcz_store *s, const char *name, tcz_mview **out)
@@ -159,44 +181,53 @@ int tcz_mview_open(tcz_store *s, const char *name, tcz_mview **out)
 	MDB_txn *txn = NULL;
 	int rc = -ENOENT;
 	for (int attempt = 0; attempt < OPEN_ATTEMPTS; attempt++) {
-		/* pin first, then load: once pinned, content seen under the
-		 * model's name stays in the store however it changes */
-		uint64_t id;
-		rc = model_id(s, &txn, name, &id);
-		if (rc)
-			break;
-		rc = tcz__pin(s, id);
-		if (rc == -ENOENT)
-			continue; /* being released: the name has moved on */
-		if (rc)
-			break;
+		/* load, pin, then check the record still names what was
+		 * loaded: once pinned, that content stays in the store
+		 * however the model changes. The revision pins its chunks;
+		 * the id pins what all revisions share (TT cores). */
 		tcz_model *m = NULL;
 		rc = tcz__rtxn_begin(s, &txn);
 		if (rc == 0) {
 			rc = tcz__load_model(s, txn, name, &m, NULL);
 			tcz__rtxn_end(s, txn, 1);
 		}
-		if (rc == 0 && m->id != id) {
-			/* removed and imported again meanwhile */
-			tcz_model_free(m);
+		if (rc)
+			break;
+		uint64_t id = m->id, rev = m->rev;
+		rc = tcz__pin(s, id);
+		if (rc == 0 && (rc = tcz__pin(s, rev)) != 0)
 			tcz__unpin(s, id);
+		if (rc) {
+			tcz_model_free(m);
+			if (rc == -ENOENT)
+				continue; /* being released: the name moved on */
+			break;
+		}
+		uint64_t id2 = 0, rev2 = 0;
+		rc = model_rev(s, &txn, name, &id2, &rev2);
+		if (rc == 0 && (id2 != id || rev2 != rev)) {
+			/* re-encoded, or removed and imported again */
+			tcz_model_free(m);
+			unpin2(s, id, rev);
 			rc = -ENOENT;
 			continue;
 		}
 		if (rc) {
-			tcz__unpin(s, id);
+			tcz_model_free(m);
+			unpin2(s, id, rev);
 			break;
 		}
 		tcz_mview *v = calloc(1, sizeof *v);
 		if (!v) {
 			tcz_model_free(m);
-			tcz__unpin(s, id);
+			unpin2(s, id, rev);
 			rc = -ENOMEM;
 			break;
 		}
 		v->s = s;
 		v->m = m;
-		v->content = id;
+		v->content = rev;
+		v->pinned_id = id;
 		atomic_init(&v->refs, 1);
 		if ((rc = build(v))) {
 			view_free(v);
@@ -546,7 +577,7 @@ static int load_cores(tcz_reader *r, const tcz_mview *v, uint32_t t,
 		size_t vlen;
 		int rc = tcz__fetch(r, r->s->ttcores, key, 16, &val, &vlen);
 		if (rc == -ENOENT)
-			return -EIO;
+			return -ENODATA;
 		if (rc)
 			return rc;
 		tcz_rbuf rb;

@@ -47,6 +47,9 @@ typedef struct tcz_vfile {
 	tcz_vkind kind;
 	uint32_t index;   /* the model's file index, or the tensor's (NPY) */
 	uint64_t size;    /* exact */
+	uint64_t mtime;   /* when its bytes last changed: the import, or the
+			   * latest re-encoding that changed values */
+	uint32_t gen;     /* bytes generation (the largest of its tensors') */
 } tcz_vfile;
 
 /* Opens the current content of model name.
@@ -57,8 +60,8 @@ tcz_mview *tcz_mview_ref(tcz_mview *v);
 void tcz_mview_put(tcz_mview *v); /* NULL is fine */
 
 const tcz_model *tcz_mview_model(const tcz_mview *v);
-/* The pinned content id (the model id): a source's identity is (content
- * id, source). */
+/* The pinned content revision (the model's rev): a source's identity is
+ * (revision, source). */
 uint64_t tcz_mview_content(const tcz_mview *v);
 
 uint32_t tcz_mview_nfiles(const tcz_mview *v);
@@ -127,8 +130,9 @@ void tcz_view_src_describe(const tcz_mview *v, const tcz_src *s, char *buf,
 			   size_t n);
 
 /* Decodes source s into dst (s->len bytes), verifying every stored value
- * on the way. Errors: -EIO a checksum mismatch or missing value;
- * -EBADMSG a value that does not decode; -EINVAL bad source; -ENOMEM. */
+ * on the way. Errors: -EIO a checksum mismatch (or a read error);
+ * -ENODATA a value the records name is missing; -EBADMSG a value that
+ * does not decode; -EINVAL bad source; -ENOMEM. */
 int tcz_view_decode(tcz_reader *r, const tcz_mview *v, const tcz_src *s,
 		    void *dst);
 

@@ -23,7 +23,10 @@ typedef struct item {
 struct tcz_import_tx {
 	tcz_store *s;
 	char *name;
-	uint64_t id; /* model id, also the import's id */
+	uint64_t id; /* model id, also the import's id; for a re-encode the
+		      * new revision's id */
+	uint64_t base_rev; /* re-encode: the revision it started from */
+	int reencode;
 	item *items;
 	size_t n, cap, bytes;
 	uint32_t batch; /* next pending batch number */
@@ -144,10 +147,12 @@ static int incref_chunk(tcz_store *s, MDB_txn *txn, const item *it)
 	}
 	if (rc && rc != -ENOENT)
 		return rc;
+	/* a missing chunk with a count (damage) keeps its other holders'
+	 * references: the value comes back, the count goes on */
 	d = (MDB_val){it->len, it->val};
 	if ((rc = mdb_put(txn, s->chunks, &k, &d, 0)))
 		return tcz__mdb_err(rc);
-	return refs_put(s, txn, it->key, 1);
+	return refs_put(s, txn, it->key, c ? c + 1 : 1);
 }
 
 /* ---- batches ------------------------------------------------------------ */
@@ -291,8 +296,20 @@ static int begin_fn(void *arg, MDB_txn *txn)
 	tcz_import_tx *tx = ((struct begin_arg *)arg)->tx;
 	tcz_store *s = tx->s;
 	MDB_val k = {strlen(tx->name), tx->name}, d;
-	if (mdb_get(txn, s->models, &k, &d) == 0)
+	int found = mdb_get(txn, s->models, &k, &d) == 0;
+	if (found && !tx->reencode)
 		return tcz__fail(-EEXIST, "model %s already exists", tx->name);
+	if (tx->reencode) {
+		uint64_t mid, rev;
+		if (!found)
+			return tcz__fail(-ENOENT, "no model named %s", tx->name);
+		int r = tcz__model_record_rev(d.mv_data, d.mv_size, &mid, &rev);
+		if (r)
+			return r;
+		if (rev != tx->base_rev)
+			return tcz__fail(-EAGAIN, "model %s changed meanwhile",
+					 tx->name);
+	}
 	uint64_t id;
 	int rc = tcz__meta_get(s, txn, "next_id", &id);
 	if (rc == -EIO)
@@ -501,7 +518,8 @@ static int rollback_fn(void *arg, MDB_txn *txn)
 	if (rc)
 		return tcz__mdb_err(rc);
 	MDB_val k = {8, k0}, d;
-	for (rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE); rc == 0;
+	int err = 0; /* a negative errno; rc stays LMDB's */
+	for (rc = mdb_cursor_get(c, &k, &d, MDB_SET_RANGE); rc == 0 && !err;
 	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
 		if (k.mv_size != 12 || memcmp(k.mv_data, k0, 8) != 0)
 			break;
@@ -511,14 +529,14 @@ static int rollback_fn(void *arg, MDB_txn *txn)
 		if (tcz_rec_open(&r, d.mv_data, d.mv_size) ||
 		    r.len % TCZ_KEY_LEN)
 			continue;
-		for (size_t off = 0; off < r.len && rc == 0; off += TCZ_KEY_LEN)
-			rc = tcz__decref(s, txn, r.p + off);
-		if (rc)
-			break;
+		for (size_t off = 0; off < r.len && !err; off += TCZ_KEY_LEN)
+			err = tcz__decref(s, txn, r.p + off);
 	}
 	mdb_cursor_close(c);
+	if (err)
+		return err;
 	if (rc && rc != MDB_NOTFOUND)
-		return rc < 0 ? rc : tcz__mdb_err(rc);
+		return tcz__mdb_err(rc);
 	if ((rc = tcz__del_prefix(txn, s->pending, id)) ||
 	    (rc = tcz__del_prefix(txn, s->ttcores, id)))
 		return rc;
@@ -540,6 +558,200 @@ void tcz_import_abort(tcz_import_tx *tx)
 	drop_items(tx);
 	rollback(tx->s, tx->id, 0); /* on failure, recovery retries later */
 	tx_free(tx);
+}
+
+/* ---- re-encoding ---------------------------------------------------- */
+
+int tcz_reencode_begin(tcz_store *s, const tcz_model *m, tcz_import_tx **out)
+{
+	if (s->flags & TCZ_STORE_RDONLY)
+		return -EROFS;
+	int rc = tcz_store_recover(s, NULL);
+	if (rc)
+		return rc;
+	tcz_import_tx *tx = calloc(1, sizeof *tx);
+	if (!tx || !(tx->name = strdup(m->name))) {
+		free(tx);
+		return -ENOMEM;
+	}
+	tx->s = s;
+	tx->reencode = 1;
+	tx->base_rev = m->rev;
+	struct begin_arg a = {tx};
+	rc = tcz__write(s, begin_fn, &a);
+	if (rc) {
+		free(tx->name);
+		free(tx);
+		return rc;
+	}
+	*out = tx;
+	return 0;
+}
+
+typedef struct swap_arg {
+	tcz_import_tx *tx;
+	uint32_t n;
+	const uint32_t *idx;
+	const tcz_tensor *tensors;
+	int bytes_changed;
+} swap_arg;
+
+static int swap_fn(void *arg, MDB_txn *txn)
+{
+	swap_arg *a = arg;
+	tcz_import_tx *tx = a->tx;
+	tcz_store *s = tx->s;
+	tcz_model *m = NULL;
+	int rc = tcz__load_model(s, txn, tx->name, &m, NULL);
+	if (rc == -ENOENT)
+		return tcz__fail(-ENOENT, "model %s was removed meanwhile",
+				 tx->name);
+	if (rc)
+		return rc;
+	if (m->rev != tx->base_rev) {
+		tcz_model_free(m);
+		return tcz__fail(-EAGAIN, "model %s changed meanwhile", tx->name);
+	}
+	rc = write_items(tx, txn);
+	/* the old chunks stay for readers of the old revision */
+	size_t nold = 0;
+	for (uint32_t i = 0; i < a->n; i++)
+		nold += a->idx[i] < m->n_tensors ? m->tensors[a->idx[i]].n_chunks : 0;
+	unsigned char(*old)[TCZ_KEY_LEN] = malloc(nold ? nold * TCZ_KEY_LEN : 1);
+	size_t at = 0;
+	if (!old && rc == 0)
+		rc = -ENOMEM;
+	int lossy = 0;
+	for (uint32_t i = 0; rc == 0 && i < a->n; i++) {
+		uint32_t t = a->idx[i];
+		if (t >= m->n_tensors) {
+			rc = -EINVAL;
+			break;
+		}
+		tcz_tensor *ot = &m->tensors[t];
+		memcpy(old + at, ot->chunks, (size_t)ot->n_chunks * TCZ_KEY_LEN);
+		at += ot->n_chunks;
+		m->stored_bytes += a->tensors[i].stored_bytes;
+		m->stored_bytes -= ot->stored_bytes < m->stored_bytes
+					   ? ot->stored_bytes
+					   : m->stored_bytes;
+		tcz_wbuf w;
+		tcz_wb_init(&w);
+		rc = tcz__tensor_encode(&a->tensors[i], &w);
+		unsigned char kb[12];
+		tcz__key_id_idx(kb, m->id, t);
+		MDB_val kv = {12, kb}, dv = {w.len, w.p};
+		if (rc == 0)
+			rc = tcz__mdb_err(mdb_put(txn, s->tensors, &kv, &dv, 0));
+		tcz_wb_free(&w);
+	}
+	if (rc == 0)
+		rc = tcz__drop(s, txn, tx->base_rev,
+			       (const unsigned char(*)[TCZ_KEY_LEN])old, at, 0);
+	free(old);
+	/* the model record: a new revision, new bytes identity if the
+	 * served values changed */
+	for (uint32_t t = 0; rc == 0 && t < m->n_tensors; t++) {
+		tcz_codec c = m->tensors[t].codec;
+		for (uint32_t i = 0; i < a->n; i++)
+			if (a->idx[i] == t)
+				c = a->tensors[i].codec;
+		lossy |= c != TCZ_CODEC_LOSSLESS;
+	}
+	if (rc == 0) {
+		m->rev = tx->id;
+		if (a->bytes_changed)
+			m->iid = tx->id;
+		if (lossy)
+			m->flags |= TCZ_MODEL_LOSSY;
+		tcz_wbuf w;
+		tcz_wb_init(&w);
+		rc = tcz__model_encode(m, &w);
+		MDB_val k = {strlen(tx->name), tx->name}, dv = {w.len, w.p};
+		if (rc == 0)
+			rc = tcz__mdb_err(mdb_put(txn, s->models, &k, &dv, 0));
+		tcz_wb_free(&w);
+	}
+	/* the new chunks are referenced by the records now */
+	if (rc == 0)
+		rc = tcz__del_prefix(txn, s->pending, tx->id);
+	if (rc == 0) {
+		unsigned char kb[8];
+		tcz__key_id(kb, tx->id);
+		MDB_val kv = {8, kb};
+		rc = tcz__mdb_err(mdb_del(txn, s->imports, &kv, NULL));
+	}
+	if (rc == 0)
+		rc = tcz__bump_generation(s, txn);
+	tcz_model_free(m);
+	return rc;
+}
+
+int tcz_reencode_commit(tcz_import_tx *tx, uint32_t n, const uint32_t *idx,
+			const tcz_tensor *tensors, int bytes_changed)
+{
+	swap_arg a = {tx, n, idx, tensors, bytes_changed};
+	int rc = tcz__write(tx->s, swap_fn, &a);
+	if (rc) {
+		char msg[512];
+		snprintf(msg, sizeof msg, "%s", tcz_store_errmsg());
+		tcz_import_abort(tx);
+		tcz__fail(rc, "%s", msg);
+		return rc;
+	}
+	tcz_store *s = tx->s;
+	tx_free(tx);
+	tcz__collect(s, NULL); /* the old chunks, unless somebody reads them */
+	return 0;
+}
+
+typedef struct policy_arg {
+	tcz_store *s;
+	const char *name;
+	tcz_policy p;
+	double max_error;
+} policy_arg;
+
+static int policy_fn(void *arg, MDB_txn *txn)
+{
+	policy_arg *a = arg;
+	tcz_store *s = a->s;
+	MDB_val k = {strlen(a->name), (void *)a->name}, d;
+	int rc = mdb_get(txn, s->models, &k, &d);
+	if (rc)
+		return rc == MDB_NOTFOUND
+			       ? tcz__fail(-ENOENT, "no model named %s", a->name)
+			       : tcz__mdb_err(rc);
+	tcz_model m = {0};
+	uint64_t rev;
+	if ((rc = tcz__model_decode(d.mv_data, d.mv_size, &m)) == 0 &&
+	    (rc = tcz__meta_get(s, txn, "next_id", &rev)) == 0 &&
+	    (rc = tcz__meta_put(s, txn, "next_id", rev + 1)) == 0) {
+		m.policy = a->p;
+		m.policy_max_error = a->max_error;
+		m.rev = rev; /* nothing dropped: the old revision pins nothing */
+		tcz_wbuf w;
+		tcz_wb_init(&w);
+		rc = tcz__model_encode(&m, &w);
+		MDB_val dv = {w.len, w.p};
+		if (rc == 0)
+			rc = tcz__mdb_err(mdb_put(txn, s->models, &k, &dv, 0));
+		tcz_wb_free(&w);
+	}
+	if (rc == 0)
+		rc = tcz__bump_generation(s, txn);
+	tcz__model_record_clear(&m);
+	return rc;
+}
+
+int tcz_store_set_policy(tcz_store *s, const char *name, tcz_policy p,
+			 double max_error)
+{
+	if ((p != TCZ_POLICY_COST && p != TCZ_POLICY_PRECISION) ||
+	    !(max_error >= 0 && max_error < 1e6))
+		return -EINVAL;
+	policy_arg a = {s, name, p, max_error};
+	return tcz__write(s, policy_fn, &a);
 }
 
 /* True when the import record describes a process that is gone. */
@@ -630,6 +842,64 @@ static int model_keys(const tcz_model *m, unsigned char (**out)[TCZ_KEY_LEN],
 	return 0;
 }
 
+/* The chunk keys of every tensor and blob record under id that still
+ * decodes (a model with a damaged record: what can be trusted). */
+static int salvage_keys(tcz_store *s, MDB_txn *txn, uint64_t id,
+			unsigned char (**out)[TCZ_KEY_LEN], size_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	size_t cap = 0;
+	MDB_dbi dbs[2] = {s->tensors, s->aux};
+	for (int k = 0; k < 2; k++) {
+		MDB_cursor *c;
+		int rc = mdb_cursor_open(txn, dbs[k], &c);
+		if (rc)
+			return tcz__mdb_err(rc);
+		unsigned char k0[8];
+		tcz__key_id(k0, id);
+		MDB_val kv = {8, k0}, d;
+		for (rc = mdb_cursor_get(c, &kv, &d, MDB_SET_RANGE);
+		     rc == 0 && kv.mv_size == 12 && tcz_get_be64(kv.mv_data) == id;
+		     rc = mdb_cursor_get(c, &kv, &d, MDB_NEXT)) {
+			tcz_tensor t;
+			tcz_blob b;
+			uint32_t cnt;
+			unsigned char(*keys)[TCZ_KEY_LEN];
+			if (k == 0 ? tcz__tensor_decode(d.mv_data, d.mv_size, &t)
+				   : tcz__blob_decode(d.mv_data, d.mv_size, &b)) {
+				if (k == 0)
+					tcz__tensor_clear(&t);
+				else
+					tcz__blob_clear(&b);
+				continue; /* damaged: its chunks stay, verify says */
+			}
+			cnt = k == 0 ? t.n_chunks : b.n_chunks;
+			keys = k == 0 ? t.chunks : b.chunks;
+			while (*n + cnt > cap) {
+				size_t nc = cap ? cap * 2 : 256;
+				void *p = realloc(*out, nc * TCZ_KEY_LEN);
+				if (!p) {
+					mdb_cursor_close(c);
+					return -ENOMEM;
+				}
+				*out = p;
+				cap = nc;
+			}
+			memcpy(*out + *n, keys, (size_t)cnt * TCZ_KEY_LEN);
+			*n += cnt;
+			if (k == 0)
+				tcz__tensor_clear(&t);
+			else
+				tcz__blob_clear(&b);
+		}
+		mdb_cursor_close(c);
+		if (rc && rc != MDB_NOTFOUND)
+			return tcz__mdb_err(rc);
+	}
+	return 0;
+}
+
 static int remove_fn(void *arg, MDB_txn *txn)
 {
 	void **a = arg;
@@ -641,29 +911,37 @@ static int remove_fn(void *arg, MDB_txn *txn)
 		return rc == MDB_NOTFOUND
 			       ? tcz__fail(-ENOENT, "no model named %s", name)
 			       : tcz__mdb_err(rc);
-	tcz_model *m = NULL;
-	uint64_t id;
-	if ((rc = tcz__model_record_id(d.mv_data, d.mv_size, &id)))
-		return rc;
-	rc = tcz__load_model(s, txn, name, &m, NULL);
-	if (rc == 0) {
-		/* readers that have the model open keep reading it: its
-		 * references go when the last of them is gone */
-		unsigned char(*keys)[TCZ_KEY_LEN] = NULL;
-		size_t n = 0;
-		rc = model_keys(m, &keys, &n);
+	uint64_t id, rev;
+	if (tcz__model_record_rev(d.mv_data, d.mv_size, &id, &rev) != 0) {
+		/* The model record itself is damaged: its id cannot be
+		 * trusted (a flipped byte may name another model), so only
+		 * the name goes; what was under the real id is left for
+		 * verify to report, never someone else's records. */
+		rc = tcz__mdb_err(mdb_del(txn, s->models, &k, NULL));
 		if (rc == 0)
-			rc = tcz__drop(s, txn, id,
-				       (const unsigned char(*)[TCZ_KEY_LEN])keys, n,
-				       1);
-		free(keys);
-		tcz_model_free(m);
-	} else if (rc == -EIO || rc == -EBADMSG) {
-		/* A damaged model must still be removable: its id sits at a
-		 * fixed place; chunks it held stay until verify reports them,
-		 * its TT cores go when nobody reads it. */
-		rc = tcz__drop(s, txn, id, NULL, 0, 1);
+			rc = tcz__bump_generation(s, txn);
+		return rc;
 	}
+	tcz_model *m = NULL;
+	unsigned char(*keys)[TCZ_KEY_LEN] = NULL;
+	size_t n = 0;
+	rc = tcz__load_model(s, txn, name, &m, NULL);
+	if (rc == 0)
+		rc = model_keys(m, &keys, &n);
+	else if (rc == -EIO || rc == -EBADMSG)
+		/* a damaged tensor or blob record: the others' references
+		 * still go */
+		rc = salvage_keys(s, txn, id, &keys, &n);
+	tcz_model_free(m);
+	/* readers that have the model open keep reading it: its references
+	 * go when the last reader of this revision is gone; the TT cores,
+	 * which every revision shares, when the last reader of any is */
+	if (rc == 0)
+		rc = tcz__drop(s, txn, rev, (const unsigned char(*)[TCZ_KEY_LEN])keys,
+			       n, 0);
+	free(keys);
+	if (rc == 0)
+		rc = tcz__drop(s, txn, id, NULL, 0, 1);
 	if (rc)
 		return rc;
 	if ((rc = tcz__del_prefix(txn, s->tensors, id)) ||

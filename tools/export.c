@@ -33,17 +33,19 @@ int cli_copy_file(tcz_reader *r, const tcz_mview *v, uint32_t f, int fd,
 	uint64_t off = 0;
 	while (rc == 0 && off < vf->size) {
 		size_t got;
-		tcz_src bad;
+		tcz_src bad = {UINT32_MAX, 0, 0, 0};
 		rc = tcz_view_read(r, v, f, off, STEP, buf, &got, &bad);
 		if (rc) {
-			char what[400];
-			tcz_view_src_describe(v, &bad, what, sizeof what);
+			char what[400] = "read";
+			if (bad.kind != UINT32_MAX)
+				tcz_view_src_describe(v, &bad, what, sizeof what);
 			cli_err("%s/%s%s: %s: %s", m->name,
 				vf->dir == TCZ_VDIR_LAYERS ? "layers/" : "",
 				vf->name, what,
 				rc == -EIO ? "stored data is corrupt (checksum "
 					     "mismatch)"
 				: rc == -EBADMSG ? "stored data does not decode"
+				: rc == -ENODATA ? "stored data is missing"
 						 : strerror(-rc));
 			break;
 		}

@@ -15,6 +15,8 @@
 static const char mount_help[] =
 	"usage: tczfs mount MNT [--store DIR] [-f] [--cache-mb N] [-o OPTS]\n"
 	"                       [--log FILE] [--stats-interval S] [--threads N]\n"
+	"                       [--hot-mb N] [--hot-score N] [--warm-score N]\n"
+	"                       [--tier-interval S] [--tier-io-mb-s N]\n"
 	"Mounts the store at MNT (an empty directory): every model becomes\n"
 	"MNT/<model>/ with model.safetensors (byte-identical for lossless\n"
 	"models), its other files and layers/<tensor>.npy (BF16 shown as f32).\n"
@@ -24,12 +26,22 @@ static const char mount_help[] =
 	"  --log FILE         append the daemon's log to FILE (default syslog)\n"
 	"  --stats-interval S save access statistics every S seconds (30)\n"
 	"  --threads N        FUSE worker threads at most (default 10)\n"
+	"  --hot-mb N         hot tensors kept decoded, part of the cache\n"
+	"                     (default a quarter of it)\n"
+	"  --hot-score N, --warm-score N  tier thresholds (512, 64)\n"
+	"  --tier-interval S  background tiering every S seconds (600; 0: off):\n"
+	"                     cold tensors re-encoded denser (or re-quantized\n"
+	"                     for models with 'tczfs tier policy ... precision')\n"
+	"  --tier-io-mb-s N   its throttle (32)\n"
 	"Unmount with 'tczfs umount MNT'.\n";
 
 int cli_mount(int argc, char **argv)
 {
 	tcz_fs_opts o = {0};
-	uint64_t v, cache_mb = 256;
+	uint64_t v, cache_mb = 256, hot_mb = 0;
+	int hot_set = 0;
+	o.tier_interval = 600;
+	o.tier_io_bytes_s = 32u << 20;
 	int c;
 	static const struct option lo[] = {
 		{"foreground", no_argument, 0, 'f'},
@@ -37,6 +49,11 @@ int cli_mount(int argc, char **argv)
 		{"log", required_argument, 0, 'L'},
 		{"stats-interval", required_argument, 0, 'S'},
 		{"threads", required_argument, 0, 'T'},
+		{"hot-mb", required_argument, 0, 'H'},
+		{"hot-score", required_argument, 0, 'h' + 256},
+		{"warm-score", required_argument, 0, 'w' + 256},
+		{"tier-interval", required_argument, 0, 'i' + 256},
+		{"tier-io-mb-s", required_argument, 0, 'I'},
 		{0, 0, 0, 0},
 	};
 	char opts[2048] = "";
@@ -77,6 +94,33 @@ int cli_mount(int argc, char **argv)
 				return cli_usage(mount_help,
 						 "--threads must be 1..256");
 			o.threads = (unsigned)v;
+			break;
+		case 'H':
+			if (cli_u64("--hot-mb", optarg, &v))
+				return 2;
+			hot_mb = v;
+			hot_set = 1;
+			break;
+		case 'h' + 256:
+			if (cli_u64("--hot-score", optarg, &o.hot_score))
+				return 2;
+			break;
+		case 'w' + 256:
+			if (cli_u64("--warm-score", optarg, &o.warm_score))
+				return 2;
+			break;
+		case 'i' + 256:
+			if (cli_u64("--tier-interval", optarg, &v))
+				return 2;
+			if (v > 86400 * 30)
+				return cli_usage(mount_help,
+						 "--tier-interval too large");
+			o.tier_interval = (unsigned)v;
+			break;
+		case 'I':
+			if (cli_u64("--tier-io-mb-s", optarg, &v))
+				return 2;
+			o.tier_io_bytes_s = v << 20;
 			break;
 		}
 	}
@@ -120,6 +164,12 @@ int cli_mount(int argc, char **argv)
 	o.store_dir = dir;
 	o.mountpoint = mnt;
 	o.cache_bytes = (size_t)cache_mb << 20;
+	if (hot_set && hot_mb > cache_mb / 2)
+		return cli_usage(mount_help,
+				 "--hot-mb is part of --cache-mb: at most half of it");
+	o.hot_bytes = hot_set ? (size_t)hot_mb << 20 : o.cache_bytes / 4;
+	if (o.hot_score && o.warm_score > o.hot_score)
+		return cli_usage(mount_help, "--warm-score above --hot-score");
 	o.fuse_opts = opts;
 	char err[1024] = "";
 	int rc = tcz_fs_mount(&o, err, sizeof err);
@@ -163,9 +213,11 @@ static const char stat_help[] =
 	"error; for layers/*.npy also the tensor's dtype and shape.\n";
 
 static const char *const keys[] = {
-	"tier", "reads", "bytes_read", "last_access", "codec",
-	"ratio", "rel_error", "max_abs_error", "dtype", "shape",
+	"tier",      "reads", "bytes_read", "last_access", "codec",
+	"ratio",     "rel_error", "max_abs_error", "dtype",  "shape",
+	"generation", "decodes",
 };
+#define N_KEYS (sizeof keys / sizeof keys[0])
 
 int cli_stat(int argc, char **argv)
 {
@@ -181,9 +233,9 @@ int cli_stat(int argc, char **argv)
 	if (argc - optind != 1)
 		return cli_usage(stat_help, "expected one PATH");
 	const char *path = argv[optind];
-	char val[10][1024]; /* a shape of 32 dimensions takes ~700 bytes */
-	int have[10] = {0}, any = 0;
-	for (size_t k = 0; k < 10; k++) {
+	char val[N_KEYS][1024]; /* a shape of 32 dimensions takes ~700 bytes */
+	int have[N_KEYS] = {0}, any = 0;
+	for (size_t k = 0; k < N_KEYS; k++) {
 		char name[64];
 		snprintf(name, sizeof name, "user.tczfs.%s", keys[k]);
 		ssize_t n = getxattr(path, name, val[k], sizeof val[k] - 1);
@@ -203,7 +255,7 @@ int cli_stat(int argc, char **argv)
 	if (js) {
 		json_t *o = json_object();
 		json_object_set_new(o, "path", json_string(path));
-		for (size_t k = 0; k < 10; k++) {
+		for (size_t k = 0; k < N_KEYS; k++) {
 			if (!have[k])
 				continue;
 			char *end;
@@ -220,7 +272,7 @@ int cli_stat(int argc, char **argv)
 		return 0;
 	}
 	printf("%-13s %s\n", "path", path);
-	for (size_t k = 0; k < 10; k++) {
+	for (size_t k = 0; k < N_KEYS; k++) {
 		if (!have[k])
 			continue;
 		if (k == 3) {

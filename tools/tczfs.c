@@ -534,6 +534,7 @@ static const struct {
 	{"mount", cli_mount, "mount the store: models as directories"},
 	{"umount", cli_umount, "unmount"},
 	{"stat", cli_stat, "tier, accesses, codec, ratio, error of a file"},
+	{"tier", cli_tier, "tiers of a model's tensors: ls, pin, policy, run"},
 };
 
 static void main_help(FILE *f)

@@ -77,8 +77,9 @@ $PY - "$BASE/data.mdb" >"$T/chunk_owners" <<'PY'
 import struct, sys
 b = open(sys.argv[1], "rb").read()
 seen = set()
-p = b.find(b"TTEN")
-while p >= 0:
+import re
+starts = [m.start() for m in re.finditer(b"TTEN|TTE2", b)]  # tensor records v1, v2
+for p in starts:
     try:
         q = p + 4
         nl, = struct.unpack_from("<I", b, q); q += 4
@@ -106,7 +107,6 @@ while p >= 0:
                 print(k, name)
     except (ValueError, struct.error, UnicodeDecodeError, IndexError):
         pass
-    p = b.find(b"TTEN", p + 1)
 PY
 # a chunk only a holds, of tensor number IDX of a
 a_chunk_of() {

@@ -35,6 +35,23 @@ cat <&7 >"$T/b.read"
 cmp -s "$T/b.safetensors" "$T/b.read" || fail "an open file of a removed model stopped reading"
 exec 7<&-
 
+# removed and imported again under the same name, within the name's
+# cache time (1 s): once the daemon has seen the removal (its refresh runs
+# every half second, and at a listing of the root), the path leads to the
+# new model, never ENOENT
+for pause in list 0.7 1.1; do
+	tczfs import "$T/a.safetensors" --name again --quiet >/dev/null
+	ls "$M/again/layers" >/dev/null
+	tczfs rm again
+	if [ $pause = list ]; then ls "$M" >/dev/null; else sleep $pause; fi
+	tczfs import "$T/b.safetensors" --name again --quiet >/dev/null
+	ls "$M/again/layers" >/dev/null || fail "re-imported 'again' not found after $pause s"
+	cmp -s "$T/b.safetensors" "$M/again/model.safetensors" ||
+		fail "'again' shows the old content after $pause s"
+	tczfs rm again
+	sleep 0.6
+done
+
 # a listing is one snapshot: changing the store in the middle of it (here
 # between 1 KiB getdents batches) neither cuts it short nor garbles it
 for i in $(seq 1 60); do

@@ -9,10 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <zstd.h>
 
 #include "codec/tqtc.h"
 #include "store/record.h"
@@ -395,6 +398,147 @@ static void map_grows(void **state)
 	tcz_store_close(s);
 }
 
+/* Removing a model whose record is damaged where its id is must not
+ * touch the model that id (now) names: only the damaged name goes. */
+static void rm_damaged_id(void **state)
+{
+	(void)state;
+	char p[128];
+	tcz_store *s;
+	store_path(p, sizeof p, "rmid");
+	assert_int_equal(tcz_store_open(p, TCZ_STORE_CREATE, &s), 0);
+	assert_int_equal(import_blob(s, "one", "first content"), 0);
+	assert_int_equal(import_blob(s, "two", "second content"), 0);
+	tcz_snap *sn;
+	uint64_t id1, id2;
+	assert_int_equal(tcz_snap_begin(s, &sn), 0);
+	assert_int_equal(tcz_snap_model_id(sn, "one", &id1), 0);
+	assert_int_equal(tcz_snap_model_id(sn, "two", &id2), 0);
+	tcz_snap_end(sn);
+	tcz_store_close(s);
+	/* two's record now says it is one (the checksum no longer fits) */
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	mdb_env_create(&env);
+	mdb_env_set_maxdbs(env, 16);
+	mdb_env_set_maxreaders(env, 4096);
+	mdb_env_set_mapsize(env, 256u << 20);
+	assert_int_equal(mdb_env_open(env, p, MDB_NOTLS, 0600), 0);
+	mdb_txn_begin(env, NULL, 0, &txn);
+	mdb_dbi_open(txn, "models", 0, &dbi);
+	MDB_val k = {3, "two"}, d;
+	assert_int_equal(mdb_get(txn, dbi, &k, &d), 0);
+	unsigned char *v = malloc(d.mv_size);
+	memcpy(v, d.mv_data, d.mv_size);
+	memcpy(v + 8, &id1, 8); /* little-endian id field */
+	d.mv_data = v;
+	assert_int_equal(mdb_put(txn, dbi, &k, &d, 0), 0);
+	mdb_txn_commit(txn);
+	mdb_env_close(env);
+	free(v);
+
+	assert_int_equal(tcz_store_open(p, 0, &s), 0);
+	assert_int_equal(tcz_store_remove(s, "two"), 0);
+	tcz_model *m;
+	assert_int_equal(tcz_snap_begin(s, &sn), 0);
+	assert_int_equal(tcz_snap_model(sn, "one", &m), 0);
+	assert_int_equal(m->files[0].size, strlen("first content"));
+	tcz_model_free(m);
+	assert_int_equal(tcz_snap_model(sn, "two", &m), -ENOENT);
+	tcz_snap_end(sn);
+	tcz_store_close(s);
+	(void)id2;
+}
+
+static void print_problem(void *ud, const char *model, const char *what,
+			  const char *problem)
+{
+	(void)ud;
+	fprintf(stderr, "verify: %s: %s: %s\n", model, what, problem);
+}
+
+/* A map that cannot grow (no address space) is an error, not a crash,
+ * and the store is intact. In a child, whose address space is limited. */
+static void map_cannot_grow(void **state)
+{
+	(void)state;
+	char p[128];
+	store_path(p, sizeof p, "nogrow");
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		setenv("TCZFS_MAPSIZE", "4MiB", 1);
+		tcz_store *s;
+		if (tcz_store_open(p, TCZ_STORE_CREATE, &s))
+			_exit(2);
+		/* what this process has mapped, plus a little */
+		FILE *f = fopen("/proc/self/statm", "r");
+		unsigned long pages = 0;
+		if (!f || fscanf(f, "%lu", &pages) != 1)
+			_exit(3);
+		fclose(f);
+		struct rlimit rl = {pages * 4096 + (48u << 20),
+				    pages * 4096 + (48u << 20)};
+		setrlimit(RLIMIT_AS, &rl);
+		int rc = 0;
+		for (int i = 0; i < 64 && rc == 0; i++) {
+			char name[16];
+			snprintf(name, sizeof name, "m%d", i);
+			tcz_import_tx *tx;
+			rc = tcz_import_begin(s, name, &tx);
+			static unsigned char key[TCZ_KEY_LEN];
+			unsigned char *payload = calloc(1, TCZ_CHUNK_MAX);
+			uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1);
+			for (size_t j = 0; payload && j < TCZ_CHUNK_MAX; j++) {
+				x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+				payload[j] = (unsigned char)x; /* incompressible */
+			}
+			unsigned char *val, *z = malloc(ZSTD_compressBound(TCZ_CHUNK_MAX));
+			size_t vlen, zl = payload && z ? ZSTD_compress(
+						  z, ZSTD_compressBound(TCZ_CHUNK_MAX),
+						  payload, TCZ_CHUNK_MAX, 1)
+						: 0;
+			if (rc == 0 && zl && !ZSTD_isError(zl) &&
+			    tcz_chunk_value(TCZ_CODEC_ZSTD, TCZ_DT_U8, TCZ_CHUNK_MAX,
+					    z, zl, &val, &vlen) == 0)
+				rc = tcz_import_put_chunk(tx, val, vlen, key);
+			free(payload);
+			free(z);
+			if (rc == 0) {
+				tcz_blob b = {TCZ_CHUNK_MAX, TCZ_CHUNK_MAX, 1,
+					      (unsigned char(*)[16])key, 0};
+				tcz_extent x0 = {0, b.length, TCZ_EXT_BLOB, 0};
+				tcz_file fl = {(char *)"d.bin", b.length,
+					       TCZ_FILE_SOURCE, 1, &x0};
+				tcz_model m = {0};
+				m.name = name;
+				m.n_blobs = 1;
+				m.blobs = &b;
+				m.n_files = 1;
+				m.files = &fl;
+				rc = tcz_import_commit(tx, &m);
+			} else if (tx) {
+				tcz_import_abort(tx);
+			}
+		}
+		tcz_store_close(s);
+		if (rc != -ENOSPC && rc != -ENOMEM)
+			fprintf(stderr, "child: rc %d: %s\n", rc, tcz_store_errmsg());
+		_exit(rc == -ENOSPC || rc == -ENOMEM ? 0 : 4);
+	}
+	int st;
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st)); /* never a signal */
+	assert_int_equal(WEXITSTATUS(st), 0);
+	tcz_store *s;
+	assert_int_equal(tcz_store_open(p, 0, &s), 0);
+	tcz_verify_report rep;
+	assert_int_equal(tcz_store_verify(s, NULL, print_problem, NULL, &rep), 0);
+	assert_true(rep.models > 0);
+	tcz_store_close(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -404,6 +548,8 @@ int main(void)
 		cmocka_unit_test(record_checksum),
 		cmocka_unit_test(segments),
 		cmocka_unit_test(map_grows),
+		cmocka_unit_test(rm_damaged_id),
+		cmocka_unit_test(map_cannot_grow),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

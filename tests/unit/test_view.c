@@ -298,7 +298,7 @@ static void pinned_removal(void **state)
 	assert_int_equal(tcz_store_remove(s, "gone"), 0);
 	tcz_mview *v2;
 	assert_int_equal(tcz_mview_open(s, "gone", &v2), -ENOENT);
-	assert_int_equal(count("dropped"), 1);
+	assert_true(count("dropped") >= 1); /* its chunks; its TT cores */
 	assert_int_equal(count("chunks"), with); /* pinned by v */
 	unsigned n = 9;
 	assert_int_equal(tcz_store_collect(s, &n), 0);

@@ -172,8 +172,11 @@ void tcz_asic_layout_free(tcz_asic_layout *l); /* NULL is fine */
 
 /* Supplies rows [row0, row0+nrows) of the caller's matrix `matrix` (its
  * index in the array given to tcz_asic_layout_new) as nrows * r_right f32
- * values, row-major, into out. Returns 0 or a negative errno, which the
- * caller of tcz_asic_read / tcz_asic_checksum gets back. */
+ * values, row-major, into out (aligned for float; it may lie inside the
+ * dst of tcz_asic_read). The same rows may be asked for more than once
+ * (an f16/i8 block's scales need its rows again). Returns 0 or a negative
+ * errno, which the caller of tcz_asic_read / tcz_asic_checksum gets
+ * back. */
 typedef int (*tcz_asic_fetch_fn)(void *ctx, size_t matrix, uint64_t row0,
 				 uint64_t nrows, float *out);
 
@@ -195,7 +198,10 @@ int tcz_asic_read(const tcz_asic_layout *l, uint64_t off, size_t len,
 int tcz_asic_checksum(const tcz_asic_layout *l, tcz_asic_fetch_fn fetch,
 		      void *ctx, uint64_t *out);
 
-/* Puts the checksum into the header bytes of the layout's prefix. */
+/* Puts the checksum into the header bytes of the layout's prefix. A
+ * layout is not changed otherwise: tcz_asic_read, tcz_asic_checksum, the
+ * pack calls and tcz_asic_layout_json may run in several threads at once
+ * (not concurrently with this call). */
 void tcz_asic_set_checksum(tcz_asic_layout *l, uint64_t checksum);
 
 /* Packs rows [row0, row0+nrows) of entry e (relative to the entry: matrix

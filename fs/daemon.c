@@ -128,6 +128,7 @@ static void *maintenance(void *arg)
 		pthread_mutex_unlock(&fs->mlock);
 		fs_refresh(fs);
 		uint64_t now = mono_s();
+		fs_asic_save(fs);
 		if (now - last_flush >= fs->opts.stats_interval) {
 			fs_flush_stats(fs);
 			last_flush = now;
@@ -175,8 +176,10 @@ static void teardown(tczfs *fs)
 		pthread_join(fs->maint, NULL);
 	if (fs->pfq)
 		fs_prefetch_stop(fs);
-	if (fs->store)
+	if (fs->store) {
 		fs_flush_stats(fs);
+		fs_asic_save(fs);
+	}
 	if (fs->cache) {
 		tcz_cache_stats cs;
 		tcz_cache_get_stats(fs->cache, &cs);
@@ -188,6 +191,7 @@ static void teardown(tczfs *fs)
 	}
 	fs_handles_free(fs);
 	fs_models_free(fs);
+	fs_asic_free(fs);
 	/* this thread's reader, before the store it belongs to */
 	tcz_reader_free(pthread_getspecific(fs->reader_key));
 	pthread_setspecific(fs->reader_key, NULL);
@@ -198,6 +202,7 @@ static void teardown(tczfs *fs)
 	pthread_mutex_destroy(&fs->lock);
 	pthread_mutex_destroy(&fs->hlock);
 	pthread_mutex_destroy(&fs->hotlock);
+	pthread_mutex_destroy(&fs->alock);
 	pthread_mutex_destroy(&fs->mlock);
 	pthread_cond_destroy(&fs->mcond);
 	pthread_mutex_destroy(&fs->pflock);
@@ -216,6 +221,7 @@ static int start(tczfs *fs, char *err, size_t errlen)
 	uint64_t g;
 	if ((rc = tcz_store_generation(fs->store, &g)) && rc != -EIO)
 		return fail(err, errlen, rc, "%s", tcz_store_errmsg());
+	fs_asic_reload(fs); /* newport alone if the profiles cannot be read */
 	tcz_tt_blas_threads(1); /* TT chunks decode on the FUSE threads */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	if ((rc = fs_prefetch_start(fs, cpus > 0 ? (unsigned)cpus : 1)))
@@ -292,6 +298,7 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->hlock, NULL);
 	pthread_mutex_init(&fs->hotlock, NULL);
+	pthread_mutex_init(&fs->alock, NULL);
 	pthread_mutex_init(&fs->mlock, NULL);
 	fs->th = TCZ_TIER_THRESHOLDS_DEFAULT;
 	if (o->hot_score)

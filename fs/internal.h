@@ -15,6 +15,7 @@
 #include "store/cache.h"
 #include "store/store.h"
 #include "codec/tier.h"
+#include "store/aview.h"
 #include "store/view.h"
 
 /* Inode numbers: fixed ones, then model id in the high 32 bits and the
@@ -27,6 +28,10 @@
 #define LOCAL_LAYERS 1u /* <model>/layers/ */
 #define LOCAL_FILE0 2u  /* + the view's file index */
 #define LOCAL_SUBDIR0 0x80000000u /* + the view's directory index (>= 2) */
+#define LOCAL_ASIC_DIR 0x40000000u  /* asic/<model>/ */
+/* asic/<model>/ files: + (profile id mod ASIC_ID_MOD) * 2 + file kind */
+#define LOCAL_ASIC_FILE0 0x40000001u
+#define ASIC_ID_MOD 0x1fffffffu
 
 static inline fuse_ino_t ino_make(uint64_t id, uint32_t local)
 {
@@ -59,6 +64,10 @@ typedef struct fs_model {
 	/* hot set: per tensor, the cache entries of all its chunks while it
 	 * is hot (decoded, pinned); guarded by tczfs.hotlock */
 	tcz_cache_entry ***hot;
+	/* asic/<model>/: its view for the profiles of generation av_gen
+	 * (made on first use); guarded by tczfs.alock */
+	tcz_aview *av;
+	uint64_t av_gen;
 } fs_model;
 
 typedef struct tczfs tczfs;
@@ -66,7 +75,8 @@ typedef struct tczfs tczfs;
 /* An open file of a model. */
 typedef struct fs_file {
 	fs_model *fm;  /* a reference of the open file's own */
-	uint32_t file; /* the view's file index */
+	uint32_t file; /* the view's file index (asic view's when av) */
+	tcz_aview *av; /* an asic/ file: its view (a reference), else NULL */
 	pthread_mutex_t lock; /* guards next_off, seq */
 	uint64_t next_off;
 	unsigned seq;
@@ -130,6 +140,12 @@ struct tczfs {
 	atomic_int hot_kick; /* a pin asked for a pass now */
 	volatile int tier_stop; /* tells a tiering pass to stop */
 
+	pthread_mutex_t alock; /* guards profiles, n_profiles, profiles_gen,
+				* every fs_model.av and av_gen */
+	tcz_dprofile *profiles; /* the device profiles last read */
+	size_t n_profiles;
+	uint64_t profiles_gen; /* bumped when they change */
+
 	pthread_t *pf_threads;
 	unsigned pf_count;
 	pthread_mutex_t pflock; /* guards pfq, pf_head, pf_len, pf_stop */
@@ -190,6 +206,28 @@ int fs_pin(tczfs *fs, fs_model *fm, const uint32_t *idx, uint32_t n,
 /* read.c */
 void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size,
 	     uint64_t off);
+/* Bytes [off, off+len) of file `file` of fm's view, through the cache.
+ * Errors: as tcz_view_decode. */
+int fs_read_range(tczfs *fs, fs_model *fm, uint32_t file, uint64_t off,
+		  size_t len, void *dst);
+
+/* asic.c: asic/<model>/ */
+/* Reads the device profiles again; bumps profiles_gen when they changed.
+ * Errors: as tcz_store_profiles. */
+int fs_asic_reload(tczfs *fs);
+/* A reference to fm's asic view for the current profiles, made if
+ * needed. Errors: -ENOMEM. */
+int fs_asic_view(tczfs *fs, fs_model *fm, tcz_aview **out);
+/* The local inode number of file i of a, and the inverse. */
+uint32_t fs_asic_local(const tcz_aview *a, uint32_t i);
+int fs_asic_file_of(const tcz_aview *a, uint32_t local, uint32_t *i);
+void fs_asic_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size,
+		  uint64_t off);
+/* Stores the image checksums computed since the last call (the
+ * maintenance thread: never a FUSE request, which must not wait for the
+ * writer gate). */
+void fs_asic_save(tczfs *fs);
+void fs_asic_free(tczfs *fs); /* the profiles */
 int fs_prefetch_start(tczfs *fs, unsigned threads);
 void fs_prefetch_stop(tczfs *fs);
 

@@ -52,6 +52,7 @@ static void model_free(tczfs *fs, fs_model *fm)
 		return;
 	if (fs)
 		fs_hot_release(fs, fm);
+	tcz_aview_put(fm->av);
 	free(fm->hot);
 	free(fm->st);
 	free(fm->name);
@@ -171,6 +172,7 @@ int fs_refresh(tczfs *fs)
 	pthread_mutex_unlock(&fs->lock);
 	if (same)
 		return 0;
+	fs_asic_reload(fs); /* profile changes bump the generation too */
 	size_t n;
 	pthread_mutex_lock(&fs->lock);
 	uint64_t inserts = fs->inserts; /* loaded after this: checked later */

@@ -19,10 +19,21 @@ static tczfs *fs_of(fuse_req_t req)
 
 /* What an inode names, with a model reference when it is in a model. */
 typedef struct node {
-	enum { N_ROOT, N_ASIC, N_STREAMS, N_DIR, N_FILE } kind;
+	enum { N_ROOT, N_ASIC, N_STREAMS, N_DIR, N_FILE, N_ASIC_DIR,
+	       N_ASIC_FILE } kind;
 	fs_model *fm;
-	uint32_t index; /* N_FILE: the view's file index; N_DIR: its dir */
+	tcz_aview *av;  /* N_ASIC_FILE: a reference */
+	uint32_t index; /* N_FILE: the view's file index; N_DIR: its dir;
+			 * N_ASIC_FILE: the asic view's file index */
 } node;
+
+static void node_put(tczfs *fs, node *n)
+{
+	tcz_aview_put(n->av);
+	n->av = NULL;
+	fs_model_put(fs, n->fm);
+	n->fm = NULL;
+}
 
 /* A directory of a model: the model's own (0), layers/ (1), the others. */
 static uint32_t dir_local(uint32_t d)
@@ -35,6 +46,7 @@ static uint32_t dir_local(uint32_t d)
 static int resolve(tczfs *fs, fuse_ino_t ino, node *n)
 {
 	n->fm = NULL;
+	n->av = NULL;
 	n->index = 0;
 	if (ino == INO_ROOT || ino == INO_ASIC || ino == INO_STREAMS) {
 		n->kind = ino == INO_ROOT ? N_ROOT
@@ -55,10 +67,22 @@ static int resolve(tczfs *fs, fuse_ino_t ino, node *n)
 		   local - LOCAL_SUBDIR0 > TCZ_VDIR_LAYERS) {
 		n->kind = N_DIR;
 		n->index = local - LOCAL_SUBDIR0;
-	} else if (local >= LOCAL_FILE0 && local < LOCAL_SUBDIR0 &&
+	} else if (local >= LOCAL_FILE0 && local < LOCAL_ASIC_DIR &&
 		   local - LOCAL_FILE0 < tcz_mview_nfiles(fm->v)) {
 		n->kind = N_FILE;
 		n->index = local - LOCAL_FILE0;
+	} else if (local == LOCAL_ASIC_DIR) {
+		n->kind = N_ASIC_DIR;
+	} else if (local >= LOCAL_ASIC_FILE0 && local < LOCAL_SUBDIR0) {
+		int rc = fs_asic_view(fs, fm, &n->av);
+		if (rc == 0 && (rc = fs_asic_file_of(n->av, local, &n->index)))
+			tcz_aview_put(n->av);
+		if (rc) {
+			n->av = NULL;
+			fs_model_put(fs, fm);
+			return rc;
+		}
+		n->kind = N_ASIC_FILE;
 	} else {
 		fs_model_put(fs, fm);
 		return -ENOENT;
@@ -84,6 +108,7 @@ static void fill_attr(tczfs *fs, fuse_ino_t ino, const node *n,
 	case N_ROOT:
 	case N_ASIC:
 	case N_STREAMS:
+	case N_ASIC_DIR:
 	case N_DIR:
 		st->st_mode = S_IFDIR | 0555;
 		st->st_nlink = n->kind == N_ROOT ? 4
@@ -95,6 +120,12 @@ static void fill_attr(tczfs *fs, fuse_ino_t ino, const node *n,
 		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
 		st->st_size = (off_t)tcz_mview_file(n->fm->v, n->index)->size;
+		break;
+	case N_ASIC_FILE:
+		/* sizes come from shapes: nothing is decoded here */
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = (off_t)tcz_aview_file(n->av, n->index)->size;
 		break;
 	}
 	st->st_blocks = (st->st_size + 511) / 512;
@@ -141,6 +172,23 @@ static void tczfs_ll_lookup(fuse_req_t req, fuse_ino_t parent,
 				ino = ino_make(n.fm->iid, LOCAL_DIR);
 		}
 		break;
+	case N_ASIC:
+		timeout = ROOT_TIMEOUT;
+		if ((rc = fs_model_by_name(fs, name, &n.fm)) == 0) {
+			n.kind = N_ASIC_DIR;
+			ino = ino_make(n.fm->iid, LOCAL_ASIC_DIR);
+		}
+		break;
+	case N_ASIC_DIR:
+		timeout = ROOT_TIMEOUT; /* profiles come and go */
+		n.fm = p.fm;
+		p.fm = NULL;
+		if ((rc = fs_asic_view(fs, n.fm, &n.av)) == 0 &&
+		    (rc = tcz_aview_lookup(n.av, name, &n.index)) == 0) {
+			n.kind = N_ASIC_FILE;
+			ino = ino_make(n.fm->iid, fs_asic_local(n.av, n.index));
+		}
+		break;
 	case N_DIR:
 		n.fm = p.fm;
 		p.fm = NULL;
@@ -160,8 +208,8 @@ static void tczfs_ll_lookup(fuse_req_t req, fuse_ino_t parent,
 		fuse_reply_err(req, -rc);
 	else
 		reply_entry(req, fs, ino, &n, timeout);
-	fs_model_put(fs, p.fm);
-	fs_model_put(fs, n.fm);
+	node_put(fs, &p);
+	node_put(fs, &n);
 }
 
 static void tczfs_ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -190,8 +238,9 @@ static void tczfs_ll_getattr(fuse_req_t req, fuse_ino_t ino,
 					  : NULL;
 	if (f) {
 		/* fstat of a file whose model moved on: what it reads */
-		n.kind = N_FILE;
+		n.kind = f->av ? N_ASIC_FILE : N_FILE;
 		n.fm = fs_model_ref(f->fm);
+		n.av = f->av ? tcz_aview_ref(f->av) : NULL;
 		n.index = f->file;
 		fs_handle_put(fs, fi->fh);
 		rc = 0;
@@ -203,10 +252,12 @@ static void tczfs_ll_getattr(fuse_req_t req, fuse_ino_t ino,
 	struct stat st;
 	fill_attr(fs, ino, &n, &st);
 	fuse_reply_attr(req, &st,
-			n.kind == N_ROOT || (n.kind == N_DIR && n.index == TCZ_VDIR_MODEL)
+			n.kind == N_ROOT || n.kind == N_ASIC ||
+					n.kind == N_ASIC_DIR || n.kind == N_ASIC_FILE ||
+					(n.kind == N_DIR && n.index == TCZ_VDIR_MODEL)
 				? ROOT_TIMEOUT
 				: MODEL_TIMEOUT);
-	fs_model_put(fs, n.fm);
+	node_put(fs, &n);
 }
 
 /* Directory listings are built whole and served in slices. */
@@ -246,18 +297,19 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 	int rc = resolve(fs, ino, &n);
 	if (rc)
 		return rc;
-	fuse_ino_t up = INO_ROOT;
+	fuse_ino_t up = n.kind == N_ASIC_DIR ? INO_ASIC : INO_ROOT;
 	if (n.kind == N_DIR && n.index != TCZ_VDIR_MODEL)
 		up = ino_make(n.fm->iid,
 			      dir_local(tcz_mview_dir(n.fm->v, n.index)->parent));
-	if (n.kind == N_FILE) {
-		fs_model_put(fs, n.fm);
+	if (n.kind == N_FILE || n.kind == N_ASIC_FILE) {
+		node_put(fs, &n);
 		return -ENOTDIR;
 	}
 	rc = dir_add(req, b, ".", ino, S_IFDIR) ||
 	     dir_add(req, b, "..", up, S_IFDIR);
 	switch (rc ? -1 : (int)n.kind) {
-	case N_ROOT: {
+	case N_ROOT:
+	case N_ASIC: {
 		fs_refresh(fs); /* a listing shows what is there now */
 		tcz_snap *sn = NULL;
 		char **names = NULL;
@@ -265,14 +317,15 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 		rc = tcz_snap_begin(fs->store, &sn);
 		if (rc == 0)
 			rc = tcz_snap_list(sn, &names, &cnt);
-		if (rc == 0)
+		if (rc == 0 && n.kind == N_ROOT)
 			rc = dir_add(req, b, "asic", INO_ASIC, S_IFDIR) ||
 			     dir_add(req, b, "streams", INO_STREAMS, S_IFDIR);
+		uint32_t local = n.kind == N_ROOT ? LOCAL_DIR : LOCAL_ASIC_DIR;
 		for (size_t i = 0; rc == 0 && i < cnt; i++) {
 			uint64_t id, rev, iid;
 			if (tcz_snap_model_ident(sn, names[i], &id, &rev, &iid) == 0)
 				rc = dir_add(req, b, names[i],
-					     ino_make(iid, LOCAL_DIR), S_IFDIR);
+					     ino_make(iid, local), S_IFDIR);
 		}
 		tcz_snap_end(sn);
 		tcz_names_free(names, cnt);
@@ -294,10 +347,21 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 		}
 		break;
 	}
-	default: /* asic/ and streams/ are empty; or an error above */
+	case N_ASIC_DIR: {
+		tcz_aview *a;
+		if ((rc = fs_asic_view(fs, n.fm, &a)) != 0)
+			break;
+		for (uint32_t k = 0; rc == 0 && k < tcz_aview_nfiles(a); k++)
+			rc = dir_add(req, b, tcz_aview_file(a, k)->name,
+				     ino_make(n.fm->iid, fs_asic_local(a, k)),
+				     S_IFREG);
+		tcz_aview_put(a);
 		break;
 	}
-	fs_model_put(fs, n.fm);
+	default: /* streams/ is empty; or an error above */
+		break;
+	}
+	node_put(fs, &n);
 	return rc < 0 ? rc : rc ? -ENOMEM : 0;
 }
 
@@ -371,6 +435,7 @@ static void tczfs_ll_releasedir(fuse_req_t req, fuse_ino_t ino,
 static void file_free(tczfs *fs, void *p)
 {
 	fs_file *f = p;
+	tcz_aview_put(f->av);
 	fs_model_put(fs, f->fm);
 	pthread_mutex_destroy(&f->lock);
 	free(f);
@@ -386,25 +451,26 @@ static void tczfs_ll_open(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, -rc);
 		return;
 	}
-	if (n.kind != N_FILE) {
-		fs_model_put(fs, n.fm);
+	if (n.kind != N_FILE && n.kind != N_ASIC_FILE) {
+		node_put(fs, &n);
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
 	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
-		fs_model_put(fs, n.fm);
+		node_put(fs, &n);
 		fuse_reply_err(req, EROFS);
 		return;
 	}
 	fs_file *f = calloc(1, sizeof *f);
 	if (!f) {
-		fs_model_put(fs, n.fm);
+		node_put(fs, &n);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
 	/* the open file holds the model (its pinned view), not a store
 	 * snapshot: it reads that content however long it stays open */
 	f->fm = n.fm;
+	f->av = n.av;
 	f->file = n.index;
 	pthread_mutex_init(&f->lock, NULL);
 	if (!(fi->fh = fs_handle_new(fs, FS_H_FILE, f, file_free))) {
@@ -428,7 +494,10 @@ static void tczfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size,
 		fuse_reply_err(req, EBADF);
 		return;
 	}
-	fs_read(fs, req, f, size, (uint64_t)off);
+	if (f->av)
+		fs_asic_read(fs, req, f, size, (uint64_t)off);
+	else
+		fs_read(fs, req, f, size, (uint64_t)off);
 	fs_handle_put(fs, fi->fh);
 }
 
@@ -596,7 +665,7 @@ static void tczfs_ll_getxattr(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, ERANGE);
 	else
 		fuse_reply_buf(req, buf, (size_t)len);
-	fs_model_put(fs, n.fm);
+	node_put(fs, &n);
 }
 
 static void tczfs_ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
@@ -623,7 +692,7 @@ static void tczfs_ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 		fuse_reply_err(req, ERANGE);
 	else
 		fuse_reply_buf(req, list, len);
-	fs_model_put(fs, n.fm);
+	node_put(fs, &n);
 }
 
 /* user.tczfs.tier = hot|warm|cold|auto pins the tier of a tensor file, or
@@ -640,7 +709,7 @@ static void tczfs_ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 		return;
 	}
 	if (strcmp(name, "user.tczfs.tier") != 0 || n.kind != N_FILE) {
-		fs_model_put(fs, n.fm);
+		node_put(fs, &n);
 		fuse_reply_err(req, strncmp(name, "user.tczfs.", 11) == 0 ? EPERM
 									   : ENOTSUP);
 		return;

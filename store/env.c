@@ -461,6 +461,8 @@ static const struct {
 	{"pending", offsetof(tcz_store, pending), 1},
 	{"segments", offsetof(tcz_store, segments), 1},
 	{"dropped", offsetof(tcz_store, dropped), 2},
+	{"profiles", offsetof(tcz_store, profiles), 2},
+	{"asicsums", offsetof(tcz_store, asicsums), 2},
 };
 #define N_TABLES (sizeof tables / sizeof tables[0])
 
@@ -487,6 +489,8 @@ static int open_dbis(tcz_store *s, MDB_txn *txn, unsigned flags,
 					 mdb_strerror(rc));
 		if (d == &s->dropped)
 			s->has_dropped = 1;
+		if (d == &s->asicsums)
+			s->has_asic = 1; /* profiles comes just before it */
 	}
 	return 0;
 }

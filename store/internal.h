@@ -22,8 +22,11 @@ typedef struct tcz_pin {
 struct tcz_store {
 	MDB_env *env;
 	MDB_dbi meta, models, tensors, aux, chunks, refs, ttcores, stats,
-		imports, pending, segments, dropped;
+		imports, pending, segments, dropped, profiles, asicsums;
 	int has_dropped; /* a schema 1 store opened read-only has none */
+	/* profiles and asicsums came later in schema 2: a writable open
+	 * creates them, a read-only one of an older store finds none */
+	int has_asic;
 	unsigned flags;
 	char *dir;
 	int data_fd;  /* LMDB's descriptor of data.mdb: values are pread */
@@ -70,6 +73,10 @@ int tcz__fail(int err, const char *fmt, ...)
  * returns rc: the error reporting of the parsers and the importer. */
 int tcz__errf(int rc, char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/* The store a model view reads from (view.c). */
+struct tcz_mview;
+tcz_store *tcz__mview_store(const struct tcz_mview *v);
 
 /* LMDB result -> 0 or negative errno (MDB_MAP_FULL -> TCZ__EMAPFULL). */
 int tcz__mdb_err(int rc);

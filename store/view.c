@@ -1009,3 +1009,32 @@ int tcz_view_open_path(tcz_store *s, const char *path, tcz_mview **v,
 	}
 	return 0;
 }
+
+/* ---- for other views (asic images) -------------------------------------- */
+
+size_t tcz_view_tt_floats(const tcz_mview *v, uint32_t t)
+{
+	const tcz_tensor *tn = &v->m->tensors[t];
+	return tn->codec == TCZ_CODEC_TT ? core_off(tn, tn->tt_order) : 0;
+}
+
+int tcz_view_tt_cores(tcz_reader *r, const tcz_mview *v, uint32_t t,
+		      float *dst)
+{
+	if (t >= v->m->n_tensors || v->m->tensors[t].codec != TCZ_CODEC_TT)
+		return -EINVAL;
+	return load_cores(r, v, t, dst);
+}
+
+uint32_t tcz_mview_npy_file(const tcz_mview *v, uint32_t t)
+{
+	for (uint32_t f = 0; f < v->nfiles; f++)
+		if (v->files[f].kind == TCZ_VF_NPY && v->files[f].index == t)
+			return f;
+	return UINT32_MAX;
+}
+
+tcz_store *tcz__mview_store(const tcz_mview *v)
+{
+	return v->s;
+}

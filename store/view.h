@@ -169,6 +169,17 @@ void tcz_piece_copy(const tcz_piece *p, const void *chunk, void *dst);
 int tcz_view_read(tcz_reader *r, const tcz_mview *v, uint32_t i, uint64_t off,
 		  size_t len, void *buf, size_t *got, tcz_src *bad);
 
+/* A TT tensor's cores as stored, concatenated (core k after cores
+ * 0..k-1), tcz_view_tt_floats(v, t) floats (0 for another codec), each
+ * record's checksum and shape checked.
+ * Errors: -EINVAL not a TT tensor; as tcz_view_decode. */
+size_t tcz_view_tt_floats(const tcz_mview *v, uint32_t t);
+int tcz_view_tt_cores(tcz_reader *r, const tcz_mview *v, uint32_t t,
+		      float *dst);
+
+/* The layers/ file of tensor t, UINT32_MAX when it has none. */
+uint32_t tcz_mview_npy_file(const tcz_mview *v, uint32_t t);
+
 /* Opens "MODEL/PATH" (a path of the mounted tree below its root).
  * Errors: -ENOENT no such model or file (the message says which);
  * -EISDIR a directory; -EINVAL a malformed path; as tcz_mview_open. */

@@ -35,6 +35,14 @@ int cli_info(int argc, char **argv);
 int cli_export(int argc, char **argv);
 int cli_cat(int argc, char **argv);
 int cli_tier(int argc, char **argv);
+int cli_asic(int argc, char **argv);
+
+/* asic/: the asic view of a model with every profile (a message on
+ * failure), and one of its files written to fd. */
+struct tcz_aview;
+int cli_asic_open(tcz_store *s, const char *model, struct tcz_aview **out);
+int cli_asic_copy(tcz_reader *r, struct tcz_aview *a, uint32_t f, int fd,
+		  const char *out_name);
 
 /* Writes file f of view v to fd (a message on failure naming the part). */
 struct tcz_mview;

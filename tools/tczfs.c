@@ -535,6 +535,7 @@ static const struct {
 	{"umount", cli_umount, "unmount"},
 	{"stat", cli_stat, "tier, accesses, codec, ratio, error of a file"},
 	{"tier", cli_tier, "tiers of a model's tensors: ls, pin, policy, run"},
+	{"asic", cli_asic, "device images of a model; device profiles; check"},
 };
 
 static void main_help(FILE *f)

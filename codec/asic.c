@@ -18,7 +18,7 @@
 #include "codec/half.h"
 #include "codec/qkernel.h"
 
-/* Header fields (docs/draft-asic.md). */
+/* Header fields (docs/formats.md). */
 #define H_MAGIC 0
 #define H_VERSION 4
 #define H_DTYPE 6

@@ -1,7 +1,7 @@
 /* Device images (SPEC section 8): a model's matrices tiled, packed and
  * placed on the compute cores of an accelerator described by a profile.
  * The format, the placement rule and the quantization rules are in
- * docs/draft-asic.md; this header summarises them.
+ * docs/formats.md; this header summarises them.
  *
  * Pure computation: no I/O, no LMDB. A layout is computed from shapes
  * alone (so the image size is known without any tensor data); the bytes
@@ -234,7 +234,7 @@ int tcz_asic_pack_scales(const tcz_asic_layout *l, uint32_t e,
 int tcz_asic_check(const void *img, size_t len, char *err, size_t errlen);
 
 /* layout.json: the profile, sizes, every block with its placement, the
- * per-core totals and the imbalance (format in docs/draft-asic.md).
+ * per-core totals and the imbalance (format in docs/formats.md).
  * Deterministic; dump with json_dumps(j, JSON_INDENT(1)) or as wished.
  * Returns a new reference, NULL when out of memory. */
 json_t *tcz_asic_layout_json(const tcz_asic_layout *l);

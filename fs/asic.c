@@ -27,7 +27,16 @@ int fs_asic_reload(tczfs *fs)
 	if (rc) {
 		fs_log(fs, LOG_WARNING, "cannot read the device profiles: %s",
 		       tcz_store_errmsg());
-		return rc;
+		pthread_mutex_lock(&fs->alock);
+		int none = fs->profiles == NULL;
+		pthread_mutex_unlock(&fs->alock);
+		if (!none)
+			return rc; /* keep the ones read before */
+		/* newport alone, until the profiles can be read */
+		if (!(p = calloc(1, sizeof *p)))
+			return -ENOMEM;
+		tcz_asic_profile_newport(&p->p);
+		n = 1;
 	}
 	pthread_mutex_lock(&fs->alock);
 	if (!fs->profiles ||

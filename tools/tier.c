@@ -305,6 +305,9 @@ static int tier_run(tcz_store *s, const char *only, tcz_tiering_cfg *c,
 		cli_err("tier run: no model named %s", only);
 		status = EXIT_FAILURE;
 	}
+	/* the replaced encodings are released now that nothing here reads
+	 * them (a mount still reading them keeps them until it lets go) */
+	tcz_store_collect(s, NULL);
 	tcz_names_free(names, n);
 	return status;
 }

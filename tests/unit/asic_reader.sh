@@ -1,6 +1,6 @@
 #!/bin/sh
 # The reference reader (tools/asic-reader, Python + NumPy, written from
-# docs/draft-asic.md) against images the C code writes: for f32, f16 and
+# docs/formats.md) against images the C code writes: for f32, f16 and
 # i8 images of a generated model (dense, 1-D, 0-D, empty, split and TT
 # tensors), y = W x for 3 random x equals NumPy's product with the
 # model's values within 1e-5 relative (f32) or the documented bound

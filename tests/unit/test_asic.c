@@ -1,4 +1,4 @@
-/* Device images (codec/asic.h): the worked example of docs/draft-asic.md
+/* Device images (codec/asic.h): the worked example of docs/formats.md
  * byte by byte, the corpus images the Python writer made, placement
  * (never over SRAM, balanced, splits, spills, a model too large),
  * determinism, the f16/i8 error bounds, piecewise reads, and the checker
@@ -298,7 +298,7 @@ static void tiny_model(model *md)
 	((x) >> 24) & 0xff
 #define U64(x) U32((x) & 0xffffffffu), U32(((uint64_t)(x) >> 32) & 0xffffffffu)
 
-/* Written from docs/draft-asic.md; the two hashes are XXH3-64 values
+/* Written from docs/formats.md; the two hashes are XXH3-64 values
  * computed by Python's xxhash over these bytes. */
 static const unsigned char tiny_head[128] = {
 	'T', 'C', 'Z', 'A', 1, 0, 0, 0,               /* magic, v1, f32 */

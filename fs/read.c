@@ -11,8 +11,10 @@
 
 #include "fs/internal.h"
 
-#define PF_AHEAD 4   /* chunks prefetched ahead of a sequential reader */
-#define PF_PER_CHUNK (32u << 20) /* cache budget per chunk of look-ahead */
+/* Look-ahead of a sequential reader, in bytes (whatever the chunk size),
+ * and the cache budget each byte of it needs */
+#define PF_AHEAD_BYTES (4u << 20)
+#define PF_BUDGET_PER_BYTE 32u
 /* Below this budget nothing is prefetched: the kernel's readahead window
  * (16 MiB) alone fills such a cache, and chunks decoded early are evicted
  * before they are read. */
@@ -308,9 +310,11 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
 	 * (mmap, direct readers) and scales with the cache: decoding far
 	 * ahead into a small cache evicts what in-flight reads still need
 	 * (measured: a 32 MiB cache decoded half the chunks twice). */
-	uint32_t ahead = (uint32_t)(fs->opts.cache_bytes / PF_PER_CHUNK);
-	if (ahead > PF_AHEAD)
-		ahead = PF_AHEAD;
+	uint64_t ahead_b = fs->opts.cache_bytes / PF_BUDGET_PER_BYTE;
+	if (ahead_b > PF_AHEAD_BYTES)
+		ahead_b = PF_AHEAD_BYTES;
+	uint32_t clen = l.n && is_src(&l.p[l.n - 1]) ? l.p[l.n - 1].src.len : 0;
+	uint32_t ahead = clen ? (uint32_t)(ahead_b / clen) : 0;
 	if (rc == 0 && runs >= 1 && l.n && is_src(&l.p[l.n - 1])) {
 		tcz_src nx;
 		for (uint32_t k = 1; k <= ahead; k++)

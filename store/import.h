@@ -33,6 +33,7 @@ typedef struct tcz_import_opts {
 	uint64_t min_size;     /* values; smaller tensors stay lossless */
 	unsigned jobs;         /* encoding threads, 0 = number of CPUs */
 	int level;             /* zstd level for lossless chunks */
+	uint32_t chunk_kib;    /* lossless chunk size, 16..1024 KiB (128) */
 	int progress;          /* draw a progress line on stdout */
 	/* Called (serialised) with a one-line remark about a tensor, e.g. a
 	 * lossy encoding that was not smaller and was replaced; may be NULL. */

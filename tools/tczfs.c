@@ -156,6 +156,8 @@ static const char import_help[] =
 	"  --min-size N       tensors under N values stay lossless (4096)\n"
 	"  --jobs N           encoding threads (default: CPUs)\n"
 	"  --level L          zstd level of lossless chunks (default 3)\n"
+	"  --chunk-kib K      lossless chunk size, 16..1024 KiB (default 128):\n"
+	"                     a random read decodes one chunk\n"
 	"  --quiet            no progress bar\n"
 	"  --store DIR        the store (default $TCZFS_STORE or\n"
 	"                     ~/.local/share/tczfs)\n"
@@ -195,6 +197,7 @@ static int cmd_import(int argc, char **argv)
 		{"min-size", required_argument, 0, 'm'},
 		{"jobs", required_argument, 0, 'j'},
 		{"level", required_argument, 0, 'l'},
+		{"chunk-kib", required_argument, 0, 'K'},
 		{"quiet", no_argument, 0, 'q'},
 		{0, 0, 0, 0},
 	};
@@ -274,6 +277,11 @@ static int cmd_import(int argc, char **argv)
 			if (v < 1 || v > 22)
 				return cli_usage(import_help, "--level must be 1..22");
 			o.level = (int)v;
+			break;
+		case 'K':
+			if (cli_u64("--chunk-kib", optarg, &v))
+				return 2;
+			o.chunk_kib = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
 			break;
 		case 'q':
 			quiet = 1;

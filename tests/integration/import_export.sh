@@ -34,6 +34,17 @@ for k in src:
 print("merged model.safetensors: %d tensors equal" % len(src))
 PY
 
+# chunk sizes: any of 16..1024 KiB gives the same bytes back
+"$GEN" "$T/c.safetensors" --size-mb 3 --dtype bf16 --seed 9
+for k in 16 100 1024; do
+	tczfs import "$T/c.safetensors" --name "c$k" --chunk-kib "$k" --quiet >/dev/null
+	tczfs export "c$k" -o "$T/c$k.out"
+	cmp -s "$T/c.safetensors" "$T/c$k.out" || fail "--chunk-kib $k: export differs"
+done
+expect_fail "--chunk-kib 8" tczfs import "$T/c.safetensors" --name c8 --chunk-kib 8
+grep -q "16..1024" "$T/err" || fail "--chunk-kib 8: $(cat "$T/err")"
+tczfs ls | grep -q "^c8" && fail "a refused import stored a model"
+
 # single-file import of a generated f16 model, and a zero-tensor edge case
 "$GEN" "$T/g.safetensors" --size-mb 2 --dtype f16
 tczfs import "$T/g.safetensors" --name g16 --quiet >/dev/null

@@ -97,6 +97,7 @@ static void import(tcz_store *s, const char *name, const char *path, int tt)
 {
 	tcz_import_opts o;
 	tcz_import_opts_default(&o);
+	o.chunk_kib = 1024; /* the pieces below count 1 MiB chunks */
 	o.name = name;
 	o.jobs = 1;
 	if (tt) {

@@ -925,9 +925,12 @@ static int remove_fn(void *arg, MDB_txn *txn)
 	tcz_model *m = NULL;
 	unsigned char(*keys)[TCZ_KEY_LEN] = NULL;
 	size_t n = 0;
+	uint64_t iid = 0;
 	rc = tcz__load_model(s, txn, name, &m, NULL);
-	if (rc == 0)
+	if (rc == 0) {
+		iid = m->iid;
 		rc = model_keys(m, &keys, &n);
+	}
 	else if (rc == -EIO || rc == -EBADMSG)
 		/* a damaged tensor or blob record: the others' references
 		 * still go */
@@ -947,6 +950,10 @@ static int remove_fn(void *arg, MDB_txn *txn)
 	if ((rc = tcz__del_prefix(txn, s->tensors, id)) ||
 	    (rc = tcz__del_prefix(txn, s->aux, id)) ||
 	    (rc = tcz__del_prefix(txn, s->stats, id)))
+		return rc;
+	/* its device images' checksums (keyed by its bytes identity) */
+	if (s->has_asic && iid &&
+	    (rc = tcz__del_prefix(txn, s->asicsums, iid)))
 		return rc;
 	k = (MDB_val){strlen(name), (void *)name};
 	rc = tcz__mdb_err(mdb_del(txn, s->models, &k, NULL));

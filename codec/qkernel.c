@@ -1,6 +1,7 @@
 #include "codec/qkernel.h"
 
 #include <float.h>
+#include <math.h>
 #include <string.h>
 
 #include "codec/bitpack.h"
@@ -107,13 +108,13 @@ static void quantize(const float *v, size_t n, float s, unsigned qmax,
 		u[i] = quant_one(v[i] * inv, fq);
 }
 
-static void dequantize(const uint8_t *u, size_t n, float s, unsigned qmax,
+/* v' = (u - z) * s: z = qmax for version 1 and TQTC, 2^(B-1) for v2. */
+static void dequantize(const uint8_t *u, size_t n, float s, float fq,
 		       float *out)
 {
-	const float fq = (float)qmax;
 	size_t i = 0;
 #ifdef __SSE2__
-	/* (u - qmax) is an exact small integer in f32, so this is q * s
+	/* (u - z) is an exact small integer in f32, so this is (u - z) * s
 	 * rounded once, as in the scalar tail. */
 	const __m128 vs = _mm_set1_ps(s), vq = _mm_set1_ps(fq);
 	const __m128i z = _mm_setzero_si128();
@@ -189,13 +190,187 @@ void tcz_qk_decode(const unsigned char *packed, size_t first, size_t cnt,
 		for (size_t k = skip; k < want;) {
 			size_t seg = glen - gpos < want - k ? glen - gpos
 							    : want - k;
-			dequantize(u + k, seg, s, qmax, out + done);
+			dequantize(u + k, seg, s, (float)qmax, out + done);
 			k += seg;
 			done += seg;
 			gpos += seg;
 			if (gpos == glen && done < cnt) {
 				gpos = 0;
 				s = tcz_qk_scale_at(sc, sc_f32, ++g);
+			}
+		}
+		skip = 0;
+	}
+}
+
+/* ---- version 2 ---------------------------------------------------------- */
+
+/* Field j of a stream of f-bit fields (f <= 8: at most two bytes). */
+static unsigned get_field(const unsigned char *p, size_t j, unsigned f)
+{
+	size_t bit = (size_t)f * j, at = bit >> 3;
+	unsigned sh = (unsigned)(bit & 7), x = p[at] >> sh;
+	if (sh + f > 8)
+		x |= (unsigned)p[at + 1] << (8 - sh);
+	return x & ((1u << f) - 1);
+}
+
+float tcz_qk2_step(const tcz_qk2_scales *sc, size_t j)
+{
+	size_t g = j / sc->per_super;
+	uint16_t d = (uint16_t)(sc->super[2 * g] | (sc->super[2 * g + 1] << 8));
+	unsigned c = get_field(sc->sub, j, sc->field_bits);
+	unsigned sign = c >> (sc->field_bits - 1);
+	float s = tcz_bf16_to_f32(d) * (float)(c & ((1u << (sc->field_bits - 1)) - 1));
+	return sign ? -s : s;
+}
+
+/* rint(x) for |x| < 2^22, as cvtps2dq rounds in the vector loops */
+static inline float rint22(float x)
+{
+	return (x + 0x1.8p23f) - 0x1.8p23f;
+}
+
+float tcz_qk2_sse(const float *v, size_t n, float s, unsigned bits)
+{
+	const float h = (float)(1u << (bits - 1)), top = (float)((1u << bits) - 1);
+	float inv = 1.0f / s, acc = 0;
+	size_t i = 0;
+	if (!(fabsf(inv) <= FLT_MAX)) { /* |s| below 2^-128: divide */
+		for (; i < n; i++) {
+			float y = v[i] / s + h;
+			float c = y < 0 ? 0 : (y > top ? top : y);
+			float e = y - rint22(c);
+			acc += e * e;
+		}
+		return acc;
+	}
+#ifdef __SSE2__
+	const __m128 vinv = _mm_set1_ps(inv), vh = _mm_set1_ps(h),
+		     vtop = _mm_set1_ps(top), zero = _mm_setzero_ps();
+	__m128 a0 = zero, a1 = zero;
+	for (; i + 8 <= n; i += 8) {
+		__m128 y0 = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(v + i), vinv), vh);
+		__m128 y1 = _mm_add_ps(_mm_mul_ps(_mm_loadu_ps(v + i + 4), vinv),
+				       vh);
+		__m128 u0 = _mm_cvtepi32_ps(_mm_cvtps_epi32(
+			_mm_min_ps(_mm_max_ps(y0, zero), vtop)));
+		__m128 u1 = _mm_cvtepi32_ps(_mm_cvtps_epi32(
+			_mm_min_ps(_mm_max_ps(y1, zero), vtop)));
+		__m128 e0 = _mm_sub_ps(y0, u0), e1 = _mm_sub_ps(y1, u1);
+		a0 = _mm_add_ps(a0, _mm_mul_ps(e0, e0));
+		a1 = _mm_add_ps(a1, _mm_mul_ps(e1, e1));
+	}
+	float lane[4];
+	_mm_storeu_ps(lane, _mm_add_ps(a0, a1));
+	acc = (lane[0] + lane[1]) + (lane[2] + lane[3]);
+#endif
+	for (; i < n; i++) {
+		float y = v[i] * inv + h;
+		float c = y < 0 ? 0 : (y > top ? top : y);
+		float e = y - rint22(c);
+		acc += e * e;
+	}
+	return acc;
+}
+
+static void quantize2(const float *v, size_t n, float s, unsigned bits,
+		      uint8_t *u)
+{
+	const float h = (float)(1u << (bits - 1)), top = (float)((1u << bits) - 1);
+	size_t i = 0;
+	if (s == 0) {
+		memset(u, (int)h, n);
+		return;
+	}
+	float inv = 1.0f / s;
+	if (!(fabsf(inv) <= FLT_MAX)) {
+		for (; i < n; i++) {
+			float y = v[i] / s + h;
+			u[i] = (uint8_t)(int)rint22(y < 0 ? 0 : (y > top ? top : y));
+		}
+		return;
+	}
+#ifdef __SSE2__
+	const __m128 vinv = _mm_set1_ps(inv), vh = _mm_set1_ps(h),
+		     vtop = _mm_set1_ps(top), zero = _mm_setzero_ps();
+	for (; i + 16 <= n; i += 16) {
+		__m128i w[4];
+		for (int k = 0; k < 4; k++) {
+			__m128 y = _mm_add_ps(
+				_mm_mul_ps(_mm_loadu_ps(v + i + 4 * k), vinv), vh);
+			w[k] = _mm_cvtps_epi32(
+				_mm_min_ps(_mm_max_ps(y, zero), vtop));
+		}
+		/* codes are 0..255: the signed 16-bit pack keeps them and the
+		 * unsigned 8-bit one saturates nothing */
+		__m128i a = _mm_packs_epi32(w[0], w[1]);
+		__m128i b = _mm_packs_epi32(w[2], w[3]);
+		_mm_storeu_si128((__m128i *)(u + i), _mm_packus_epi16(a, b));
+	}
+#endif
+	for (; i < n; i++) {
+		float y = v[i] * inv + h;
+		u[i] = (uint8_t)(int)rint22(y < 0 ? 0 : (y > top ? top : y));
+	}
+}
+
+void tcz_qk2_encode(const float *v, size_t cnt, uint32_t glen,
+		    const tcz_qk2_scales *sc, unsigned bits, unsigned char *dst)
+{
+	uint8_t buf[CHUNK];
+	size_t i = 0, j = 0, gpos = 0;
+	float s = cnt ? tcz_qk2_step(sc, 0) : 0;
+	while (i < cnt) {
+		size_t step = cnt - i < CHUNK ? cnt - i : CHUNK;
+		for (size_t k = 0; k < step;) {
+			size_t seg = glen - gpos < step - k ? glen - gpos : step - k;
+			quantize2(v + i + k, seg, s, bits, buf + k);
+			k += seg;
+			gpos += seg;
+			if (gpos == glen && i + k < cnt) {
+				gpos = 0;
+				s = tcz_qk2_step(sc, ++j);
+			}
+		}
+		size_t len = tcz_bitpack_size(step, bits);
+		(void)tcz_bitpack_pack(buf, step, bits, dst, len);
+		dst += len;
+		i += step;
+	}
+}
+
+void tcz_qk2_decode(const unsigned char *packed, size_t first, size_t cnt,
+		    uint32_t glen, const tcz_qk2_scales *sc, unsigned bits,
+		    float *out)
+{
+	const float h = (float)(1u << (bits - 1));
+	uint8_t buf[CHUNK];
+	size_t skip = first % 8;
+	const unsigned char *p = packed + first / 8 * bits;
+	size_t done = 0, j = first / glen, gpos = 0;
+	float s = cnt ? tcz_qk2_step(sc, j) : 0;
+
+	while (done < cnt) {
+		size_t want = skip + (cnt - done);
+		want = want < CHUNK ? want : CHUNK;
+		const uint8_t *u = p;
+		size_t len = tcz_bitpack_size(want, bits);
+		if (bits != 8) {
+			(void)tcz_bitpack_unpack(p, len, want, bits, buf);
+			u = buf;
+		}
+		p += len;
+		for (size_t k = skip; k < want;) {
+			size_t seg = glen - gpos < want - k ? glen - gpos
+							    : want - k;
+			dequantize(u + k, seg, s, h, out + done);
+			k += seg;
+			done += seg;
+			gpos += seg;
+			if (gpos == glen && done < cnt) {
+				gpos = 0;
+				s = tcz_qk2_step(sc, ++j);
 			}
 		}
 		skip = 0;

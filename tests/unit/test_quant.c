@@ -73,7 +73,7 @@ static float scale_in_blob(const unsigned char *b, size_t g)
 static int check_roundtrip(const float *v, size_t n, unsigned bits,
 			   uint32_t glen)
 {
-	tcz_quant_params p = {bits, glen};
+	tcz_quant_params p = {bits, glen, TCZ_QUANT_V1};
 	size_t cap = tcz_quant_bound(n, &p), len = 0;
 	assert_int_equal(cap, want_size(n, bits, glen, 4));
 	assert_int_equal(tcz_quant_size(n, &p), want_size(n, bits, glen, 2));
@@ -167,7 +167,7 @@ static void exact_and_extremes(void **state)
 			v[i] = (float)((i * 7) % (2 * qmax + 1) - qmax) * 0.125f;
 		v[5] = (float)qmax * 0.125f;
 		check_roundtrip(v, 64, bits, 64);
-		tcz_quant_params p = {bits, 64};
+		tcz_quant_params p = {bits, 64, TCZ_QUANT_V1};
 		unsigned char blob[20 + 2 + 64];
 		size_t len;
 		float out[64];
@@ -186,7 +186,7 @@ static void zero_groups(void **state)
 		v[i] = (i >= 64 && i < 128) ? 0.0f : (float)sin(i) * 3;
 	v[150] = -0.0f;
 	check_roundtrip(v, 200, 4, 64);
-	tcz_quant_params p = {4, 64};
+	tcz_quant_params p = {4, 64, TCZ_QUANT_V1};
 	unsigned char blob[20 + 8 + 100];
 	size_t len;
 	float out[200];
@@ -234,7 +234,7 @@ static void f32_fallback(void **state)
 	assert_int_equal(check_roundtrip(v, 64, 8, 64), 1);
 
 	/* the f16-sized buffer is then too small */
-	tcz_quant_params p = {8, 64};
+	tcz_quant_params p = {8, 64, TCZ_QUANT_V1};
 	size_t len;
 	unsigned char blob[20 + 2 + 64];
 	assert_int_equal(tcz_quant_encode(v, 64, &p, blob, sizeof(blob), &len),
@@ -247,16 +247,21 @@ static void bad_arguments(void **state)
 	float v[10] = {1, 2, 3};
 	unsigned char blob[128];
 	size_t len;
-	tcz_quant_params p = {2, 64};
+	tcz_quant_params p = {2, 64, TCZ_QUANT_V1};
 	assert_int_equal(tcz_quant_encode(v, 10, &p, blob, 128, &len), -EINVAL);
 	assert_int_equal(tcz_quant_bound(10, &p), 0);
 	assert_int_equal(tcz_quant_size(10, &p), 0);
 	p.bits = 9;
 	assert_int_equal(tcz_quant_encode(v, 10, &p, blob, 128, &len), -EINVAL);
-	p = (tcz_quant_params){8, 0};
+	p = (tcz_quant_params){8, 64, 3}; /* no version 3 */
 	assert_int_equal(tcz_quant_encode(v, 10, &p, blob, 128, &len), -EINVAL);
 	assert_int_equal(tcz_quant_size(10, &p), 0);
-	p = (tcz_quant_params){8, 4};
+	assert_int_equal(tcz_quant_group(&p), 0);
+	/* group 0 is version 1's default, 64: one f16 scale */
+	p = (tcz_quant_params){8, 0, TCZ_QUANT_V1};
+	assert_int_equal(tcz_quant_group(&p), 64);
+	assert_int_equal(tcz_quant_size(10, &p), 20 + 2 + 10);
+	p = (tcz_quant_params){8, 4, TCZ_QUANT_V1};
 	assert_int_equal(tcz_quant_encode(v, 10, &p, blob, 20 + 6 + 9, &len),
 			 -ENOBUFS);
 	assert_int_equal(tcz_quant_encode(v, 10, &p, blob, 20 + 6 + 10, &len), 0);
@@ -287,7 +292,7 @@ static void golden_blob(void **state)
 	const float want[5] = {7, -3, 0, 1, -1.75f};
 	unsigned char blob[64];
 	size_t len;
-	tcz_quant_params p = {4, 4};
+	tcz_quant_params p = {4, 4, TCZ_QUANT_V1};
 	assert_int_equal(tcz_quant_encode(v, 5, &p, blob, sizeof(blob), &len), 0);
 	assert_int_equal(len, sizeof(golden));
 	assert_memory_equal(blob, golden, sizeof(golden));
@@ -404,7 +409,7 @@ static void real_models(void **state)
 			float *out = malloc(t[k].n * sizeof(float));
 			assert_non_null(out);
 			for (unsigned bits = 3; bits <= 8; bits++) {
-				tcz_quant_params p = {bits, TCZ_QUANT_GROUP_DEFAULT};
+				tcz_quant_params p = {bits, 0, TCZ_QUANT_V1};
 				size_t cap = tcz_quant_bound(t[k].n, &p), len;
 				unsigned char *blob = malloc(cap);
 				assert_non_null(blob);

@@ -574,7 +574,7 @@ typedef struct quant_row {
 static quant_row run_quant(const dataset *d, unsigned bits, int reps)
 {
 	quant_row row = {bits, 0, 0, 0, 0, 0};
-	tcz_quant_params p = {bits, TCZ_QUANT_GROUP_DEFAULT};
+	tcz_quant_params p = {bits, TCZ_QUANT_GROUP_DEFAULT, TCZ_QUANT_V2};
 	const size_t per = CHUNK / 4;
 	size_t bound = tcz_quant_bound(per, &p), nvals = 0, total = 0;
 	size_t nchunks = 0;
@@ -818,7 +818,7 @@ static void bench_quality(const dataset *const *ds, size_t n)
 			continue;
 		for (unsigned bits = TCZ_QUANT_BITS_MAX; bits >= TCZ_QUANT_BITS_MIN;
 		     bits--) {
-			tcz_quant_params p = {bits, TCZ_QUANT_GROUP_DEFAULT};
+			tcz_quant_params p = {bits, TCZ_QUANT_GROUP_DEFAULT, TCZ_QUANT_V2};
 			qual t = qual_tczfs(ds[i], &p);
 			printf("%-22s %4u | %6.3f %7.3f%% %7.3f%% | %6.3f %7.3f%% "
 			       "%7.3f%% | %6.3f %7.3f%% %7.3f%%\n",

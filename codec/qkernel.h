@@ -64,9 +64,14 @@ typedef struct tcz_qk2_scales {
 /* The signed step of sub-block j, in f32. */
 float tcz_qk2_step(const tcz_qk2_scales *sc, size_t j);
 
-/* Sum over v[0..n) of (v/s + h - u)^2 for the v2 rule at step s != 0:
- * the squared error in units of s^2, for comparing candidate steps. */
-float tcz_qk2_sse(const float *v, size_t n, float s, unsigned bits);
+#define TCZ_QK2_MAX_STEPS 16
+
+/* For each of nc <= TCZ_QK2_MAX_STEPS candidate steps s[c], the squared
+ * error of v[0..n) coded with the v2 rule at that step (a step of 0:
+ * every value decodes to 0), into out[c]. The data is read once for all
+ * candidates. */
+void tcz_qk2_sse(const float *v, size_t n, const float *s, size_t nc,
+		 unsigned bits, double *out);
 
 /* Quantizes cnt values with the v2 rule and packs their codes into dst
  * (exactly ceil(cnt*bits/8) bytes); v[i] is in sub-block i / glen, whose

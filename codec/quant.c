@@ -250,18 +250,6 @@ static void put_field(unsigned char *p, size_t j, unsigned f, unsigned c)
 		p[at + 1] |= (unsigned char)(c >> (8 - sh));
 }
 
-/* Squared error of v[0..n) coded with step s (s == 0: all decode to 0). */
-static double sub_sse(const float *v, size_t n, float s, unsigned bits)
-{
-	if (s == 0) {
-		double e = 0;
-		for (size_t i = 0; i < n; i++)
-			e += (double)v[i] * v[i];
-		return e;
-	}
-	return (double)tcz_qk2_sse(v, n, s, bits) * s * s;
-}
-
 /* The preferred signed step of one sub-block (0 for a block of zeros).
  * -EDOM on NaN or infinity. */
 static int sub_step(const float *x, size_t len, unsigned bits, float *out)
@@ -280,20 +268,19 @@ static int sub_step(const float *x, size_t len, unsigned bits, float *out)
 	float s = a / h;
 	s = s > 0 ? s : FLT_TRUE_MIN;
 	s = x[i] > 0 ? -s : s; /* the extreme at u = 0: (0 - h) * s */
-	double best = sub_sse(x, len, s, bits);
-	*out = s;
-	/* multiples of s, then the opposite sign with the extreme at h-1 */
+	/* multiples of s, then the other sign with the extreme at h-1 */
 	const size_t nm = sizeof step_mult / sizeof *step_mult;
-	for (size_t c = 1; c <= nm; c++) {
-		float t = c < nm ? s * step_mult[c] : (s < 0 ? a : -a) / (h - 1);
-		if (t == 0)
-			continue;
-		double e = sub_sse(x, len, t, bits);
-		if (e < best) {
-			best = e;
-			*out = t;
-		}
-	}
+	float cand[sizeof step_mult / sizeof *step_mult + 1];
+	double e[sizeof step_mult / sizeof *step_mult + 1];
+	for (size_t c = 0; c < nm; c++)
+		cand[c] = s * step_mult[c];
+	cand[nm] = (s < 0 ? a : -a) / (h - 1);
+	tcz_qk2_sse(x, len, cand, nm + 1, bits, e);
+	size_t best = 0;
+	for (size_t c = 1; c <= nm; c++)
+		if (cand[c] != 0 && e[c] < e[best])
+			best = c;
+	*out = cand[best];
 	return 0;
 }
 
@@ -303,8 +290,10 @@ static int encode_super(const float *v, size_t n, uint32_t glen, size_t subs,
 			unsigned bits, unsigned f, uint16_t *d_out,
 			uint8_t *c_out)
 {
+	static const int around[] = {0, -1, 1, -2, 2};
+	enum { ND = sizeof around / sizeof *around };
 	float t[SUPER_VALUES]; /* each sub-block's preferred step */
-	uint8_t cc[SUPER_VALUES];
+	uint8_t cc[ND][SUPER_VALUES];
 	const unsigned mmax = (1u << (f - 1)) - 1, sign = 1u << (f - 1);
 	float tmax = 0;
 	for (size_t j = 0; j < subs; j++) {
@@ -321,40 +310,55 @@ static int encode_super(const float *v, size_t n, uint32_t glen, size_t subs,
 	const uint16_t lim = super_limit(bits, f);
 	uint16_t d0 = bf16_ceil(tmax / (float)mmax);
 	d0 = d0 < lim ? d0 : (uint16_t)(lim - 1);
-	static const int around[] = {0, -1, 1, -2, 2};
-	double best_total = INFINITY;
-	for (size_t c = 0; c < sizeof around / sizeof *around; c++) {
-		int pat = (int)d0 + around[c];
-		if (pat < 1 || pat >= (int)lim)
+	float d[ND];
+	double total[ND];
+	size_t nd = 0;
+	int pat[ND];
+	for (size_t c = 0; c < ND; c++) {
+		int q = (int)d0 + around[c];
+		if (q < 1 || q >= (int)lim)
 			continue;
-		float d = bf16_val((uint16_t)pat);
-		double total = 0;
-		for (size_t j = 0; j < subs && total < best_total; j++) {
-			const float *x = v + j * glen;
-			size_t len = n - j * glen < glen ? n - j * glen : glen;
-			cc[j] = 0;
-			if (t[j] == 0)
-				continue;
-			float r = fabsf(t[j]) / d;
-			unsigned lo = r >= (float)mmax ? mmax : (unsigned)r;
-			unsigned neg = t[j] < 0 ? sign : 0;
-			double be = INFINITY;
-			for (unsigned m = lo; m <= lo + 1 && m <= mmax; m++) {
-				float st = d * (float)m;
-				double e = sub_sse(x, len, neg ? -st : st, bits);
-				if (e < be) {
-					be = e;
-					cc[j] = (uint8_t)(m ? (m | neg) : 0);
-				}
-			}
-			total += be;
+		pat[nd] = q;
+		total[nd] = 0;
+		d[nd++] = bf16_val((uint16_t)q);
+	}
+	/* per sub-block, the two magnitudes around its step under every
+	 * candidate super-scale, all measured in one pass over its values */
+	for (size_t j = 0; j < subs; j++) {
+		const float *x = v + j * glen;
+		size_t len = n - j * glen < glen ? n - j * glen : glen;
+		if (t[j] == 0) {
+			for (size_t c = 0; c < nd; c++)
+				cc[c][j] = 0;
+			continue;
 		}
-		if (total < best_total) {
-			best_total = total;
-			*d_out = (uint16_t)pat;
-			memcpy(c_out, cc, subs);
+		float st[2 * ND];
+		unsigned mag[2 * ND];
+		double e[2 * ND];
+		size_t ns = 0;
+		for (size_t c = 0; c < nd; c++) {
+			float r = fabsf(t[j]) / d[c];
+			unsigned lo = r >= (float)mmax ? mmax : (unsigned)r;
+			for (unsigned m = lo; m <= lo + 1; m++) {
+				mag[ns] = m > mmax ? mmax : m; /* lo = mmax: twice */
+				float q = d[c] * (float)mag[ns];
+				st[ns++] = t[j] < 0 ? -q : q;
+			}
+		}
+		tcz_qk2_sse(x, len, st, ns, bits, e);
+		for (size_t c = 0; c < nd; c++) {
+			size_t b = e[2 * c + 1] < e[2 * c] ? 2 * c + 1 : 2 * c;
+			unsigned neg = t[j] < 0 ? sign : 0;
+			cc[c][j] = (uint8_t)(mag[b] ? (mag[b] | neg) : 0);
+			total[c] += e[b];
 		}
 	}
+	size_t best = 0;
+	for (size_t c = 1; c < nd; c++)
+		if (total[c] < total[best])
+			best = c;
+	*d_out = (uint16_t)pat[best];
+	memcpy(c_out, cc[best], subs);
 	return 0;
 }
 

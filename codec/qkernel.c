@@ -9,6 +9,7 @@
 
 #ifdef __SSE2__
 #include <emmintrin.h>
+#include <xmmintrin.h>
 #endif
 
 /* Codes per pack/unpack step: a multiple of 8, so every step starts on a
@@ -248,11 +249,30 @@ static float sse_div(const float *v, size_t n, float s, float h, float top)
 	return acc;
 }
 
-void tcz_qk2_sse(const float *v, size_t n, const float *s, size_t nc,
-		 unsigned bits, double *out)
+#ifdef __SSE2__
+/* Squared error in units of the step of 4 values, as a vector. */
+static inline __m128 sse4(__m128 x, __m128 vi, __m128 vh, __m128 vtop)
+{
+	__m128 y = _mm_add_ps(_mm_mul_ps(x, vi), vh);
+	__m128 u = _mm_cvtepi32_ps(_mm_cvtps_epi32(
+		_mm_min_ps(_mm_max_ps(y, _mm_setzero_ps()), vtop)));
+	__m128 e = _mm_sub_ps(y, u);
+	return _mm_mul_ps(e, e);
+}
+
+static inline float hsum(__m128 a)
+{
+	float lane[4];
+	_mm_storeu_ps(lane, a);
+	return (lane[0] + lane[1]) + (lane[2] + lane[3]);
+}
+#endif
+
+void tcz_qk2_sse(const float *v, size_t n, const float *s, const float *inv,
+		 size_t nc, unsigned bits, double *out)
 {
 	const float h = (float)(1u << (bits - 1)), top = (float)((1u << bits) - 1);
-	float inv[TCZ_QK2_MAX_STEPS], acc[TCZ_QK2_MAX_STEPS];
+	float ri[TCZ_QK2_MAX_STEPS], acc[TCZ_QK2_MAX_STEPS];
 	size_t idx[TCZ_QK2_MAX_STEPS], m = 0; /* the candidates multiplied */
 	for (size_t c = 0; c < nc; c++) {
 		if (s[c] == 0) {
@@ -262,12 +282,11 @@ void tcz_qk2_sse(const float *v, size_t n, const float *s, size_t nc,
 			out[c] = e;
 			continue;
 		}
-		float r = 1.0f / s[c];
-		if (!(fabsf(r) <= FLT_MAX)) { /* |s| below 2^-128 */
+		if (!(fabsf(inv[c]) <= FLT_MAX)) { /* |s| below 2^-128 */
 			out[c] = (double)sse_div(v, n, s[c], h, top) * s[c] * s[c];
 			continue;
 		}
-		inv[m] = r;
+		ri[m] = inv[c];
 		acc[m] = 0;
 		idx[m++] = c;
 	}
@@ -275,35 +294,65 @@ void tcz_qk2_sse(const float *v, size_t n, const float *s, size_t nc,
 #ifdef __SSE2__
 	/* y = v/s + h clamped to [0, 2^B - 1] rounds (to even, as rint22)
 	 * to the code; the error in units of s is y - u */
-	const __m128 vh = _mm_set1_ps(h), vtop = _mm_set1_ps(top),
-		     zero = _mm_setzero_ps();
-	__m128 a[TCZ_QK2_MAX_STEPS];
-	for (size_t c = 0; c < m; c++)
-		a[c] = zero;
-	for (; i + 8 <= n; i += 8) {
-		__m128 x0 = _mm_loadu_ps(v + i), x1 = _mm_loadu_ps(v + i + 4);
+	const __m128 vh = _mm_set1_ps(h), vtop = _mm_set1_ps(top);
+	if (n == 16 || n == 32) { /* the encoder's sub-blocks, unrolled: the
+				     * four sums are independent */
+		const __m128 x0 = _mm_loadu_ps(v), x1 = _mm_loadu_ps(v + 4),
+			     x2 = _mm_loadu_ps(v + 8), x3 = _mm_loadu_ps(v + 12);
+		__m128 sum[TCZ_QK2_MAX_STEPS + 3];
 		for (size_t c = 0; c < m; c++) {
-			__m128 vi = _mm_set1_ps(inv[c]);
-			__m128 y0 = _mm_add_ps(_mm_mul_ps(x0, vi), vh);
-			__m128 y1 = _mm_add_ps(_mm_mul_ps(x1, vi), vh);
-			__m128 u0 = _mm_cvtepi32_ps(_mm_cvtps_epi32(
-				_mm_min_ps(_mm_max_ps(y0, zero), vtop)));
-			__m128 u1 = _mm_cvtepi32_ps(_mm_cvtps_epi32(
-				_mm_min_ps(_mm_max_ps(y1, zero), vtop)));
-			__m128 e0 = _mm_sub_ps(y0, u0), e1 = _mm_sub_ps(y1, u1);
-			a[c] = _mm_add_ps(a[c], _mm_add_ps(_mm_mul_ps(e0, e0),
-							   _mm_mul_ps(e1, e1)));
+			const __m128 vi = _mm_set1_ps(ri[c]);
+			__m128 a0 = sse4(x0, vi, vh, vtop), a1 = sse4(x1, vi, vh, vtop);
+			__m128 a2 = sse4(x2, vi, vh, vtop), a3 = sse4(x3, vi, vh, vtop);
+			if (n == 32) {
+				a0 = _mm_add_ps(a0, sse4(_mm_loadu_ps(v + 16), vi, vh, vtop));
+				a1 = _mm_add_ps(a1, sse4(_mm_loadu_ps(v + 20), vi, vh, vtop));
+				a2 = _mm_add_ps(a2, sse4(_mm_loadu_ps(v + 24), vi, vh, vtop));
+				a3 = _mm_add_ps(a3, sse4(_mm_loadu_ps(v + 28), vi, vh, vtop));
+			}
+			sum[c] = _mm_add_ps(_mm_add_ps(a0, a1), _mm_add_ps(a2, a3));
 		}
-	}
-	for (size_t c = 0; c < m; c++) {
-		float lane[4];
-		_mm_storeu_ps(lane, a[c]);
-		acc[c] = (lane[0] + lane[1]) + (lane[2] + lane[3]);
+		/* four horizontal sums at a time: transpose and add */
+		for (size_t c = m; c % 4; c++)
+			sum[c] = _mm_setzero_ps();
+		for (size_t c = 0; c < m; c += 4) {
+			__m128 r0 = sum[c], r1 = sum[c + 1], r2 = sum[c + 2],
+			       r3 = sum[c + 3];
+			_MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+			float lane[4];
+			_mm_storeu_ps(lane, _mm_add_ps(_mm_add_ps(r0, r1),
+						       _mm_add_ps(r2, r3)));
+			for (size_t q = 0; q < 4 && c + q < m; q++)
+				acc[c + q] = lane[q];
+		}
+		i = n;
+	} else {
+		const __m128 zero = _mm_setzero_ps();
+		__m128 a[TCZ_QK2_MAX_STEPS];
+		for (size_t c = 0; c < m; c++)
+			a[c] = zero;
+		for (; i + 8 <= n; i += 8) {
+			__m128 x0 = _mm_loadu_ps(v + i), x1 = _mm_loadu_ps(v + i + 4);
+			for (size_t c = 0; c < m; c++) {
+				__m128 vi = _mm_set1_ps(ri[c]);
+				__m128 y0 = _mm_add_ps(_mm_mul_ps(x0, vi), vh);
+				__m128 y1 = _mm_add_ps(_mm_mul_ps(x1, vi), vh);
+				__m128 u0 = _mm_cvtepi32_ps(_mm_cvtps_epi32(
+					_mm_min_ps(_mm_max_ps(y0, zero), vtop)));
+				__m128 u1 = _mm_cvtepi32_ps(_mm_cvtps_epi32(
+					_mm_min_ps(_mm_max_ps(y1, zero), vtop)));
+				__m128 e0 = _mm_sub_ps(y0, u0), e1 = _mm_sub_ps(y1, u1);
+				a[c] = _mm_add_ps(a[c], _mm_add_ps(_mm_mul_ps(e0, e0),
+								   _mm_mul_ps(e1, e1)));
+			}
+		}
+		for (size_t c = 0; c < m; c++)
+			acc[c] = hsum(a[c]);
 	}
 #endif
 	for (; i < n; i++)
 		for (size_t c = 0; c < m; c++) {
-			float y = v[i] * inv[c] + h;
+			float y = v[i] * ri[c] + h;
 			float cl = y < 0 ? 0 : (y > top ? top : y);
 			float e = y - rint22(cl);
 			acc[c] += e * e;

@@ -68,10 +68,12 @@ float tcz_qk2_step(const tcz_qk2_scales *sc, size_t j);
 
 /* For each of nc <= TCZ_QK2_MAX_STEPS candidate steps s[c], the squared
  * error of v[0..n) coded with the v2 rule at that step (a step of 0:
- * every value decodes to 0), into out[c]. The data is read once for all
- * candidates. */
-void tcz_qk2_sse(const float *v, size_t n, const float *s, size_t nc,
-		 unsigned bits, double *out);
+ * every value decodes to 0), into out[c]. inv[c] is 1/s[c] or close to it
+ * (for a search, any fixed approximation will do); a candidate whose
+ * inv[c] is not finite is measured dividing by s[c]. The data is read
+ * once for all candidates. */
+void tcz_qk2_sse(const float *v, size_t n, const float *s, const float *inv,
+		 size_t nc, unsigned bits, double *out);
 
 /* Quantizes cnt values with the v2 rule and packs their codes into dst
  * (exactly ceil(cnt*bits/8) bytes); v[i] is in sub-block i / glen, whose

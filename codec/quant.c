@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "codec/bitpack.h"
@@ -216,6 +217,10 @@ static int encode_v1(const float *src, size_t n, const tcz_quant_params *p,
  * magnitudes around its step. All by measured squared error. */
 
 static const float step_mult[] = {1.0f, 0.8f, 0.88f, 0.96f, 1.04f};
+/* their reciprocals: the search measures candidates with approximate
+ * reciprocals of the steps rather than dividing for each */
+static const float inv_mult[] = {1.0f, 1.25f, 1.0f / 0.88f, 1.0f / 0.96f,
+				 1.0f / 1.04f};
 
 static float bf16_val(uint16_t b)
 {
@@ -271,17 +276,32 @@ static int sub_step(const float *x, size_t len, unsigned bits, float *out)
 	/* multiples of s, then the other sign with the extreme at h-1 */
 	const size_t nm = sizeof step_mult / sizeof *step_mult;
 	float cand[sizeof step_mult / sizeof *step_mult + 1];
+	float inv[sizeof step_mult / sizeof *step_mult + 1];
 	double e[sizeof step_mult / sizeof *step_mult + 1];
-	for (size_t c = 0; c < nm; c++)
+	const float is = 1.0f / s;
+	for (size_t c = 0; c < nm; c++) {
 		cand[c] = s * step_mult[c];
+		inv[c] = is * inv_mult[c];
+	}
 	cand[nm] = (s < 0 ? a : -a) / (h - 1);
-	tcz_qk2_sse(x, len, cand, nm + 1, bits, e);
+	inv[nm] = 1.0f / cand[nm];
+	tcz_qk2_sse(x, len, cand, inv, nm + 1, bits, e);
 	size_t best = 0;
 	for (size_t c = 1; c <= nm; c++)
 		if (cand[c] != 0 && e[c] < e[best])
 			best = c;
 	*out = cand[best];
 	return 0;
+}
+
+/* 1/m for the magnitudes of step codes (0 for 0: that step is 0) */
+static float recip[128];
+static pthread_once_t recip_once = PTHREAD_ONCE_INIT;
+
+static void recip_init(void)
+{
+	for (unsigned m = 1; m < 128; m++)
+		recip[m] = 1.0f / (float)m;
 }
 
 /* Chooses the super-scale and step codes of one super-block of `subs`
@@ -310,7 +330,7 @@ static int encode_super(const float *v, size_t n, uint32_t glen, size_t subs,
 	const uint16_t lim = super_limit(bits, f);
 	uint16_t d0 = bf16_ceil(tmax / (float)mmax);
 	d0 = d0 < lim ? d0 : (uint16_t)(lim - 1);
-	float d[ND];
+	float d[ND], dinv[ND];
 	double total[ND];
 	size_t nd = 0;
 	int pat[ND];
@@ -320,7 +340,9 @@ static int encode_super(const float *v, size_t n, uint32_t glen, size_t subs,
 			continue;
 		pat[nd] = q;
 		total[nd] = 0;
-		d[nd++] = bf16_val((uint16_t)q);
+		d[nd] = bf16_val((uint16_t)q);
+		dinv[nd] = 1.0f / d[nd];
+		nd++;
 	}
 	/* per sub-block, the two magnitudes around its step under every
 	 * candidate super-scale, all measured in one pass over its values */
@@ -332,20 +354,22 @@ static int encode_super(const float *v, size_t n, uint32_t glen, size_t subs,
 				cc[c][j] = 0;
 			continue;
 		}
-		float st[2 * ND];
+		float st[2 * ND], inv[2 * ND];
 		unsigned mag[2 * ND];
 		double e[2 * ND];
 		size_t ns = 0;
+		const float sg = t[j] < 0 ? -1.0f : 1.0f;
 		for (size_t c = 0; c < nd; c++) {
-			float r = fabsf(t[j]) / d[c];
+			float r = fabsf(t[j]) * dinv[c];
 			unsigned lo = r >= (float)mmax ? mmax : (unsigned)r;
 			for (unsigned m = lo; m <= lo + 1; m++) {
 				mag[ns] = m > mmax ? mmax : m; /* lo = mmax: twice */
-				float q = d[c] * (float)mag[ns];
-				st[ns++] = t[j] < 0 ? -q : q;
+				st[ns] = sg * d[c] * (float)mag[ns];
+				inv[ns] = sg * dinv[c] * recip[mag[ns]];
+				ns++;
 			}
 		}
-		tcz_qk2_sse(x, len, st, ns, bits, e);
+		tcz_qk2_sse(x, len, st, inv, ns, bits, e);
 		for (size_t c = 0; c < nd; c++) {
 			size_t b = e[2 * c + 1] < e[2 * c] ? 2 * c + 1 : 2 * c;
 			unsigned neg = t[j] < 0 ? sign : 0;
@@ -367,6 +391,7 @@ static int encode_v2(const float *src, size_t n, const tcz_quant_params *p,
 {
 	const uint32_t glen = tcz_quant_group(p), k = per_super(glen);
 	const unsigned bits = p->bits, f = field_bits_for(bits);
+	pthread_once(&recip_once, recip_init);
 	size_t size = blob_size2(n, glen, k, bits, f);
 	if (size == 0)
 		return -EINVAL;

@@ -168,8 +168,12 @@ static void enc_free(enc *e)
 static int enc_init(enc *e, uint32_t group_len)
 {
 	memset(e, 0, sizeof *e);
-	tcz_quant_params qp = {8, group_len};
-	size_t qb = tcz_quant_bound(TCZ_CHUNK_MAX / 2, &qp);
+	size_t qb = 0; /* the widest blob any width makes for a chunk */
+	for (unsigned b = TCZ_QUANT_BITS_MIN; b <= TCZ_QUANT_BITS_MAX; b++) {
+		tcz_quant_params qp = {b, group_len, TCZ_QUANT_V2};
+		size_t x = tcz_quant_bound(TCZ_CHUNK_MAX / 2, &qp);
+		qb = x > qb ? x : qb;
+	}
 	size_t lb = tcz_lossless_bound(TCZ_CHUNK_MAX);
 	size_t zb = ZSTD_compressBound(TCZ_CHUNK_MAX);
 	e->out_cap = qb > lb ? qb : lb;
@@ -304,7 +308,8 @@ static int quant_pass(job *j, enc *e, uint32_t t, const src_tensor *st,
 		      uint64_t *size_out)
 {
 	tcz_tensor *tn = &j->m->tensors[t];
-	tcz_quant_params qp = {bits, j->o->group_len};
+	tcz_quant_params qp = {bits, j->o->group_len, TCZ_QUANT_V2};
+	qp.group_len = tcz_quant_group(&qp); /* the record says which */
 	size_t es = tcz_dtype_size(st->dtype);
 	uint32_t cb = quant_chunk_bytes(st->dtype, qp.group_len);
 	uint64_t nchunks = st->nbytes ? (st->nbytes + cb - 1) / cb : 0;
@@ -1047,7 +1052,8 @@ static char *profile_text(const tcz_import_opts *o)
 		break;
 	case TCZ_PROFILE_BITS:
 		snprintf(buf, sizeof buf, "bits %u group %u", o->bits,
-			 o->group_len);
+			 tcz_quant_group(&(tcz_quant_params){
+				 o->bits, o->group_len, TCZ_QUANT_V2}));
 		break;
 	case TCZ_PROFILE_TT:
 		snprintf(buf, sizeof buf, "tt eps %g max-rank %u", o->tt_eps,
@@ -1076,7 +1082,7 @@ static int check_opts(const tcz_import_opts *o, job *j, char *err,
 		snprintf(err, errlen, "--eps must be a number >= 0");
 		return -EINVAL;
 	}
-	if (o->group_len == 0 || o->group_len > (1u << 16)) {
+	if (o->group_len > (1u << 16)) { /* 0: the width's default */
 		snprintf(err, errlen, "group length must be 1..65536");
 		return -EINVAL;
 	}

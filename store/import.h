@@ -25,7 +25,7 @@ typedef struct tcz_import_opts {
 	tcz_profile profile;
 	double max_error;      /* relative Frobenius bound, MAX_ERROR */
 	unsigned bits;         /* 3..8, BITS */
-	uint32_t group_len;    /* quantization group, default 64 */
+	uint32_t group_len;    /* quantization sub-block; 0: per width (16, 32 at 8 bits) */
 	double tt_eps;         /* TT */
 	uint32_t tt_max_rank;  /* TT, 0 = no cap */
 	const char *include;   /* ERE: only matching tensors may be lossy */

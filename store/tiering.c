@@ -189,7 +189,8 @@ static int quant_pass(work *w, tcz_import_tx *tx, uint32_t t, unsigned bits,
 		      tcz_error *err_cur, uint64_t *size, tcz_tensor *out)
 {
 	const tcz_tensor *tn = &w->m->tensors[t];
-	tcz_quant_params qp = {bits, TCZ_QUANT_GROUP_DEFAULT};
+	tcz_quant_params qp = {bits, TCZ_QUANT_GROUP_DEFAULT, TCZ_QUANT_V2};
+	qp.group_len = tcz_quant_group(&qp); /* the record says which */
 	size_t es = tcz_dtype_size(tn->dtype);
 	uint32_t cb = quant_chunk_bytes(tn->dtype, qp.group_len);
 	uint64_t nchunks = tn->nbytes ? (tn->nbytes + cb - 1) / cb : 0;
@@ -301,8 +302,12 @@ static void work_free(work *w)
 
 static int work_init(work *w)
 {
-	tcz_quant_params qp = {TCZ_QUANT_BITS_MAX, TCZ_QUANT_GROUP_DEFAULT};
-	size_t qb = tcz_quant_bound(TCZ_CHUNK_MAX / 2, &qp);
+	size_t qb = 0; /* the widest blob any width makes for a chunk */
+	for (unsigned b = TCZ_QUANT_BITS_MIN; b <= TCZ_QUANT_BITS_MAX; b++) {
+		tcz_quant_params qp = {b, TCZ_QUANT_GROUP_DEFAULT, TCZ_QUANT_V2};
+		size_t x = tcz_quant_bound(TCZ_CHUNK_MAX / 2, &qp);
+		qb = x > qb ? x : qb;
+	}
 	size_t lb = tcz_lossless_bound(TCZ_CHUNK_MAX);
 	w->enc_cap = qb > lb ? qb : lb;
 	w->lctx = tcz_lossless_ctx_create();

@@ -147,7 +147,7 @@ static const char import_help[] =
 	"  --max-error E      per tensor the smallest of TT, quantization at\n"
 	"                     8..3 bits and lossless whose relative error <= E\n"
 	"  --bits B           groupwise quantization with B bits (3-8)\n"
-	"  --group G          quantization group length (default 64)\n"
+	"  --group G          quantization sub-block length (default 16; 32 at 8 bits)\n"
 	"  --tt               tensor-train for the selected tensors\n"
 	"  --eps E            TT relative error target (default 0.01)\n"
 	"  --max-rank R       TT rank cap (default none)\n"

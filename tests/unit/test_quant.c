@@ -3,7 +3,9 @@
  * value is an integer multiple q*s with |q| <= qmax and |v - v'| <= s/2
  * (plus float slack), the blob size follows docs/formats.md, a blob
  * written by hand decodes, malformed blobs are refused, and real weights
- * meet the error figures. */
+ * meet the error figures; the same for version 2 (sub-blocks under
+ * super-scales, docs/formats.md), against a decoder written from the
+ * document, and version-1 payloads still decode. */
 #include <dirent.h>
 #include <errno.h>
 #include <float.h>
@@ -73,7 +75,7 @@ static float scale_in_blob(const unsigned char *b, size_t g)
 static int check_roundtrip(const float *v, size_t n, unsigned bits,
 			   uint32_t glen)
 {
-	tcz_quant_params p = {bits, glen};
+	tcz_quant_params p = {bits, glen, TCZ_QUANT_V1};
 	size_t cap = tcz_quant_bound(n, &p), len = 0;
 	assert_int_equal(cap, want_size(n, bits, glen, 4));
 	assert_int_equal(tcz_quant_size(n, &p), want_size(n, bits, glen, 2));
@@ -167,7 +169,7 @@ static void exact_and_extremes(void **state)
 			v[i] = (float)((i * 7) % (2 * qmax + 1) - qmax) * 0.125f;
 		v[5] = (float)qmax * 0.125f;
 		check_roundtrip(v, 64, bits, 64);
-		tcz_quant_params p = {bits, 64};
+		tcz_quant_params p = {bits, 64, TCZ_QUANT_V1};
 		unsigned char blob[20 + 2 + 64];
 		size_t len;
 		float out[64];
@@ -186,7 +188,7 @@ static void zero_groups(void **state)
 		v[i] = (i >= 64 && i < 128) ? 0.0f : (float)sin(i) * 3;
 	v[150] = -0.0f;
 	check_roundtrip(v, 200, 4, 64);
-	tcz_quant_params p = {4, 64};
+	tcz_quant_params p = {4, 64, TCZ_QUANT_V1};
 	unsigned char blob[20 + 8 + 100];
 	size_t len;
 	float out[200];
@@ -234,7 +236,7 @@ static void f32_fallback(void **state)
 	assert_int_equal(check_roundtrip(v, 64, 8, 64), 1);
 
 	/* the f16-sized buffer is then too small */
-	tcz_quant_params p = {8, 64};
+	tcz_quant_params p = {8, 64, TCZ_QUANT_V1};
 	size_t len;
 	unsigned char blob[20 + 2 + 64];
 	assert_int_equal(tcz_quant_encode(v, 64, &p, blob, sizeof(blob), &len),
@@ -247,16 +249,21 @@ static void bad_arguments(void **state)
 	float v[10] = {1, 2, 3};
 	unsigned char blob[128];
 	size_t len;
-	tcz_quant_params p = {2, 64};
+	tcz_quant_params p = {2, 64, TCZ_QUANT_V1};
 	assert_int_equal(tcz_quant_encode(v, 10, &p, blob, 128, &len), -EINVAL);
 	assert_int_equal(tcz_quant_bound(10, &p), 0);
 	assert_int_equal(tcz_quant_size(10, &p), 0);
 	p.bits = 9;
 	assert_int_equal(tcz_quant_encode(v, 10, &p, blob, 128, &len), -EINVAL);
-	p = (tcz_quant_params){8, 0};
+	p = (tcz_quant_params){8, 64, 3}; /* no version 3 */
 	assert_int_equal(tcz_quant_encode(v, 10, &p, blob, 128, &len), -EINVAL);
 	assert_int_equal(tcz_quant_size(10, &p), 0);
-	p = (tcz_quant_params){8, 4};
+	assert_int_equal(tcz_quant_group(&p), 0);
+	/* group 0 is version 1's default, 64: one f16 scale */
+	p = (tcz_quant_params){8, 0, TCZ_QUANT_V1};
+	assert_int_equal(tcz_quant_group(&p), 64);
+	assert_int_equal(tcz_quant_size(10, &p), 20 + 2 + 10);
+	p = (tcz_quant_params){8, 4, TCZ_QUANT_V1};
 	assert_int_equal(tcz_quant_encode(v, 10, &p, blob, 20 + 6 + 9, &len),
 			 -ENOBUFS);
 	assert_int_equal(tcz_quant_encode(v, 10, &p, blob, 20 + 6 + 10, &len), 0);
@@ -287,7 +294,7 @@ static void golden_blob(void **state)
 	const float want[5] = {7, -3, 0, 1, -1.75f};
 	unsigned char blob[64];
 	size_t len;
-	tcz_quant_params p = {4, 4};
+	tcz_quant_params p = {4, 4, TCZ_QUANT_V1};
 	assert_int_equal(tcz_quant_encode(v, 5, &p, blob, sizeof(blob), &len), 0);
 	assert_int_equal(len, sizeof(golden));
 	assert_memory_equal(blob, golden, sizeof(golden));
@@ -360,6 +367,467 @@ static void malformed(void **state)
 	assert_int_equal(tcz_quant_peek(NULL, 0, NULL, NULL), -EBADMSG);
 }
 
+/* ---- version 1, an old payload ------------------------------------------ */
+
+/* A second version-1 blob derived by hand from docs/formats.md, with f32
+ * scales: n = 3, G = 2, 3 bits (qmax 3), flag bit 0. Group 0 {3*2^20,
+ * -2^20}: max/qmax = 2^20 overflows f16, so the blob keeps f32 scales
+ * (0x49800000); q {3, -1}, u {6, 2}. Group 1 {1.5}: scale 0.5 (0x3f000000),
+ * q 3, u 6. Codes LSB first, 9 bits: 0x96, 0x01. */
+static const unsigned char golden_v1_f32[30] = {
+	0x54, 0x43, 0x5a, 0x51, 0x01, 0x03, 0x01, 0x00,
+	0x02, 0x00, 0x00, 0x00,
+	0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+	0x00, 0x00, 0x80, 0x49, 0x00, 0x00, 0x00, 0x3f,
+	0x96, 0x01,
+};
+
+/* Stores written before version 2 hold version-1 payloads: they decode to
+ * the documented values, whole and from a group, and peek says version 1.
+ * The version-1 encoder, still available, writes them byte for byte. */
+static void v1_still_decodes(void **state)
+{
+	(void)state;
+	const float want[3] = {3 * 1048576.0f, -1048576.0f, 1.5f};
+	float out[3];
+	tcz_quant_params q;
+	size_t n;
+	assert_int_equal(tcz_quant_peek(golden_v1_f32, sizeof golden_v1_f32, &q,
+					&n), 0);
+	assert_int_equal(q.version, TCZ_QUANT_V1);
+	assert_int_equal(q.bits, 3);
+	assert_int_equal(q.group_len, 2);
+	assert_int_equal(n, 3);
+	assert_int_equal(tcz_quant_decode(golden_v1_f32, sizeof golden_v1_f32,
+					  out, 3), 0);
+	assert_memory_equal(out, want, sizeof want);
+	assert_int_equal(tcz_quant_decode_range(golden_v1_f32,
+						sizeof golden_v1_f32, 2, 1, out),
+			 0);
+	assert_true(out[0] == 1.5f);
+	assert_int_equal(tcz_quant_peek(golden, sizeof golden, &q, &n), 0);
+	assert_int_equal(q.version, TCZ_QUANT_V1);
+
+	unsigned char blob[64];
+	size_t len;
+	tcz_quant_params p = {3, 2, TCZ_QUANT_V1};
+	assert_int_equal(tcz_quant_encode(want, 3, &p, blob, sizeof blob, &len), 0);
+	assert_int_equal(len, sizeof golden_v1_f32);
+	assert_memory_equal(blob, golden_v1_f32, len);
+}
+
+/* ---- version 2 ------------------------------------------------------------ */
+
+#define HDR2 24u
+
+/* docs/formats.md, version 2, example 1: the encoder's output for values
+ * that sit on their grids. */
+static const unsigned char golden_v2[31] = {
+	0x54, 0x43, 0x5a, 0x51, 0x02, 0x04, 0x00, 0x06, /* v2, 4 bits, F 6 */
+	0x04, 0x00, 0x00, 0x00,                         /* G 4 */
+	0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* n 6 */
+	0x00, 0x01, 0x00, 0x00,                         /* K 256 */
+	0x80, 0x3c,                                     /* d = 1/64 */
+	0x9f, 0x0a,                                     /* codes 31, 42 */
+	0xb0, 0xf8, 0xb0,                               /* u 0 11 8 15 0 11 */
+};
+static const float golden_v2_values[6] = {-3.875f, 1.453125f, 0, 3.390625f,
+					  1.25f, -0.46875f};
+
+/* Example 2, written by hand: K = 1 (two super-blocks), F = 7, a negative
+ * step, a short last sub-block, padding bits in both streams. */
+static const unsigned char golden_v2b[32] = {
+	0x54, 0x43, 0x5a, 0x51, 0x02, 0x03, 0x00, 0x07, /* v2, 3 bits, F 7 */
+	0x02, 0x00, 0x00, 0x00,                         /* G 2 */
+	0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* n 3 */
+	0x01, 0x00, 0x00, 0x00,                         /* K 1 */
+	0x00, 0x3f, 0x00, 0x40,                         /* d 0.5, 2 */
+	0x83, 0x22,                                     /* codes 3, 64+5 */
+	0x78, 0x00,                                     /* u 0 7 1 */
+};
+static const float golden_v2b_values[3] = {-6, 4.5f, 30};
+
+static void golden_v2_blobs(void **state)
+{
+	(void)state;
+	float out[6];
+	tcz_quant_params q;
+	size_t n;
+	assert_int_equal(tcz_quant_peek(golden_v2, sizeof golden_v2, &q, &n), 0);
+	assert_int_equal(q.version, TCZ_QUANT_V2);
+	assert_int_equal(q.bits, 4);
+	assert_int_equal(q.group_len, 4);
+	assert_int_equal(n, 6);
+	assert_int_equal(tcz_quant_decode(golden_v2, sizeof golden_v2, out, 6), 0);
+	assert_memory_equal(out, golden_v2_values, sizeof golden_v2_values);
+	assert_int_equal(tcz_quant_decode(golden_v2, sizeof golden_v2, out, 5),
+			 -EINVAL);
+	assert_int_equal(tcz_quant_decode_range(golden_v2, sizeof golden_v2, 4,
+						2, out), 0);
+	assert_memory_equal(out, golden_v2_values + 4, 2 * sizeof(float));
+	assert_int_equal(tcz_quant_decode_range(golden_v2, sizeof golden_v2, 2,
+						2, out), -EINVAL);
+
+	/* the encoder writes example 1 byte for byte */
+	unsigned char blob[64];
+	size_t len;
+	tcz_quant_params p = {4, 4, TCZ_QUANT_V2};
+	assert_int_equal(tcz_quant_size(6, &p), sizeof golden_v2);
+	assert_int_equal(tcz_quant_encode(golden_v2_values, 6, &p, blob,
+					  sizeof blob, &len), 0);
+	assert_int_equal(len, sizeof golden_v2);
+	assert_memory_equal(blob, golden_v2, len);
+	p.version = 0; /* the default is version 2 */
+	assert_int_equal(tcz_quant_encode(golden_v2_values, 6, &p, blob,
+					  sizeof blob, &len), 0);
+	assert_memory_equal(blob, golden_v2, len);
+
+	assert_int_equal(tcz_quant_decode(golden_v2b, sizeof golden_v2b, out, 3),
+			 0);
+	assert_memory_equal(out, golden_v2b_values, sizeof golden_v2b_values);
+	assert_int_equal(tcz_quant_decode_range(golden_v2b, sizeof golden_v2b, 2,
+						1, out), 0);
+	assert_true(out[0] == 30);
+}
+
+static int decode2_copy(const unsigned char *b, size_t len, size_t n)
+{
+	unsigned char *c = malloc(len ? len : 1);
+	float out[64];
+	assert_non_null(c);
+	memcpy(c, b, len);
+	int r = tcz_quant_decode(c, len, out, n);
+	int rp = tcz_quant_peek(c, len, NULL, NULL);
+	assert_int_equal(r < 0 && r != -EINVAL ? r : 0, rp < 0 ? rp : 0);
+	free(c);
+	return r;
+}
+
+static void malformed_v2(void **state)
+{
+	(void)state;
+	unsigned char b[64];
+	assert_int_equal(decode2_copy(golden_v2, sizeof golden_v2, 6), 0);
+	for (size_t len = 0; len < sizeof golden_v2; len++)
+		assert_int_equal(decode2_copy(golden_v2, len, 6), -EBADMSG);
+	memcpy(b, golden_v2, sizeof golden_v2);
+	b[sizeof golden_v2] = 0;
+	assert_int_equal(decode2_copy(b, sizeof golden_v2 + 1, 6), -EBADMSG);
+
+	static const struct {
+		size_t off;
+		unsigned char val;
+	} bad[] = {
+		{4, 0x03},  /* version 3 */
+		{6, 0x01},  /* flags */
+		{7, 1},     /* F below 2 */
+		{7, 9},     /* F above 8 */
+		{7, 5},     /* F 5: 10 bits, still 2 bytes, but 0x0a's bit 3 is
+			     * now padding */
+		{7, 16},    /* F 16 */
+		{8, 0},     /* G 0 */
+		{8, 2},     /* G 2: three sub-blocks */
+		{12, 7},    /* n 7 */
+		{19, 0x80}, /* n 2^63 + 6 */
+		{21, 0},    /* K 0 */
+		{25, 0xbc}, /* super-scale -1/64 */
+		{25, 0x7f}, /* super-scale NaN (0x7f80 is infinity) */
+		{25, 0x7b}, /* super-scale 2^119, 0x7b80: the first refused for
+			     * B 4, F 6 */
+		{27, 0x1a}, /* a padding bit after the 12 step-code bits */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		memcpy(b, golden_v2, sizeof golden_v2);
+		b[bad[i].off] = bad[i].val;
+		if (decode2_copy(b, sizeof golden_v2, 6) != -EBADMSG)
+			fail_msg("byte %zu = %#x accepted", bad[i].off, bad[i].val);
+	}
+	/* 0x7b7f, just below the limit, is a valid super-scale */
+	memcpy(b, golden_v2, sizeof golden_v2);
+	b[24] = 0x7f;
+	b[25] = 0x7b;
+	assert_int_equal(decode2_copy(b, sizeof golden_v2, 6), 0);
+	float out[6];
+	assert_int_equal(tcz_quant_decode(b, sizeof golden_v2, out, 6), 0);
+	for (int i = 0; i < 6; i++)
+		assert_true(isfinite(out[i]));
+	/* F 5 keeps the size (10 bits, 2 bytes): valid, other steps */
+	memcpy(b, golden_v2, sizeof golden_v2);
+	b[7] = 5;
+	b[27] = 0;
+	assert_int_equal(decode2_copy(b, sizeof golden_v2, 6), 0);
+	/* a padding bit in the codes of example 2 (9 of 16 bits used) */
+	memcpy(b, golden_v2b, sizeof golden_v2b);
+	b[31] = 0x02;
+	assert_int_equal(decode2_copy(b, sizeof golden_v2b, 3), -EBADMSG);
+	memcpy(b, golden_v2b, sizeof golden_v2b);
+	b[29] = 0x62; /* a padding bit after the 14 step-code bits */
+	assert_int_equal(decode2_copy(b, sizeof golden_v2b, 3), -EBADMSG);
+	memcpy(b, golden_v2b, sizeof golden_v2b);
+	b[27] = 0xff; /* second super-scale negative NaN */
+	assert_int_equal(decode2_copy(b, sizeof golden_v2b, 3), -EBADMSG);
+	/* G, n, K huge: sizes must not wrap */
+	memcpy(b, golden_v2, sizeof golden_v2);
+	memset(b + 8, 0xff, 16);
+	assert_int_equal(decode2_copy(b, sizeof golden_v2, 6), -EBADMSG);
+	memcpy(b, golden_v2, sizeof golden_v2);
+	memset(b + 12, 0xff, 8);
+	b[8] = 1;
+	assert_int_equal(decode2_copy(b, sizeof golden_v2, 6), -EBADMSG);
+}
+
+/* A decoder written from docs/formats.md alone, value by value, to pin the
+ * codec's output to the document bit for bit. */
+static void doc_decode_v2(const unsigned char *b, size_t len, float *out)
+{
+	uint32_t glen, k;
+	uint64_t n;
+	memcpy(&glen, b + 8, 4);
+	memcpy(&n, b + 12, 8);
+	memcpy(&k, b + 20, 4);
+	unsigned bits = b[5], f = b[7];
+	size_t subs = ceil_div(n, glen), supers = ceil_div(subs, k);
+	const unsigned char *sup = b + HDR2, *sub = sup + 2 * supers;
+	const unsigned char *codes = sub + ceil_div(subs * f, 8);
+	assert_int_equal(len, HDR2 + 2 * supers + ceil_div(subs * f, 8) +
+				      ceil_div(n * bits, 8));
+	for (size_t i = 0; i < n; i++) {
+		size_t j = i / glen, g = j / k;
+		unsigned c = 0, u = 0;
+		for (unsigned t = 0; t < f; t++) /* one bit at a time */
+			c |= (unsigned)((sub[(j * f + t) / 8] >> ((j * f + t) % 8)) & 1)
+			     << t;
+		for (unsigned t = 0; t < bits; t++)
+			u |= (unsigned)((codes[(i * bits + t) / 8] >>
+					 ((i * bits + t) % 8)) & 1) << t;
+		float d = tcz_bf16_to_f32((uint16_t)(sup[2 * g] | sup[2 * g + 1] << 8));
+		float s = d * (float)(c & ((1u << (f - 1)) - 1));
+		if (c >> (f - 1))
+			s = -s;
+		out[i] = ((float)u - (float)(1u << (bits - 1))) * s;
+	}
+}
+
+/* Encodes v2, checks the documented size, that decode agrees bit for bit
+ * with the document's decoder and with decode_range from every sub-block,
+ * and that only extremes move further than half a step. Returns the
+ * relative Frobenius error. */
+static double check_v2(const float *v, size_t n, unsigned bits, uint32_t glen)
+{
+	tcz_quant_params p = {bits, glen, TCZ_QUANT_V2};
+	uint32_t g = tcz_quant_group(&p);
+	assert_int_equal(g, glen ? glen : (bits == 8 ? 32u : 16u));
+	size_t k = g >= 1024 ? 1 : 1024 / g, f = bits <= 4 ? 6 : 7;
+	size_t subs = ceil_div(n, g);
+	size_t want = HDR2 + 2 * ceil_div(subs, k) + ceil_div(subs * f, 8) +
+		      ceil_div(n * bits, 8);
+	assert_int_equal(tcz_quant_size(n, &p), want);
+	assert_int_equal(tcz_quant_bound(n, &p), want);
+	unsigned char *blob = malloc(want);
+	float *out = malloc((n ? n : 1) * sizeof(float));
+	float *ref = malloc((n ? n : 1) * sizeof(float));
+	float *part = malloc((n ? n : 1) * sizeof(float));
+	assert_true(blob && out && ref && part);
+	size_t len;
+	assert_int_equal(tcz_quant_encode(v, n, &p, blob, want - 1, &len),
+			 want ? -ENOBUFS : 0);
+	assert_int_equal(tcz_quant_encode(v, n, &p, blob, want, &len), 0);
+	assert_int_equal(len, want);
+	assert_int_equal(blob[4], 2);
+	assert_int_equal(blob[7], f);
+	tcz_quant_params q;
+	size_t qn;
+	assert_int_equal(tcz_quant_peek(blob, len, &q, &qn), 0);
+	assert_int_equal(q.bits, bits);
+	assert_int_equal(q.group_len, g);
+	assert_int_equal(q.version, TCZ_QUANT_V2);
+	assert_int_equal(qn, n);
+	assert_int_equal(tcz_quant_decode(blob, len, out, n), 0);
+	doc_decode_v2(blob, len, ref);
+	if (n)
+		assert_memory_equal(out, ref, n * sizeof(float));
+	for (size_t first = 0; first < n; first += g * (subs > 40 ? 7 : 1)) {
+		size_t cnt = n - first;
+		assert_int_equal(tcz_quant_decode_range(blob, len, first, cnt,
+							part), 0);
+		assert_memory_equal(part, out + first, cnt * sizeof(float));
+	}
+	/* per sub-block: the step s from the decoded values' grid; a value
+	 * inside the grid's span is within s/2 of its code, one outside it
+	 * decodes to the nearest end */
+	const double h = (double)(1u << (bits - 1));
+	double e2 = 0, x2 = 0;
+	for (size_t j = 0; j < subs; j++) {
+		size_t a = j * g, e = a + g < n ? a + g : n;
+		uint32_t k2 = (uint32_t)k;
+		(void)k2;
+		unsigned fb = (unsigned)f;
+		const unsigned char *sub = blob + HDR2 + 2 * ceil_div(subs, k);
+		unsigned c = 0;
+		for (unsigned t = 0; t < fb; t++)
+			c |= (unsigned)((sub[(j * fb + t) / 8] >> ((j * fb + t) % 8)) &
+					1) << t;
+		size_t sg = j / k;
+		float d = tcz_bf16_to_f32((uint16_t)(blob[HDR2 + 2 * sg] |
+						     blob[HDR2 + 2 * sg + 1] << 8));
+		double s = (double)d * (double)(c & ((1u << (fb - 1)) - 1));
+		if (c >> (fb - 1))
+			s = -s;
+		double lo = s >= 0 ? -h * s : (h - 1) * s;
+		double hi = s >= 0 ? (h - 1) * s : -h * s;
+		for (size_t i = a; i < e; i++) {
+			double x = v[i], y = out[i];
+			e2 += (x - y) * (x - y);
+			x2 += x * x;
+			if (s == 0) {
+				assert_true(y == 0);
+				continue;
+			}
+			if (x < lo)
+				assert_true(y == lo);
+			else if (x > hi)
+				assert_true(y == hi);
+			else if (fabs(x - y) > fabs(s) * (0.5 + 0x1p-14))
+				fail_msg("bits %u G %u: |v - v'| = %g > |s|/2 = %g at %zu",
+					 bits, g, fabs(x - y), fabs(s) / 2, i);
+		}
+	}
+	free(blob);
+	free(out);
+	free(ref);
+	free(part);
+	return x2 > 0 ? sqrt(e2 / x2) : 0;
+}
+
+static void v2_random(void **state)
+{
+	(void)state;
+	static const uint32_t groups[] = {0, 1, 7, 16, 32, 100, 1000, 2048};
+	static const size_t ns[] = {0, 1, 15, 16, 17, 1023, 1024, 1025, 5000};
+	float *v = malloc(5000 * sizeof(float));
+	assert_non_null(v);
+	for (unsigned bits = 3; bits <= 8; bits++)
+		for (size_t gi = 0; gi < sizeof groups / sizeof *groups; gi++)
+			for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
+				size_t n = ns[ni];
+				for (size_t i = 0; i < n; i++) {
+					double x = gauss() * 0.05;
+					if (next() % 97 == 0) /* outliers */
+						x *= 40;
+					if (next() % 13 == 0) /* exact zeros */
+						x = 0;
+					v[i] = (float)x;
+				}
+				check_v2(v, n, bits, groups[gi]);
+			}
+	free(v);
+}
+
+/* Version 2 against version 1 at the same width on Gaussian weights with
+ * outliers: lower error at every width (the point of it). */
+static void v2_beats_v1(void **state)
+{
+	(void)state;
+	const size_t n = 1 << 16;
+	float *v = malloc(n * sizeof(float)), *out = malloc(n * sizeof(float));
+	unsigned char *blob = malloc(2 * n + 4096);
+	assert_true(v && out && blob);
+	for (size_t i = 0; i < n; i++)
+		v[i] = (float)(gauss() * 0.02 * (next() % 1000 == 0 ? 8 : 1));
+	for (unsigned bits = 3; bits <= 8; bits++) {
+		double e2 = check_v2(v, n, bits, 0);
+		tcz_quant_params p = {bits, 0, TCZ_QUANT_V1};
+		size_t len;
+		assert_int_equal(tcz_quant_encode(v, n, &p, blob, 2 * n + 4096,
+						  &len), 0);
+		assert_int_equal(tcz_quant_decode(blob, len, out, n), 0);
+		tcz_error e1;
+		assert_int_equal(tcz_error_f32(v, out, n, &e1), 0);
+		print_message("  %u bits: version 1 %.3f %%, version 2 %.3f %%\n",
+			      bits, 100 * e1.rel_fro, 100 * e2);
+		assert_true(e2 < e1.rel_fro);
+	}
+	free(v);
+	free(out);
+	free(blob);
+}
+
+/* Zero sub-blocks, a zero super-block, one value among zeros, values near
+ * the f32 limits: all decode finite, zeros exactly. */
+static void v2_edges(void **state)
+{
+	(void)state;
+	float v[3000];
+	memset(v, 0, sizeof v);
+	for (unsigned bits = 3; bits <= 8; bits++) {
+		check_v2(v, 3000, bits, 0); /* all zeros: super-scales 0 */
+		unsigned char blob[4096];
+		size_t len;
+		float out[3000];
+		tcz_quant_params p = {bits, 0, TCZ_QUANT_V2};
+		assert_int_equal(tcz_quant_encode(v, 3000, &p, blob, sizeof blob,
+						  &len), 0);
+		assert_int_equal(blob[HDR2] | blob[HDR2 + 1], 0);
+		assert_int_equal(tcz_quant_decode(blob, len, out, 3000), 0);
+		for (int i = 0; i < 3000; i++)
+			assert_true(out[i] == 0 && !signbit(out[i]));
+	}
+	/* zeros next to values: the zero sub-blocks decode to 0 */
+	for (int i = 0; i < 3000; i++)
+		v[i] = (i / 16) % 3 ? (float)sin(i) : 0;
+	for (unsigned bits = 3; bits <= 8; bits++) {
+		check_v2(v, 3000, bits, 16);
+		unsigned char blob[4096];
+		size_t len;
+		float out[3000];
+		tcz_quant_params p = {bits, 16, TCZ_QUANT_V2};
+		assert_int_equal(tcz_quant_encode(v, 3000, &p, blob, sizeof blob,
+						  &len), 0);
+		assert_int_equal(tcz_quant_decode(blob, len, out, 3000), 0);
+		for (int i = 0; i < 3000; i++)
+			if ((i / 16) % 3 == 0)
+				assert_true(out[i] == 0);
+	}
+	/* huge and tiny magnitudes, and both together in one super-block */
+	static const float scales[] = {3e38f, 1e30f, 1e-30f, 1e-38f, 1e-44f};
+	for (size_t si = 0; si < sizeof scales / sizeof *scales; si++)
+		for (unsigned bits = 3; bits <= 8; bits++) {
+			for (int i = 0; i < 1100; i++)
+				v[i] = (float)(cos(i * 0.7) * scales[si]);
+			v[5] = scales[si] > 1 ? FLT_MAX : -FLT_TRUE_MIN;
+			unsigned char blob[4096];
+			size_t len;
+			float out[1100];
+			tcz_quant_params p = {bits, 0, TCZ_QUANT_V2};
+			assert_int_equal(tcz_quant_encode(v, 1100, &p, blob,
+							  sizeof blob, &len), 0);
+			assert_int_equal(tcz_quant_decode(blob, len, out, 1100), 0);
+			float ref[1100];
+			doc_decode_v2(blob, len, ref);
+			assert_memory_equal(out, ref, sizeof out);
+			for (int i = 0; i < 1100; i++)
+				assert_true(isfinite(out[i]));
+		}
+	for (int i = 0; i < 1100; i++)
+		v[i] = i % 64 ? 1e-6f * (float)sin(i) : 1e6f;
+	check_v2(v, 1100, 8, 0);
+	/* NaN and infinity are refused */
+	float w[40] = {1, 2, 3};
+	unsigned char blob[256];
+	size_t len;
+	tcz_quant_params p = {8, 0, TCZ_QUANT_V2};
+	w[33] = NAN;
+	assert_int_equal(tcz_quant_encode(w, 40, &p, blob, sizeof blob, &len),
+			 -EDOM);
+	w[33] = INFINITY;
+	assert_int_equal(tcz_quant_encode(w, 40, &p, blob, sizeof blob, &len),
+			 -EDOM);
+	p = (tcz_quant_params){2, 0, TCZ_QUANT_V2};
+	assert_int_equal(tcz_quant_encode(w, 4, &p, blob, sizeof blob, &len),
+			 -EINVAL);
+	assert_int_equal(tcz_quant_group(&p), 0);
+}
+
 /* Mean relative Frobenius error over retsim.f32's six tensors of >= 4096
  * values, bits 3..8, from an independent Python implementation of the
  * SPEC rule (pure Python floats, struct's f16 rounding, round-half-even).
@@ -367,6 +835,51 @@ static void malformed(void **state)
  * tensor the Python reference gives 0.55 .. 1.10 % at 8 bits. */
 static const double retsim_ref[9] = {0, 0, 0, 28.8397, 13.0268, 6.1308,
 				     2.9713, 1.4613, 0.7259};
+
+/* Issue 13's goals for version 2 on retsim.f32's weight matrices, against
+ * GGUF's figures on the same tensors (tools/bench/bench-codec): at 8 bits
+ * mean <= 0.62 % and worst <= 0.86 % (Q8_0: 0.620 % / 0.858 % at 8.5 bpw)
+ * at <= 8.25 bits per weight; at 4 bits a mean below Q4_0's 9.839 % at
+ * <= 4.5 bpw; at every width below version 1's error. */
+static void retsim_v2(const tu_tensor *t, size_t count)
+{
+	for (unsigned bits = 8; bits >= 3; bits--) {
+		double sum = 0, worst = 0;
+		uint64_t bytes = 0, values = 0;
+		int used = 0;
+		for (size_t k = 0; k < count; k++) {
+			if (t[k].n < 4096)
+				continue;
+			used++;
+			tcz_quant_params p = {bits, 0, TCZ_QUANT_V2};
+			size_t cap = tcz_quant_bound(t[k].n, &p), len;
+			unsigned char *blob = malloc(cap);
+			float *out = malloc(t[k].n * sizeof(float));
+			assert_true(blob && out);
+			assert_int_equal(tcz_quant_encode(t[k].data, t[k].n, &p,
+							  blob, cap, &len), 0);
+			assert_int_equal(tcz_quant_decode(blob, len, out, t[k].n),
+					 0);
+			tcz_error e;
+			assert_int_equal(tcz_error_f32(t[k].data, out, t[k].n, &e),
+					 0);
+			sum += e.rel_fro;
+			worst = e.rel_fro > worst ? e.rel_fro : worst;
+			bytes += len;
+			values += t[k].n;
+			free(blob);
+			free(out);
+		}
+		double mean = sum / used, bpw = 8.0 * (double)bytes / (double)values;
+		print_message("retsim.f32 version 2, %u bits: %.3f bpw, mean %.3f %%, "
+			      "worst %.3f %%\n", bits, bpw, 100 * mean, 100 * worst);
+		assert_true(100 * mean < retsim_ref[bits]);
+		if (bits == 8)
+			assert_true(mean <= 0.0062 && worst <= 0.0086 && bpw <= 8.25);
+		if (bits == 4)
+			assert_true(mean < 0.09839 && bpw <= 4.5);
+	}
+}
 
 /* Real weights: at 8 bits the relative Frobenius error of each model's
  * weights (tensors >= 4096 values, together) is below 1 %, and so is the
@@ -404,7 +917,7 @@ static void real_models(void **state)
 			float *out = malloc(t[k].n * sizeof(float));
 			assert_non_null(out);
 			for (unsigned bits = 3; bits <= 8; bits++) {
-				tcz_quant_params p = {bits, TCZ_QUANT_GROUP_DEFAULT};
+				tcz_quant_params p = {bits, 0, TCZ_QUANT_V1};
 				size_t cap = tcz_quant_bound(t[k].n, &p), len;
 				unsigned char *blob = malloc(cap);
 				assert_non_null(blob);
@@ -453,6 +966,7 @@ static void real_models(void **state)
 			for (unsigned bits = 3; bits <= 8; bits++)
 				assert_true(fabs(100 * sum[bits] / used -
 						 retsim_ref[bits]) < 0.001);
+			retsim_v2(t, count);
 		}
 		tu_free_tensors(t, count);
 	}
@@ -472,6 +986,12 @@ int main(int argc, char **argv)
 		cmocka_unit_test(bad_arguments),
 		cmocka_unit_test(golden_blob),
 		cmocka_unit_test(malformed),
+		cmocka_unit_test(v1_still_decodes),
+		cmocka_unit_test(golden_v2_blobs),
+		cmocka_unit_test(malformed_v2),
+		cmocka_unit_test(v2_random),
+		cmocka_unit_test(v2_beats_v1),
+		cmocka_unit_test(v2_edges),
 	};
 	const struct CMUnitTest models[] = {
 		cmocka_unit_test(real_models),

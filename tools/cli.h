@@ -35,6 +35,7 @@ int cli_info(int argc, char **argv);
 int cli_export(int argc, char **argv);
 int cli_cat(int argc, char **argv);
 int cli_tier(int argc, char **argv);
+int cli_stream(int argc, char **argv);
 
 /* Writes file f of view v to fd (a message on failure naming the part). */
 struct tcz_mview;

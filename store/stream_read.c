@@ -31,11 +31,11 @@ struct tcz_stream_reader {
 	size_t val_cap;
 	tcz_tqtc_view v;
 	float *frame;          /* one frame of scratch */
-	/* tcz_stream_find_time's: an index record apart from the fetched
-	 * segment's, and its timestamps */
+	/* tcz_stream_find_time's: index records apart from the fetched
+	 * segment's, and timestamps */
 	tcz__sidx fx;
-	unsigned char *fidx;
-	size_t fidx_cap;
+	unsigned char *fidx, *hidx; /* copies: where from and to fall */
+	size_t fidx_cap, hidx_cap;
 	uint64_t *ts;
 	size_t ts_cap;
 };
@@ -80,6 +80,7 @@ void tcz_stream_reader_close(tcz_stream_reader *r)
 	free(r->val);
 	free(r->frame);
 	free(r->fidx);
+	free(r->hidx);
 	free(r->ts);
 	free(r);
 }
@@ -159,11 +160,21 @@ static int missing(tcz_stream_reader *r, MDB_txn *txn, uint64_t k)
 			 r->name, (unsigned long long)k);
 }
 
-/* Positions c at the index record of the segment holding frame k (the
- * last first frame <= k) and copies it into r->idx.
- * Returns 0, 1 when there is none, or an error. */
+/* The u64 at p, little-endian (index records start with start ts, end
+ * ts: the segment key is built from them before the record is checked). */
+static uint64_t le64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+/* Copies the index record of the segment holding frame k (the last first
+ * frame <= k) into r->idx, *len its size. Returns 0, 1 when there is
+ * none, or an error. Checked by the caller, after the transaction. */
 static int index_floor(tcz_stream_reader *r, MDB_cursor *c, uint64_t k,
-		       uint64_t *first)
+		       uint64_t *first, size_t *len)
 {
 	unsigned char k0[TCZ__SIDX_KEY];
 	tcz__sidx_key(k0, r->id, k);
@@ -181,20 +192,23 @@ static int index_floor(tcz_stream_reader *r, MDB_cursor *c, uint64_t k,
 	}
 	if (key.mv_size != TCZ__SIDX_KEY || tcz_get_be64(key.mv_data) != r->id)
 		return 1;
+	if (d.mv_size < 16 + 8 || grow_buf(&r->idx, &r->idx_cap, d.mv_size))
+		return d.mv_size < 16 + 8 ? -EBADMSG : -ENOMEM;
 	*first = tcz_get_be64((const unsigned char *)key.mv_data + 8);
-	if (grow_buf(&r->idx, &r->idx_cap, d.mv_size))
-		return -ENOMEM;
 	memcpy(r->idx, d.mv_data, d.mv_size);
-	if (tcz__sidx_decode(r->idx, d.mv_size, &r->x))
-		return tcz__fail(-EIO,
-				 "stream %s: the index record of frame %llu is "
-				 "damaged",
-				 r->name, (unsigned long long)*first);
-	return *first + r->x.frames > k ? 0 : 1;
+	*len = d.mv_size;
+	return 0;
 }
 
-/* Makes the segment holding frame k the reader's: index lookup and copy
- * in one read transaction, then checked. */
+static int damaged_index(tcz_stream_reader *r, uint64_t first)
+{
+	return tcz__fail(-EIO,
+			 "stream %s: the index record of frame %llu is damaged",
+			 r->name, (unsigned long long)first);
+}
+
+/* Makes the segment holding frame k the reader's: the index lookup and
+ * the copies in one read transaction; checks and decoding after it. */
 static int locate(tcz_stream_reader *r, uint64_t k)
 {
 	if (r->have && k >= r->first && k - r->first < r->x.frames)
@@ -206,16 +220,17 @@ static int locate(tcz_stream_reader *r, uint64_t k)
 		return rc;
 	MDB_cursor *c = NULL;
 	uint64_t first = 0;
+	size_t ilen = 0;
 	int64_t off = -1;
 	MDB_val d = {0, NULL};
 	rc = tcz__mdb_err(mdb_cursor_open(r->txn, s->sindex, &c));
 	if (rc == 0)
-		rc = index_floor(r, c, k, &first);
+		rc = index_floor(r, c, k, &first, &ilen);
 	if (c)
 		mdb_cursor_close(c);
 	if (rc == 0) {
 		unsigned char sk[TCZ__SEG_KEY];
-		tcz__seg_key(sk, r->id, r->x.start_ts, r->x.end_ts, first);
+		tcz__seg_key(sk, r->id, le64(r->idx), le64(r->idx + 8), first);
 		MDB_val key = {sizeof sk, sk};
 		int m = mdb_get(r->txn, s->segments, &key, &d);
 		if (m == MDB_NOTFOUND)
@@ -235,8 +250,16 @@ static int locate(tcz_stream_reader *r, uint64_t k)
 	if (rc == 0 && off >= 0)
 		rc = pread_all(s->data_fd, r->val, d.mv_size, (uint64_t)off);
 	mdb_txn_reset(r->txn);
+	if (rc == -EBADMSG)
+		return damaged_index(r, first);
 	if (rc)
 		return rc;
+	if (tcz__sidx_decode(r->idx, ilen, &r->x))
+		return damaged_index(r, first);
+	if (k - first >= r->x.frames)
+		return tcz__fail(-EIO, "stream %s: no segment holds frame %llu (the "
+				       "index is damaged)",
+				 r->name, (unsigned long long)k);
 	tcz_rbuf rb;
 	if (tcz_rec_open(&rb, r->val, d.mv_size) ||
 	    tcz_tqtc_parse(r->val, d.mv_size - 8, &r->v) ||
@@ -377,9 +400,10 @@ static int seg_around(tcz_stream_reader *r, MDB_cursor *c, uint64_t ts,
 	return 0;
 }
 
-/* Loads the index record of the segment starting at frame first into
- * r->fx and its timestamps into r->ts. */
-static int seg_index(tcz_stream_reader *r, uint64_t first)
+/* Copies the index record of the segment starting at frame first into
+ * buf (checked after the transaction). */
+static int copy_index(tcz_stream_reader *r, uint64_t first, unsigned char **buf,
+		      size_t *cap, size_t *len)
 {
 	unsigned char ik[TCZ__SIDX_KEY];
 	tcz__sidx_key(ik, r->id, first);
@@ -388,14 +412,19 @@ static int seg_index(tcz_stream_reader *r, uint64_t first)
 	if (m)
 		return m == MDB_NOTFOUND ? missing(r, r->txn, first)
 					 : tcz__mdb_err(m);
-	if (grow_buf(&r->fidx, &r->fidx_cap, d.mv_size))
+	if (grow_buf(buf, cap, d.mv_size))
 		return -ENOMEM;
-	memcpy(r->fidx, d.mv_data, d.mv_size);
-	if (tcz__sidx_decode(r->fidx, d.mv_size, &r->fx))
-		return tcz__fail(-EIO,
-				 "stream %s: the index record of frame %llu is "
-				 "damaged",
-				 r->name, (unsigned long long)first);
+	memcpy(*buf, d.mv_data, d.mv_size);
+	*len = d.mv_size;
+	return 0;
+}
+
+/* The timestamps of a copied index record into r->ts. */
+static int index_ts(tcz_stream_reader *r, const unsigned char *rec, size_t len,
+		    uint64_t first)
+{
+	if (tcz__sidx_decode(rec, len, &r->fx))
+		return damaged_index(r, first);
 	return seg_ts(r);
 }
 
@@ -409,8 +438,12 @@ int tcz_stream_find_time(tcz_stream_reader *r, uint64_t from, uint64_t to,
 	if (rc)
 		return rc;
 	MDB_cursor *c = NULL;
-	seg_at at, before;
-	uint64_t lo = r->frames, hi = 0;
+	seg_at at, before, last = {0};
+	/* lo_in: the first frame at or after from lies in segment lo_seg,
+	 * whose index record is copied to lo_rec; else lo is the answer */
+	int lo_in = 0, hi_all = to == UINT64_MAX;
+	uint64_t lo = r->frames, lo_seg = 0;
+	size_t lo_len = 0, hi_len = 0;
 	rc = tcz__mdb_err(mdb_cursor_open(r->txn, r->s->segments, &c));
 	/* the first frame at or after from: in the segment before the first
 	 * one starting at or after from, if that one ends at or after from
@@ -419,32 +452,42 @@ int tcz_stream_find_time(tcz_stream_reader *r, uint64_t from, uint64_t to,
 		rc = seg_around(r, c, from, &at, &before);
 	if (rc == 0) {
 		if (before.found && before.end >= from) {
-			if ((rc = seg_index(r, before.first)) == 0) {
-				uint32_t i = 0;
-				while (r->ts[i] < from)
-					i++; /* ends at or after from */
-				lo = before.first + i;
-			}
+			lo_in = 1;
+			lo_seg = before.first;
+			rc = copy_index(r, lo_seg, &r->fidx, &r->fidx_cap, &lo_len);
 		} else if (at.found) {
 			lo = at.first;
 		}
 	}
 	/* one past the last frame at or before to: in the last segment
 	 * starting at or before to */
-	if (rc == 0 && to == UINT64_MAX) {
-		hi = r->frames;
-	} else if (rc == 0 && (rc = seg_around(r, c, to + 1, &at, &before)) == 0 &&
-		   before.found && (rc = seg_index(r, before.first)) == 0) {
-		uint32_t i = r->fx.frames;
-		while (i > 0 && r->ts[i - 1] > to)
-			i--; /* starts at or before to */
-		hi = before.first + i;
-	}
+	if (rc == 0 && !hi_all &&
+	    (rc = seg_around(r, c, to + 1, &at, &last)) == 0 && last.found)
+		rc = copy_index(r, last.first, &r->hidx, &r->hidx_cap, &hi_len);
 	if (c)
 		mdb_cursor_close(c);
 	tcz__rtxn_end(r->s, r->txn, 1);
 	if (rc)
 		return rc;
+	if (lo_in) {
+		if ((rc = index_ts(r, r->fidx, lo_len, lo_seg)))
+			return rc;
+		uint32_t i = 0;
+		while (i < r->fx.frames && r->ts[i] < from)
+			i++; /* it ends at or after from */
+		lo = lo_seg + i;
+	}
+	uint64_t hi = 0;
+	if (hi_all) {
+		hi = r->frames;
+	} else if (last.found) {
+		if ((rc = index_ts(r, r->hidx, hi_len, last.first)))
+			return rc;
+		uint32_t i = r->fx.frames;
+		while (i > 0 && r->ts[i - 1] > to)
+			i--; /* it starts at or before to */
+		hi = last.first + i;
+	}
 	if (hi > r->frames)
 		hi = r->frames; /* committed after the reader's refresh */
 	if (lo > hi)

@@ -502,7 +502,7 @@ static int vs_cmp(const void *a, const void *b)
 static vstream *vs_find(vstream *v, size_t n, uint64_t id)
 {
 	vstream key = {.id = id};
-	return bsearch(&key, v, n, sizeof *v, vs_cmp);
+	return n ? bsearch(&key, v, n, sizeof *v, vs_cmp) : NULL;
 }
 
 static void stream_what(char *buf, size_t n, const char *what, uint64_t a,
@@ -641,7 +641,8 @@ static int check_streams(vctx *v, uint64_t next_id)
 		free(st);
 		return rc == ENOMEM ? -ENOMEM : tcz__mdb_err(rc);
 	}
-	qsort(st, n, sizeof *st, vs_cmp);
+	if (n)
+		qsort(st, n, sizeof *st, vs_cmp);
 	v->rep->streams += n;
 
 	char what[96];

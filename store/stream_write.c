@@ -207,13 +207,14 @@ void tcz_stream_writer_set_thresholds(tcz_stream_writer *w,
 
 static int frame_finite(const float *f, size_t n)
 {
+	/* no early exit: the loop vectorizes, and bad frames are rare */
+	uint32_t bad = 0;
 	for (size_t i = 0; i < n; i++) {
 		uint32_t b;
 		memcpy(&b, &f[i], 4);
-		if ((b & 0x7f800000u) == 0x7f800000u)
-			return 0;
+		bad |= (b & 0x7f800000u) == 0x7f800000u;
 	}
-	return 1;
+	return !bad;
 }
 
 /* Room for one more buffered frame and one more finished segment, so

@@ -463,6 +463,12 @@ static const struct {
 	{"dropped", offsetof(tcz_store, dropped), 2},
 	{"profiles", offsetof(tcz_store, profiles), 2},
 	{"asicsums", offsetof(tcz_store, asicsums), 2},
+	/* streams came after schema 2 without a bump: they are new tables
+	 * only, which a writable open creates and a read-only one reads as
+	 * empty (see has_streams) */
+	{"streams", offsetof(tcz_store, streams), 2},
+	{"sindex", offsetof(tcz_store, sindex), 2},
+	{"sstats", offsetof(tcz_store, sstats), 2},
 };
 #define N_TABLES (sizeof tables / sizeof tables[0])
 
@@ -472,6 +478,7 @@ static int open_dbis(tcz_store *s, MDB_txn *txn, unsigned flags,
 		     unsigned *missing)
 {
 	*missing = 0;
+	unsigned stream_tables = 0;
 	for (size_t i = 0; i < N_TABLES; i++) {
 		MDB_dbi *d = (MDB_dbi *)((char *)s + tables[i].off);
 		int rc = mdb_dbi_open(txn, tables[i].name, flags, d);
@@ -491,7 +498,10 @@ static int open_dbis(tcz_store *s, MDB_txn *txn, unsigned flags,
 			s->has_dropped = 1;
 		if (d == &s->asicsums)
 			s->has_asic = 1; /* profiles comes just before it */
+		if (d == &s->streams || d == &s->sindex || d == &s->sstats)
+			stream_tables++;
 	}
+	s->has_streams = stream_tables == 3;
 	return 0;
 }
 
@@ -510,8 +520,8 @@ static int read_schema(tcz_store *s, MDB_txn *txn, uint64_t *v)
 	return 0;
 }
 
-/* Creates missing tables and upgrades the schema (schema 1 lacked only
- * the `dropped` table). */
+/* Creates missing tables and upgrades the schema (schema 1 lacked the
+ * `dropped` table; stores of schema 2 may lack the stream tables). */
 static int setup_fn(void *arg, MDB_txn *txn)
 {
 	tcz_store *s = arg;
@@ -689,7 +699,7 @@ int tcz_store_open(const char *dir, unsigned flags, tcz_store **out)
 	for (;;) {
 		rc = mdb_env_create(&s->env);
 		if (rc == 0)
-			rc = mdb_env_set_maxdbs(s->env, 16);
+			rc = mdb_env_set_maxdbs(s->env, 32);
 		if (rc == 0)
 			rc = mdb_env_set_maxreaders(s->env, MAX_READERS);
 		if (rc == 0)

@@ -22,11 +22,16 @@ typedef struct tcz_pin {
 struct tcz_store {
 	MDB_env *env;
 	MDB_dbi meta, models, tensors, aux, chunks, refs, ttcores, stats,
-		imports, pending, segments, dropped, profiles, asicsums;
+		imports, pending, segments, dropped, profiles, asicsums,
+		streams, sindex, sstats;
 	int has_dropped; /* a schema 1 store opened read-only has none */
 	/* profiles and asicsums came later in schema 2: a writable open
 	 * creates them, a read-only one of an older store finds none */
 	int has_asic;
+	/* streams, sindex and sstats are open: a store made before streams
+	 * existed, opened read-only, has none of them (and reads as holding
+	 * no stream); a writable open creates them */
+	int has_streams;
 	unsigned flags;
 	char *dir;
 	int data_fd;  /* LMDB's descriptor of data.mdb: values are pread */
@@ -187,6 +192,12 @@ static inline void tcz__key_id_idx(unsigned char k[12], uint64_t id,
 	tcz_be64(k, id);
 	tcz_be32(k + 8, idx);
 }
+
+/* Takes the next id of the store's counter (meta "next_id") in txn: ids
+ * are never reused, models and streams draw from the same counter. A
+ * damaged counter is recomputed past every id in use.
+ * Errors: -ENOENT no counter; LMDB errors. */
+int tcz__next_id(tcz_store *s, MDB_txn *txn, uint64_t *id);
 
 /* Deletes every key of db that starts with the 8-byte id prefix. */
 int tcz__del_prefix(MDB_txn *txn, MDB_dbi db, uint64_t id);

@@ -2,7 +2,7 @@
  * chunked payloads, TT cores, auxiliary files and access statistics.
  *
  * Layout (named databases; keys big-endian so they sort numerically):
- *   meta     "schema" u32, "next_id" u64, "generation" u64
+ *   meta     "schema", "next_id", "generation", "stream_generation" u64
  *   models   model name -> model record (files, blobs, totals)
  *   tensors  model id . tensor index -> tensor record (codec, chunk keys)
  *   aux      model id . blob index -> blob record (aux files, headers)
@@ -12,8 +12,12 @@
  *   stats    model id . tensor index -> access statistics
  *   imports  import id -> owner of an import in progress (pid, start time)
  *   pending  import id . batch -> chunk keys that import has referenced
- *   segments stream id . start ts . end ts -> TQTC segment (streams)
  *   dropped  content id . part -> chunk keys released once unpinned
+ *   streams  stream name -> stream record (parameters, totals)
+ *   sindex   stream id . first frame -> where a segment is, its timestamps
+ *   segments stream id . start ts . end ts . first frame -> TQTC segment
+ *   sstats   stream id -> access statistics and pinned tier
+ * (store/stream.h is the streams' API.)
  * Every record ends in an XXH3-64 checksum; a chunk's key is the XXH3-128
  * of its value, so identical chunks are stored once and every read checks
  * the bytes against the key. A mismatch is -EIO, never wrong bytes.
@@ -377,32 +381,16 @@ int tcz_store_set_policy(tcz_store *s, const char *name, tcz_policy p,
  * again whenever FILE changes. */
 uint64_t tcz_store_now(void);
 
-/* ---- temporal segments (streams) ---------------------------------------- */
+/* ---- streams ----------------------------------------------------------- */
 
-/* Stores a TQTC segment (codec/tqtc.h) of stream `stream` covering frames
- * with timestamps start_ts..end_ts. Keys are big-endian (stream, start,
- * end), so a stream's segments sort by time.
- * Errors: -EINVAL start_ts > end_ts; -EBADMSG not a valid TQTC segment;
- * -EROFS; -ENOSPC; -EIO. */
-int tcz_store_put_segment(tcz_store *s, uint64_t stream, uint64_t start_ts,
-			  uint64_t end_ts, const void *seg, size_t len);
-
-/* Called per segment in time order; a non-zero return stops the walk and
- * is returned by tcz_snap_segments. seg points into the view. */
-typedef int (*tcz_segment_cb)(void *ud, uint64_t start_ts, uint64_t end_ts,
-			      const void *seg, size_t len);
-
-/* Walks the segments of stream whose end_ts >= from_ts, oldest first,
- * checking each checksum. Errors: -EIO a damaged segment; what cb
- * returned. */
-int tcz_snap_segments(tcz_snap *sn, uint64_t stream, uint64_t from_ts,
-		      tcz_segment_cb cb, void *ud);
+/* Temporal tensor streams and their TQTC segments: store/stream.h. */
 
 /* ---- checking ---------------------------------------------------------- */
 
 typedef struct tcz_verify_report {
 	uint64_t models, tensors, chunks, bytes; /* checked */
 	uint64_t bad;                            /* problems reported */
+	uint64_t streams, segments;              /* checked (whole store) */
 } tcz_verify_report;
 
 /* Called once per problem with a one-line description. */

@@ -3,11 +3,12 @@
  * Two passes. The records pass reads, in one snapshot, every table that
  * holds references (tensor and blob records, pending imports, dropped
  * contents) and compares them with the reference counts and the chunks;
- * it also checks meta, statistics and segment records. The decode pass
- * then opens each model (pinned) and decodes every chunk. Each problem is
- * reported once, naming the model and the tensor or file it hurts: a
- * record that cannot be read makes the counts of the chunks it would
- * reference unknowable, so those are not reported as surplus. */
+ * it also checks meta, statistics and streams (records, index, segments).
+ * The decode pass then opens each model (pinned) and decodes every
+ * chunk. Each problem is reported once, naming the model and the tensor
+ * or file it hurts: a record that cannot be read makes the counts of the
+ * chunks it would reference unknowable, so those are not reported as
+ * surplus. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,7 +16,9 @@
 #include <string.h>
 
 #include "store/grow.h"
+#include "codec/tqtc.h"
 #include "store/internal.h"
+#include "store/stream_int.h"
 #include "store/view.h"
 
 /* Open-addressing set of chunk keys with a count and a first owner. */
@@ -134,6 +137,7 @@ typedef struct vctx {
 	int bad_model_records; /* ids of those cannot be trusted */
 	keyset reported; /* damaged chunks already reported */
 	MDB_txn *txn;
+	uint64_t next_id; /* the id counter, 0 when unreadable */
 } vctx;
 
 static void report(vctx *v, const char *model, const char *what,
@@ -437,6 +441,10 @@ static void check_meta(vctx *v)
 			       rc == -ENOENT ? "missing" : "damaged");
 		}
 	}
+	uint64_t sg;
+	if (tcz__meta_get(v->s, v->txn, "stream_generation", &sg) == -EIO)
+		report(v, "-", "meta record 'stream_generation'", "damaged");
+	v->next_id = val[1];
 	for (size_t i = 0; val[1] && i < v->n_models; i++)
 		if (v->models[i].id != NO_OWNER && v->models[i].id >= val[1])
 			report(v, v->models[i].name, "model record",
@@ -474,24 +482,247 @@ static void check_stats(vctx *v, const char *only)
 	mdb_cursor_close(c);
 }
 
-static void check_segments(vctx *v)
+/* ---- streams --------------------------------------------------------------- */
+
+typedef struct vstream {
+	uint64_t id;
+	char *name;
+	int ok;          /* its record decoded */
+	tcz__srec r;
+	uint64_t next;   /* the index's next first frame */
+	tcz__srec seen;  /* totals counted from the index */
+} vstream;
+
+static int vs_cmp(const void *a, const void *b)
 {
-	MDB_cursor *c;
-	if (mdb_cursor_open(v->txn, v->s->segments, &c))
+	const vstream *x = a, *y = b;
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+static vstream *vs_find(vstream *v, size_t n, uint64_t id)
+{
+	vstream key = {.id = id};
+	return n ? bsearch(&key, v, n, sizeof *v, vs_cmp) : NULL;
+}
+
+static void stream_what(char *buf, size_t n, const char *what, uint64_t a,
+			uint64_t b)
+{
+	if (b > a)
+		snprintf(buf, n, "%s of frames %llu..%llu", what,
+			 (unsigned long long)a, (unsigned long long)(b - 1));
+	else
+		snprintf(buf, n, "%s of frame %llu", what, (unsigned long long)a);
+}
+
+/* One index record and the segment it points at. */
+static void check_segment(vctx *v, vstream *st, uint64_t first,
+			  const MDB_val *d)
+{
+	char what[160];
+	tcz__sidx x;
+	const char *who = st->name;
+	if (first != st->next) {
+		stream_what(what, sizeof what, "index", st->next, first);
+		report(v, who, what, "no segment holds these frames");
+	}
+	int rc = tcz__sidx_decode(d->mv_data, d->mv_size, &x);
+	if (rc) {
+		stream_what(what, sizeof what, "index record", first, first);
+		report(v, who, what, "%s", rc == -EIO ? "damaged (checksum mismatch)"
+						       : "malformed");
+		st->next = UINT64_MAX; /* its frames are unknown: no gap report */
 		return;
+	}
+	stream_what(what, sizeof what, "segment", first, first + x.frames);
+	st->next = first + x.frames;
+	unsigned char sk[TCZ__SEG_KEY];
+	tcz__seg_key(sk, st->id, x.start_ts, x.end_ts, first);
+	MDB_val k = {sizeof sk, sk}, sv;
+	tcz_rbuf rb;
+	tcz_tqtc_view tv;
+	if (mdb_get(v->txn, v->s->segments, &k, &sv)) {
+		report(v, who, what, "missing");
+	} else if (tcz_rec_open(&rb, sv.mv_data, sv.mv_size)) {
+		report(v, who, what, "damaged (checksum mismatch)");
+	} else if (tcz_tqtc_parse(sv.mv_data, sv.mv_size - 8, &tv)) {
+		report(v, who, what, "not a valid TQTC segment");
+	} else if (st->ok && (tv.tensor_len != st->r.p.dim ||
+			      tv.group_len != st->r.p.group_len ||
+			      tv.frame_count != x.frames || tv.bits != x.bits ||
+			      sv.mv_size - 8 != x.seg_len)) {
+		report(v, who, what, "does not match its index record or the "
+				     "stream (%u x %u values, %u bits, %zu bytes)",
+		       tv.frame_count, tv.tensor_len, tv.bits, sv.mv_size - 8);
+	}
+	v->rep->segments++;
+	tcz__srec *t = &st->seen;
+	if (t->frames == 0)
+		t->first_ts = x.start_ts;
+	t->last_ts = x.end_ts;
+	t->frames += x.frames;
+	t->segments++;
+	t->stored_bytes += x.seg_len;
+	t->overhead_bytes += x.rec_len + 8;
+	int w = tcz__width_slot(x.bits);
+	t->width[w].segments++;
+	t->width[w].frames += x.frames;
+	t->width[w].bytes += x.seg_len;
+}
+
+/* The totals a stream record states against what its index holds. */
+static void check_totals(vctx *v, const vstream *st)
+{
+	if (!st->ok || st->next == UINT64_MAX)
+		return;
+	const tcz__srec *r = &st->r, *t = &st->seen;
+	int same = r->frames == t->frames && r->segments == t->segments &&
+		   r->stored_bytes == t->stored_bytes &&
+		   r->overhead_bytes == t->overhead_bytes &&
+		   memcmp(r->width, t->width, sizeof r->width) == 0 &&
+		   (!r->frames ||
+		    (r->first_ts == t->first_ts && r->last_ts == t->last_ts));
+	if (!same)
+		report(v, st->name, "stream record",
+		       "states %llu frames in %llu segments (%llu bytes); the "
+		       "index holds %llu frames in %llu segments (%llu bytes)",
+		       (unsigned long long)r->frames,
+		       (unsigned long long)r->segments,
+		       (unsigned long long)r->stored_bytes,
+		       (unsigned long long)t->frames,
+		       (unsigned long long)t->segments,
+		       (unsigned long long)t->stored_bytes);
+}
+
+/* Stream records, their index, their segments and statistics: every
+ * record's checksum, the index contiguous from frame 0, every segment
+ * present, valid and as its index record says, the totals, and nothing
+ * that belongs to no stream. */
+static int check_streams(vctx *v, uint64_t next_id)
+{
+	tcz_store *s = v->s;
+	if (!s->has_streams)
+		return 0;
+	vstream *st = NULL;
+	size_t n = 0, cap = 0;
+	MDB_cursor *c;
 	MDB_val k, d;
-	for (int rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+	int rc = mdb_cursor_open(v->txn, s->streams, &c);
+	if (rc)
+		return tcz__mdb_err(rc);
+	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
-		tcz_rbuf r;
-		if (tcz_rec_open(&r, d.mv_data, d.mv_size) == 0)
-			continue;
-		char what[96];
-		snprintf(what, sizeof what, "stream %llu segment",
-			 k.mv_size >= 8 ? (unsigned long long)tcz_get_be64(k.mv_data)
-					: 0ull);
-		report(v, "-", what, "checksum mismatch");
+		vstream e = {0};
+		if (!(e.name = strndup(k.mv_data, k.mv_size)) ||
+		    tcz__grow(&st, &cap, n, sizeof *st, 16)) {
+			free(e.name);
+			rc = ENOMEM;
+			break;
+		}
+		int r = tcz__srec_decode(d.mv_data, d.mv_size, &e.r);
+		e.ok = r == 0;
+		if (r)
+			report(v, e.name, "stream record", "%s",
+			       r == -EIO ? "damaged (checksum mismatch)"
+					 : "malformed");
+		if (tcz__srec_id(d.mv_data, d.mv_size, &e.id))
+			e.id = 0;
+		if (e.ok && next_id && e.id >= next_id)
+			report(v, e.name, "stream record",
+			       "id %llu is not below the next id %llu",
+			       (unsigned long long)e.id,
+			       (unsigned long long)next_id);
+		st[n++] = e;
 	}
 	mdb_cursor_close(c);
+	if (rc != MDB_NOTFOUND) {
+		for (size_t i = 0; i < n; i++)
+			free(st[i].name);
+		free(st);
+		return rc == ENOMEM ? -ENOMEM : tcz__mdb_err(rc);
+	}
+	if (n)
+		qsort(st, n, sizeof *st, vs_cmp);
+	v->rep->streams += n;
+
+	char what[96];
+	/* the index, stream after stream, first frame after first frame */
+	if (mdb_cursor_open(v->txn, s->sindex, &c) == 0) {
+		vstream *cur = NULL;
+		for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+		     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+			uint64_t id = k.mv_size == TCZ__SIDX_KEY
+					      ? tcz_get_be64(k.mv_data)
+					      : 0;
+			vstream *e = id ? vs_find(st, n, id) : NULL;
+			if (!e) {
+				snprintf(what, sizeof what, "stream %llu index",
+					 (unsigned long long)id);
+				report(v, "-", what, "a record of no stream");
+				continue;
+			}
+			if (e != cur && cur)
+				check_totals(v, cur);
+			cur = e;
+			check_segment(v, e, tcz_get_be64((const unsigned char *)
+								 k.mv_data + 8),
+				      &d);
+		}
+		if (cur)
+			check_totals(v, cur);
+		mdb_cursor_close(c);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (st[i].ok && st[i].r.frames && !st[i].seen.segments)
+			report(v, st[i].name, "index", "holds none of its %llu frames",
+			       (unsigned long long)st[i].r.frames);
+	/* segments no index record points at */
+	if (mdb_cursor_open(v->txn, s->segments, &c) == 0) {
+		for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+		     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+			const unsigned char *kp = k.mv_data;
+			uint64_t id = k.mv_size >= 8 ? tcz_get_be64(kp) : 0;
+			vstream *e = vs_find(st, n, id);
+			int held = 0;
+			if (e && k.mv_size == TCZ__SEG_KEY) {
+				unsigned char ik[TCZ__SIDX_KEY];
+				tcz__sidx_key(ik, id, tcz_get_be64(kp + 24));
+				MDB_val ikv = {sizeof ik, ik}, id_val;
+				tcz__sidx x;
+				held = mdb_get(v->txn, s->sindex, &ikv, &id_val) == 0 &&
+				       (tcz__sidx_decode(id_val.mv_data,
+							 id_val.mv_size, &x) != 0 ||
+					(x.start_ts == tcz_get_be64(kp + 8) &&
+					 x.end_ts == tcz_get_be64(kp + 16)));
+			}
+			if (held)
+				continue;
+			snprintf(what, sizeof what, "stream %llu segment",
+				 (unsigned long long)id);
+			report(v, e ? e->name : "-", what,
+			       "a segment no index record points at");
+		}
+		mdb_cursor_close(c);
+	}
+	if (mdb_cursor_open(v->txn, s->sstats, &c) == 0) {
+		for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+		     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+			uint64_t id = k.mv_size == 8 ? tcz_get_be64(k.mv_data) : 0;
+			vstream *e = vs_find(st, n, id);
+			tcz_rbuf rb;
+			if (!e)
+				report(v, "-", "stream statistics",
+				       "a record of no stream");
+			else if (tcz_rec_open(&rb, d.mv_data, d.mv_size))
+				report(v, e->name, "stream statistics",
+				       "damaged (they restart at the next save)");
+		}
+		mdb_cursor_close(c);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(st[i].name);
+	free(st);
+	return 0;
 }
 
 /* The reference count records of one model's chunks are readable (what
@@ -682,7 +913,8 @@ int tcz_store_verify(tcz_store *s, const char *name, tcz_verify_cb cb,
 		    (rc = scan_lists(&v, s->pending, 0)) == 0 &&
 		    (!s->has_dropped || (rc = scan_lists(&v, s->dropped, 1)) == 0))
 			rc = check_refs(&v);
-		check_segments(&v);
+		if (rc == 0)
+			rc = check_streams(&v, v.next_id);
 	}
 	if (rc == 0)
 		check_stats(&v, name);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "store/internal.h"
+#include "store/stream_int.h"
 
 /* Encoded bytes buffered before a batch is committed: bounds the
  * importer's memory and the work lost to an interruption. */
@@ -272,6 +273,8 @@ static int recompute_next_id(tcz_store *s, MDB_txn *txn, uint64_t *out)
 	for (size_t i = 0; i < n; i++)
 		if ((v = max_key_id(txn, keyed[i])) > top)
 			top = v;
+	if ((v = tcz__stream_max_id(s, txn)) > top)
+		top = v;
 	MDB_cursor *c;
 	MDB_val k, d;
 	if (mdb_cursor_open(txn, s->models, &c) == 0) {
@@ -285,6 +288,16 @@ static int recompute_next_id(tcz_store *s, MDB_txn *txn, uint64_t *out)
 	}
 	*out = top + 1;
 	return 0;
+}
+
+int tcz__next_id(tcz_store *s, MDB_txn *txn, uint64_t *id)
+{
+	int rc = tcz__meta_get(s, txn, "next_id", id);
+	if (rc == -EIO)
+		rc = recompute_next_id(s, txn, id);
+	if (rc == 0)
+		rc = tcz__meta_put(s, txn, "next_id", *id + 1);
+	return rc;
 }
 
 struct begin_arg {
@@ -311,11 +324,7 @@ static int begin_fn(void *arg, MDB_txn *txn)
 					 tx->name);
 	}
 	uint64_t id;
-	int rc = tcz__meta_get(s, txn, "next_id", &id);
-	if (rc == -EIO)
-		rc = recompute_next_id(s, txn, &id);
-	if (rc == 0)
-		rc = tcz__meta_put(s, txn, "next_id", id + 1);
+	int rc = tcz__next_id(s, txn, &id);
 	if (rc)
 		return rc;
 

@@ -484,8 +484,9 @@ static int cmd_rm(int argc, char **argv)
 static const char verify_help[] =
 	"usage: tczfs verify [MODEL] [--store DIR]\n"
 	"Decodes every chunk of MODEL (or of all models), checks checksums and\n"
-	"reference counts, and prints one line per problem. Exit status 1 when\n"
-	"anything is wrong.\n";
+	"reference counts, and prints one line per problem. Without MODEL it\n"
+	"also checks every stream: records, index, segments and totals. Exit\n"
+	"status 1 when anything is wrong.\n";
 
 static void verify_cb(void *ud, const char *model, const char *what,
 		      const char *problem)
@@ -515,10 +516,14 @@ static int cmd_verify(int argc, char **argv)
 	}
 	char b[32];
 	cli_size(b, sizeof b, rep.bytes);
-	printf("verified %llu models, %llu tensors, %llu chunks (%s): %s\n",
+	printf("verified %llu models, %llu tensors, %llu chunks (%s)",
 	       (unsigned long long)rep.models, (unsigned long long)rep.tensors,
-	       (unsigned long long)rep.chunks, b,
-	       rep.bad ? "PROBLEMS FOUND" : "ok");
+	       (unsigned long long)rep.chunks, b);
+	if (rep.streams)
+		printf(", %llu streams (%llu segments)",
+		       (unsigned long long)rep.streams,
+		       (unsigned long long)rep.segments);
+	printf(": %s\n", rep.bad ? "PROBLEMS FOUND" : "ok");
 	if (rep.bad)
 		printf("%llu problem(s)\n", (unsigned long long)rep.bad);
 	return rep.bad ? EXIT_FAILURE : 0;
@@ -544,6 +549,8 @@ static const struct {
 	{"stat", cli_stat, "tier, accesses, codec, ratio, error of a file"},
 	{"tier", cli_tier, "tiers of a model's tensors: ls, pin, policy, run"},
 	{"asic", cli_asic, "device images of a model; device profiles; check"},
+	{"stream", cli_stream,
+	 "temporal tensor streams: create, push, cat, ls, info, rm, tier"},
 };
 
 static void main_help(FILE *f)

@@ -10,6 +10,7 @@
 
 #include <jansson.h>
 
+#include "store/stream.h"
 #include "store/tiering.h"
 #include "store/view.h"
 #include "tools/cli.h"
@@ -30,7 +31,9 @@ static const char tier_help[] =
 	"form, the bytes never change; precision re-quantizes cold tensors to\n"
 	"3 bits and warm ones to 7 (or --warm-bits 5) where the error against\n"
 	"the imported values stays within --max-error. run applies the\n"
-	"policies now, without a mount (a mounted daemon does it itself).\n"
+	"policies now, without a mount (a mounted daemon does it itself), to\n"
+	"models and to streams (a cold stream's segments go to 3 bits; pin a\n"
+	"stream's tier with 'tczfs stream tier NAME TIER').\n"
 	"TCZFS_NOW (seconds, or @FILE) replaces the clock, for tests.\n";
 
 static int cfg_opts(int argc, char **argv, tcz_tiering_cfg *c, int *quiet,
@@ -301,14 +304,36 @@ static int tier_run(tcz_store *s, const char *only, tcz_tiering_cfg *c,
 		       "%s -> %s\n",
 		       names[i], rep.dense, rep.requant, rep.kept, a, b);
 	}
+	tcz_names_free(names, n);
+	/* streams: precision tiering always (SPEC 7); a name may be a model,
+	 * a stream or both (their namespaces are apart) */
+	tcz_stream_info si;
+	if (!only || tcz_stream_stat(s, only, &si) == 0) {
+		found = 1;
+		tcz_stream_tier_report rep = {0};
+		int r = tcz_stream_tier_apply(s, only, c, &rep);
+		if (r) {
+			cli_err("tier run: streams: %s",
+				tcz_store_errmsg()[0] ? tcz_store_errmsg()
+						      : strerror(-r));
+			status = EXIT_FAILURE;
+		}
+		if (rep.streams) {
+			char a[32], b[32];
+			cli_size(a, sizeof a, rep.before);
+			cli_size(b, sizeof b, rep.after);
+			printf("streams: %u looked at, %u cold, %u segments "
+			       "re-encoded to 3 bits; %s -> %s\n",
+			       rep.streams, rep.cold, rep.segments, a, b);
+		}
+	}
 	if (!found) {
-		cli_err("tier run: no model named %s", only);
+		cli_err("tier run: no model or stream named %s", only);
 		status = EXIT_FAILURE;
 	}
 	/* the replaced encodings are released now that nothing here reads
 	 * them (a mount still reading them keeps them until it lets go) */
 	tcz_store_collect(s, NULL);
-	tcz_names_free(names, n);
 	return status;
 }
 

@@ -17,7 +17,6 @@
 #include <cmocka.h>
 #include <zstd.h>
 
-#include "codec/tqtc.h"
 #include "store/record.h"
 #include "store/store.h"
 
@@ -278,77 +277,6 @@ static void record_checksum(void **state)
 	tcz_store_close(s);
 }
 
-typedef struct seen {
-	uint64_t start[8];
-	size_t n;
-} seen;
-
-static int collect(void *ud, uint64_t a, uint64_t b, const void *seg,
-		   size_t len)
-{
-	seen *s = ud;
-	tcz_tqtc_view v;
-	(void)b;
-	assert_int_equal(tcz_tqtc_parse(seg, len, &v), 0);
-	s->start[s->n++] = a;
-	return 0;
-}
-
-/* Segments come back in time order per stream, whatever the order they
- * were stored in; invalid ones are refused, damaged ones are -EIO. */
-static void segments(void **state)
-{
-	(void)state;
-	char p[128];
-	tcz_store *s;
-	store_path(p, sizeof p, "seg");
-	assert_int_equal(tcz_store_open(p, TCZ_STORE_CREATE, &s), 0);
-	float frame[4] = {1, -2, 3, 0.5f};
-	unsigned char seg[64];
-	size_t len;
-	assert_int_equal(tcz_tqtc_encode(frame, 4, 1, 2, 8, NULL, seg,
-					 sizeof seg, &len), 0);
-	uint64_t starts[] = {300, 100, 200};
-	for (int i = 0; i < 3; i++)
-		assert_int_equal(tcz_store_put_segment(s, 7, starts[i],
-						       starts[i] + 99, seg, len),
-				 0);
-	assert_int_equal(tcz_store_put_segment(s, 8, 50, 60, seg, len), 0);
-	assert_int_equal(tcz_store_put_segment(s, 7, 9, 8, seg, len), -EINVAL);
-	seg[0] ^= 1;
-	assert_int_equal(tcz_store_put_segment(s, 7, 1, 2, seg, len), -EBADMSG);
-	seg[0] ^= 1;
-	tcz_snap *sn;
-	seen a = {0}, b = {0};
-	assert_int_equal(tcz_snap_begin(s, &sn), 0);
-	assert_int_equal(tcz_snap_segments(sn, 7, 0, collect, &a), 0);
-	assert_int_equal(a.n, 3);
-	assert_int_equal(a.start[0], 100);
-	assert_int_equal(a.start[1], 200);
-	assert_int_equal(a.start[2], 300);
-	assert_int_equal(tcz_snap_segments(sn, 7, 250, collect, &b), 0);
-	assert_int_equal(b.n, 2); /* 200..299 still covers 250 */
-	assert_int_equal(b.start[0], 200);
-	tcz_snap_end(sn);
-	tcz_store_close(s);
-
-	/* damage one segment's bytes */
-	unsigned char k[24] = {0};
-	k[7] = 7;
-	k[15] = 100;
-	k[23] = 199;
-	unsigned char bad[128];
-	memcpy(bad, seg, len);
-	memset(bad + len, 0, 8); /* a wrong checksum */
-	raw_put(p, "segments", k, 24, bad, len + 8);
-	assert_int_equal(tcz_store_open(p, 0, &s), 0);
-	seen c = {0};
-	assert_int_equal(tcz_snap_begin(s, &sn), 0);
-	assert_int_equal(tcz_snap_segments(sn, 7, 0, collect, &c), -EIO);
-	tcz_snap_end(sn);
-	tcz_store_close(s);
-}
-
 /* A store started with a 1 MiB map takes an import of 6 MiB: the map
  * grows on MDB_MAP_FULL instead of failing. */
 static void map_grows(void **state)
@@ -546,7 +474,6 @@ int main(void)
 		cmocka_unit_test(names),
 		cmocka_unit_test(refcounts),
 		cmocka_unit_test(record_checksum),
-		cmocka_unit_test(segments),
 		cmocka_unit_test(map_grows),
 		cmocka_unit_test(rm_damaged_id),
 		cmocka_unit_test(map_cannot_grow),

@@ -463,6 +463,10 @@ static const struct {
 	{"dropped", offsetof(tcz_store, dropped), 2},
 	{"profiles", offsetof(tcz_store, profiles), 2},
 	{"asicsums", offsetof(tcz_store, asicsums), 2},
+	{"remotes", offsetof(tcz_store, remotes), 2},
+	{"rcache", offsetof(tcz_store, rcache), 2},
+	{"rcmeta", offsetof(tcz_store, rcmeta), 2},
+	{"rclru", offsetof(tcz_store, rclru), 2},
 };
 #define N_TABLES (sizeof tables / sizeof tables[0])
 
@@ -491,6 +495,8 @@ static int open_dbis(tcz_store *s, MDB_txn *txn, unsigned flags,
 			s->has_dropped = 1;
 		if (d == &s->asicsums)
 			s->has_asic = 1; /* profiles comes just before it */
+		if (d == &s->rclru)
+			s->has_remote = 1; /* the last of the four */
 	}
 	return 0;
 }
@@ -689,7 +695,7 @@ int tcz_store_open(const char *dir, unsigned flags, tcz_store **out)
 	for (;;) {
 		rc = mdb_env_create(&s->env);
 		if (rc == 0)
-			rc = mdb_env_set_maxdbs(s->env, 16);
+			rc = mdb_env_set_maxdbs(s->env, 32); /* 18 used */
 		if (rc == 0)
 			rc = mdb_env_set_maxreaders(s->env, MAX_READERS);
 		if (rc == 0)

@@ -536,6 +536,9 @@ static const struct {
 	{"stat", cli_stat, "tier, accesses, codec, ratio, error of a file"},
 	{"tier", cli_tier, "tiers of a model's tensors: ls, pin, policy, run"},
 	{"asic", cli_asic, "device images of a model; device profiles; check"},
+	{"remote", cli_remote, "remotes (Ceph RADOS): add, ls, rm, models, gc"},
+	{"push", cli_push, "upload a model to a remote"},
+	{"pull", cli_pull, "copy a model from a remote into the store"},
 };
 
 static void main_help(FILE *f)

@@ -469,6 +469,10 @@ static const struct {
 	{"streams", offsetof(tcz_store, streams), 2},
 	{"sindex", offsetof(tcz_store, sindex), 2},
 	{"sstats", offsetof(tcz_store, sstats), 2},
+	{"remotes", offsetof(tcz_store, remotes), 2},
+	{"rcache", offsetof(tcz_store, rcache), 2},
+	{"rcmeta", offsetof(tcz_store, rcmeta), 2},
+	{"rclru", offsetof(tcz_store, rclru), 2},
 };
 #define N_TABLES (sizeof tables / sizeof tables[0])
 
@@ -500,6 +504,8 @@ static int open_dbis(tcz_store *s, MDB_txn *txn, unsigned flags,
 			s->has_asic = 1; /* profiles comes just before it */
 		if (d == &s->streams || d == &s->sindex || d == &s->sstats)
 			stream_tables++;
+		if (d == &s->rclru)
+			s->has_remote = 1; /* the last of the four */
 	}
 	s->has_streams = stream_tables == 3;
 	return 0;
@@ -699,7 +705,7 @@ int tcz_store_open(const char *dir, unsigned flags, tcz_store **out)
 	for (;;) {
 		rc = mdb_env_create(&s->env);
 		if (rc == 0)
-			rc = mdb_env_set_maxdbs(s->env, 32);
+			rc = mdb_env_set_maxdbs(s->env, 32); /* 21 used */
 		if (rc == 0)
 			rc = mdb_env_set_maxreaders(s->env, MAX_READERS);
 		if (rc == 0)

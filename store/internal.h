@@ -23,7 +23,7 @@ struct tcz_store {
 	MDB_env *env;
 	MDB_dbi meta, models, tensors, aux, chunks, refs, ttcores, stats,
 		imports, pending, segments, dropped, profiles, asicsums,
-		streams, sindex, sstats;
+		streams, sindex, sstats, remotes, rcache, rcmeta, rclru;
 	int has_dropped; /* a schema 1 store opened read-only has none */
 	/* profiles and asicsums came later in schema 2: a writable open
 	 * creates them, a read-only one of an older store finds none */
@@ -32,6 +32,9 @@ struct tcz_store {
 	 * existed, opened read-only, has none of them (and reads as holding
 	 * no stream); a writable open creates them */
 	int has_streams;
+	/* remotes and the remote chunk cache (rcache, rcmeta, rclru) came
+	 * later in schema 2 too: all four are created together */
+	int has_remote;
 	unsigned flags;
 	char *dir;
 	int data_fd;  /* LMDB's descriptor of data.mdb: values are pread */
@@ -78,6 +81,27 @@ int tcz__fail(int err, const char *fmt, ...)
  * returns rc: the error reporting of the parsers and the importer. */
 int tcz__errf(int rc, char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/* Where a model view's values come from when they are not the local
+ * store's (a remote model, store/remote.h): get leaves a value checked
+ * against what names it in r's value buffer (*val, *len): chunk key
+ * (is_core 0), or TT core k of tensor t (is_core 1, a `ttcores` record).
+ * Errors: -ENODATA the model does not name it; -EIO corrupt; -ETIMEDOUT;
+ * -ENOMEM. release frees ud with the view. */
+typedef struct tcz__vsource {
+	int (*get)(void *ud, tcz_reader *r, const unsigned char *key,
+		   int is_core, uint32_t t, uint32_t k,
+		   const unsigned char **val, size_t *len);
+	void (*release)(void *ud);
+} tcz__vsource;
+
+/* A model view of model m (taken: freed with the view, or here on
+ * failure, as is ud) whose values come from src. It pins nothing: m's
+ * ids must not be local content ids (remote ones have bit 63 set).
+ * Errors: -ENOMEM, -EBADMSG. */
+struct tcz_mview;
+int tcz__mview_open_model(tcz_store *s, tcz_model *m, const tcz__vsource *src,
+			  void *ud, struct tcz_mview **out);
 
 /* The store a model view reads from (view.c). */
 struct tcz_mview;
@@ -247,6 +271,12 @@ int tcz__fetch(tcz_reader *r, MDB_dbi db, const void *key, size_t klen,
  * -EBADMSG does not decode; -ENOMEM. */
 int tcz__read_chunk(tcz_reader *r, const unsigned char *key, tcz_dtype dt,
 		    void *dst, uint32_t len);
+
+/* Decodes chunk value val[vlen], already checked against its key, into
+ * dst[len] of dtype dt. Errors: -EBADMSG does not decode as that;
+ * -ENOMEM. */
+int tcz__decode_value(tcz_reader *r, const unsigned char *val, size_t vlen,
+		      tcz_dtype dt, void *dst, uint32_t len);
 
 /* The last value fetched (a chunk value after tcz__read_chunk). */
 const unsigned char *tcz__reader_value(const tcz_reader *r, size_t *len);

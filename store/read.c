@@ -402,8 +402,7 @@ const unsigned char *tcz__reader_value(const tcz_reader *r, size_t *len)
 	return r->val;
 }
 
-/* Decodes a verified chunk value into dst[len] of dtype dt. */
-static int decode_value(tcz_reader *r, const unsigned char *val, size_t vlen,
+int tcz__decode_value(tcz_reader *r, const unsigned char *val, size_t vlen,
 			tcz_dtype dt, void *dst, uint32_t len)
 {
 	tcz_chunk_hdr h;
@@ -474,5 +473,5 @@ int tcz__read_chunk(tcz_reader *r, const unsigned char *key, tcz_dtype dt,
 	tcz__chunk_key(val, vlen, got);
 	if (memcmp(got, key, TCZ_KEY_LEN) != 0)
 		return -EIO;
-	return decode_value(r, val, vlen, dt, dst, len);
+	return tcz__decode_value(r, val, vlen, dt, dst, len);
 }

@@ -40,6 +40,9 @@ struct tcz_mview {
 	uint32_t *count;
 	uint32_t **sub;          /* per dir: its subdirectories by name */
 	uint32_t *nsub;
+	/* a remote model's: values come from there, nothing is pinned */
+	const tcz__vsource *src;
+	void *src_ud;
 };
 
 /* ---- building ----------------------------------------------------------- */
@@ -74,7 +77,9 @@ static void view_free(tcz_mview *v)
 	free(v->sub);
 	free(v->nsub);
 	tcz_model_free(v->m);
-	if (v->content)
+	if (v->src)
+		v->src->release(v->src_ud);
+	else if (v->content)
 		unpin2(v->s, v->pinned_id, v->content);
 	free(v);
 }
@@ -342,6 +347,32 @@ int tcz_mview_open(tcz_store *s, const char *name, tcz_mview **out)
 	if (rc == -ENOENT)
 		tcz__fail(rc, "no model named %s", name);
 	return rc;
+}
+
+int tcz__mview_open_model(tcz_store *s, tcz_model *m, const tcz__vsource *src,
+			  void *ud, tcz_mview **out)
+{
+	*out = NULL;
+	tcz_mview *v = calloc(1, sizeof *v);
+	if (!v) {
+		tcz_model_free(m);
+		src->release(ud);
+		return -ENOMEM;
+	}
+	v->s = s;
+	v->m = m;
+	v->content = m->rev;
+	v->pinned_id = m->id;
+	v->src = src;
+	v->src_ud = ud;
+	atomic_init(&v->refs, 1);
+	int rc = build(v);
+	if (rc) {
+		view_free(v);
+		return rc;
+	}
+	*out = v;
+	return 0;
 }
 
 tcz_mview *tcz_mview_ref(tcz_mview *v)
@@ -784,7 +815,9 @@ static int load_cores(tcz_reader *r, const tcz_mview *v, uint32_t t,
 		tcz_be32(key + 12, k);
 		const unsigned char *val;
 		size_t vlen;
-		int rc = tcz__fetch(r, r->s->ttcores, key, 16, &val, &vlen);
+		int rc = v->src ? v->src->get(v->src_ud, r, NULL, 1, t, k, &val,
+					      &vlen)
+				: tcz__fetch(r, r->s->ttcores, key, 16, &val, &vlen);
 		if (rc == -ENOENT)
 			return -ENODATA;
 		if (rc)
@@ -910,6 +943,20 @@ int tcz_view_decode(tcz_reader *r, const tcz_mview *v, const tcz_src *s,
 {
 	if (s->chunk >= src_count(v, s))
 		return -EINVAL;
+	if (v->src && (s->kind == TCZ_SRC_BLOB ||
+		       v->m->tensors[s->index].codec != TCZ_CODEC_TT)) {
+		const unsigned char *key =
+			s->kind == TCZ_SRC_BLOB
+				? v->m->blobs[s->index].chunks[s->chunk]
+				: v->m->tensors[s->index].chunks[s->chunk];
+		tcz_dtype dt = s->kind == TCZ_SRC_BLOB
+				       ? TCZ_DT_U8
+				       : v->m->tensors[s->index].dtype;
+		const unsigned char *val;
+		size_t vlen;
+		int rc = v->src->get(v->src_ud, r, key, 0, 0, 0, &val, &vlen);
+		return rc ? rc : tcz__decode_value(r, val, vlen, dt, dst, s->len);
+	}
 	if (s->kind == TCZ_SRC_BLOB)
 		return tcz__read_chunk(r, v->m->blobs[s->index].chunks[s->chunk],
 				       TCZ_DT_U8, dst, s->len);

@@ -52,5 +52,8 @@ int cli_copy_file(tcz_reader *r, const struct tcz_mview *v, uint32_t f,
 int cli_mount(int argc, char **argv);
 int cli_umount(int argc, char **argv);
 int cli_stat(int argc, char **argv);
+int cli_remote(int argc, char **argv);
+int cli_push(int argc, char **argv);
+int cli_pull(int argc, char **argv);
 
 #endif

@@ -551,6 +551,9 @@ static const struct {
 	{"asic", cli_asic, "device images of a model; device profiles; check"},
 	{"stream", cli_stream,
 	 "temporal tensor streams: create, push, cat, ls, info, rm, tier"},
+	{"remote", cli_remote, "remotes (Ceph RADOS): add, ls, rm, models, gc"},
+	{"push", cli_push, "upload a model to a remote"},
+	{"pull", cli_pull, "copy a model from a remote into the store"},
 };
 
 static void main_help(FILE *f)

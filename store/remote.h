@@ -303,7 +303,8 @@ int tcz_rcache_get(tcz_rcache *c, tcz_reader *r,
 /* Stores val[len] under key (which must be its XXH3-128: checked),
  * evicting least recently used entries until it fits. A key already
  * cached is only marked used. Errors: -EINVAL key mismatch; -EFBIG len
- * exceeds the capacity (nothing stored); -EROFS; -ENOSPC, -EIO. */
+ * exceeds the capacity (nothing stored); -EROFS; -ENOSPC, -EIO; deferred
+ * (tcz_rcache_defer): -EAGAIN the queue is full, -ENOMEM. */
 int tcz_rcache_put(tcz_rcache *c, const unsigned char key[TCZ_KEY_LEN],
 		   const void *val, size_t len);
 
@@ -312,8 +313,18 @@ int tcz_rcache_put(tcz_rcache *c, const unsigned char key[TCZ_KEY_LEN],
  * Errors: -EROFS, -ENOSPC, -EIO. */
 int tcz_rcache_evict(tcz_rcache *c, uint64_t target, uint64_t *freed);
 
-/* Writes the uses noted by get. Errors: -EROFS, -ENOSPC, -EIO. */
+/* Writes the uses noted by get and the deferred puts, in one
+ * transaction; returns 0 at once while another flush is writing (the
+ * next one takes what came meanwhile). Deferred values are dropped from
+ * memory whether or not the write succeeded (a cache: a failed write
+ * costs a fetch later). Errors: -EROFS, -ENOSPC, -EIO. */
 int tcz_rcache_flush(tcz_rcache *c);
+
+/* From now on, puts keep a copy in memory (max_bytes in all; 0: puts
+ * write at once again) for the next flush to write, so a reader that
+ * fetched a chunk never waits for the store's write lock; gets find the
+ * queued values. A put beyond max_bytes returns -EAGAIN, nothing kept. */
+void tcz_rcache_defer(tcz_rcache *c, uint64_t max_bytes);
 
 /* Bytes and entries cached (as of the last committed write). */
 int tcz_rcache_usage(tcz_rcache *c, uint64_t *bytes, uint64_t *entries);

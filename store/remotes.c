@@ -915,6 +915,12 @@ struct tcz_rcache {
 	unsigned char (*bad)[TCZ_KEY_LEN]; /* damaged: to drop */
 	size_t n_bad, cap_bad;
 	uint64_t bytes, entries; /* as of the last commit (or open) */
+	/* deferred puts (tcz_rcache_defer): copies waiting for a flush */
+	uint64_t defer_max, q_bytes;
+	struct rc_put *q;
+	size_t n_q, q_cap;
+	struct rc_put *fq; /* what a flush is writing */
+	size_t n_fq;
 };
 
 typedef struct rc_txn {
@@ -1112,15 +1118,21 @@ static int rc_evict(rc_txn *t, uint64_t target)
 	return 0;
 }
 
+/* A value to keep: key, the value and its length. */
+typedef struct rc_put {
+	unsigned char key[TCZ_KEY_LEN];
+	unsigned char *val; /* a copy of the caller's when deferred */
+	size_t len;
+} rc_put;
+
 typedef struct rc_op {
 	tcz_rcache *c;
 	unsigned char (*used)[TCZ_KEY_LEN];
 	size_t n_used;
 	unsigned char (*bad)[TCZ_KEY_LEN];
 	size_t n_bad;
-	const unsigned char *key; /* put */
-	const void *val;
-	size_t len;
+	const struct rc_put *puts; /* values to keep */
+	size_t n_put;
 	int evict;       /* evict to target */
 	uint64_t target; /* evict */
 	uint64_t freed;  /* out */
@@ -1140,34 +1152,39 @@ static int rc_fn(void *arg, MDB_txn *txn)
 		rc = rc_drop(&t, o->bad[i]);
 	for (size_t i = 0; rc == 0 && i < o->n_used; i++)
 		rc = rc_touch(&t, o->used[i]);
-	if (rc == 0 && o->key) {
-		MDB_val k = {TCZ_KEY_LEN, (void *)o->key}, d;
+	for (size_t i = 0; rc == 0 && i < o->n_put; i++) {
+		const rc_put *pu = &o->puts[i];
+		MDB_val k = {TCZ_KEY_LEN, (void *)pu->key}, d;
 		uint64_t tick, len;
 		int local = mdb_get(txn, s->chunks, &k, &d) == 0;
-		rc = local ? 0 : rc_meta(&t, o->key, &tick, &len);
+		rc = local ? 0 : rc_meta(&t, pu->key, &tick, &len);
 		if (rc == 0 && !local) {
-			rc = rc_touch(&t, o->key); /* already cached */
+			rc = rc_touch(&t, pu->key); /* already cached */
 		} else if (rc == -ENOENT) {
 			pthread_mutex_lock(&o->c->lock);
 			uint64_t cap = o->c->capacity;
 			pthread_mutex_unlock(&o->c->lock);
-			rc = o->len > cap ? -EFBIG : rc_evict(&t, cap - o->len);
+			if (pu->len > cap) { /* too big for it: not kept */
+				rc = 0;
+				continue;
+			}
+			rc = rc_evict(&t, cap - pu->len);
 			if (rc == 0) {
-				d = (MDB_val){o->len, (void *)o->val};
+				d = (MDB_val){pu->len, (void *)pu->val};
 				rc = tcz__mdb_err(mdb_put(txn, s->rcache, &k, &d, 0));
 			}
 			if (rc == 0) {
 				unsigned char lk[8 + TCZ_KEY_LEN];
-				lru_key(lk, ++t.tick, o->key);
+				lru_key(lk, ++t.tick, pu->key);
 				MDB_val l = {sizeof lk, lk}, empty = {0, NULL};
 				rc = tcz__mdb_err(
 					mdb_put(txn, s->rclru, &l, &empty, 0));
 			}
 			if (rc == 0)
-				rc = put_u64s(txn, s->rcmeta, o->key, TCZ_KEY_LEN,
-					      t.tick, o->len, 1);
+				rc = put_u64s(txn, s->rcmeta, pu->key, TCZ_KEY_LEN,
+					      t.tick, pu->len, 1);
 			if (rc == 0) {
-				t.bytes += o->len;
+				t.bytes += pu->len;
 				t.entries++;
 			}
 		}
@@ -1251,8 +1268,11 @@ void tcz_rcache_close(tcz_rcache *c)
 {
 	if (!c)
 		return;
-	if (c->n_used || c->n_bad)
+	if (c->n_used || c->n_bad || c->n_q)
 		tcz_rcache_flush(c);
+	for (size_t i = 0; i < c->n_q; i++)
+		free(c->q[i].val);
+	free(c->q);
 	free(c->used);
 	free(c->bad);
 	pthread_mutex_destroy(&c->lock);
@@ -1275,10 +1295,47 @@ static void note(tcz_rcache *c, unsigned char (**arr)[TCZ_KEY_LEN], size_t *n,
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* A value waiting in the deferred queue, copied into r's buffer.
+ * Returns -ENOENT when none is queued under key. */
+static int queued_get(tcz_rcache *c, tcz_reader *r,
+		      const unsigned char key[TCZ_KEY_LEN],
+		      const unsigned char **val, size_t *len)
+{
+	int rc = -ENOENT;
+	pthread_mutex_lock(&c->lock);
+	for (int w = 0; w < 2 && rc == -ENOENT; w++) {
+		const rc_put *q = w ? c->fq : c->q;
+		size_t n = w ? c->n_fq : c->n_q;
+		for (size_t i = 0; i < n; i++) {
+			if (memcmp(q[i].key, key, TCZ_KEY_LEN) != 0)
+				continue;
+			rc = 0;
+			if (q[i].len > r->val_cap) {
+				unsigned char *nv = realloc(r->val, q[i].len);
+				if (!nv) {
+					rc = -ENOMEM;
+					break;
+				}
+				r->val = nv;
+				r->val_cap = q[i].len;
+			}
+			memcpy(r->val, q[i].val, q[i].len);
+			r->val_len = q[i].len;
+			*val = r->val;
+			*len = q[i].len;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
 int tcz_rcache_get(tcz_rcache *c, tcz_reader *r,
 		   const unsigned char key[TCZ_KEY_LEN],
 		   const unsigned char **val, size_t *len)
 {
+	if (queued_get(c, r, key, val, len) == 0)
+		return 0;
 	if (!c->s->has_remote)
 		return -ENOENT;
 	int rc = tcz__fetch(r, c->s->rcache, key, TCZ_KEY_LEN, val, len);
@@ -1308,7 +1365,31 @@ int tcz_rcache_put(tcz_rcache *c, const unsigned char key[TCZ_KEY_LEN],
 	pthread_mutex_unlock(&c->lock);
 	if (len > cap)
 		return -EFBIG;
-	rc_op o = {.key = key, .val = val, .len = len};
+	pthread_mutex_lock(&c->lock);
+	if (c->defer_max) {
+		/* kept in memory, written by the next flush: the read that
+		 * fetched it does not wait for the store's writer */
+		int rc = 0;
+		if (c->q_bytes + len > c->defer_max) {
+			rc = -EAGAIN; /* the queue is full: not kept (a cache) */
+		} else if (tcz__grow(&c->q, &c->q_cap, c->n_q, sizeof *c->q,
+				     16) != 0 ||
+			   !(c->q[c->n_q].val = malloc(len ? len : 1))) {
+			rc = -ENOMEM;
+		} else {
+			rc_put *pu = &c->q[c->n_q++];
+			memcpy(pu->key, key, TCZ_KEY_LEN);
+			memcpy(pu->val, val, len);
+			pu->len = len;
+			c->q_bytes += len;
+		}
+		pthread_mutex_unlock(&c->lock);
+		return rc;
+	}
+	pthread_mutex_unlock(&c->lock);
+	rc_put pu = {.val = (unsigned char *)val, .len = len};
+	memcpy(pu.key, key, TCZ_KEY_LEN);
+	rc_op o = {.puts = &pu, .n_put = 1};
 	return rc_run(c, &o);
 }
 
@@ -1324,12 +1405,38 @@ int tcz_rcache_evict(tcz_rcache *c, uint64_t target, uint64_t *freed)
 int tcz_rcache_flush(tcz_rcache *c)
 {
 	pthread_mutex_lock(&c->lock);
-	int none = !c->n_used && !c->n_bad;
-	pthread_mutex_unlock(&c->lock);
-	if (none)
+	if (c->fq || (!c->n_used && !c->n_bad && !c->n_q)) {
+		/* nothing, or another flush is writing: the next one takes
+		 * what was queued meanwhile */
+		pthread_mutex_unlock(&c->lock);
 		return 0;
-	rc_op o = {0};
-	return rc_run(c, &o);
+	}
+	/* the queue moves aside, still readable by gets until written */
+	c->fq = c->q;
+	c->n_fq = c->n_q;
+	c->q = NULL;
+	c->n_q = c->q_cap = 0;
+	rc_op o = {.puts = c->fq, .n_put = c->n_fq};
+	pthread_mutex_unlock(&c->lock);
+	int rc = rc_run(c, &o);
+	pthread_mutex_lock(&c->lock);
+	/* written or not (a cache: a failed write only costs a fetch) */
+	for (size_t i = 0; i < c->n_fq; i++) {
+		c->q_bytes -= c->fq[i].len;
+		free(c->fq[i].val);
+	}
+	free(c->fq);
+	c->fq = NULL;
+	c->n_fq = 0;
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+void tcz_rcache_defer(tcz_rcache *c, uint64_t max_bytes)
+{
+	pthread_mutex_lock(&c->lock);
+	c->defer_max = max_bytes;
+	pthread_mutex_unlock(&c->lock);
 }
 
 int tcz_rcache_usage(tcz_rcache *c, uint64_t *bytes, uint64_t *entries)

@@ -172,6 +172,7 @@ static void teardown(tczfs *fs)
 	pthread_cond_broadcast(&fs->mcond);
 	pthread_mutex_unlock(&fs->mlock);
 	fs_tiers_stop(fs);
+	fs_remote_stop(fs);
 	if (fs->maint_started)
 		pthread_join(fs->maint, NULL);
 	if (fs->pfq)
@@ -191,6 +192,7 @@ static void teardown(tczfs *fs)
 	}
 	fs_handles_free(fs);
 	fs_models_free(fs);
+	fs_remote_free(fs); /* after the views that use it */
 	fs_asic_free(fs);
 	/* this thread's reader, before the store it belongs to */
 	tcz_reader_free(pthread_getspecific(fs->reader_key));
@@ -203,6 +205,7 @@ static void teardown(tczfs *fs)
 	pthread_mutex_destroy(&fs->hlock);
 	pthread_mutex_destroy(&fs->hotlock);
 	pthread_mutex_destroy(&fs->alock);
+	pthread_mutex_destroy(&fs->rlock);
 	pthread_mutex_destroy(&fs->mlock);
 	pthread_cond_destroy(&fs->mcond);
 	pthread_mutex_destroy(&fs->pflock);
@@ -224,11 +227,16 @@ static int start(tczfs *fs, char *err, size_t errlen)
 	fs_asic_reload(fs); /* newport alone if the profiles cannot be read */
 	tcz_tt_blas_threads(1); /* TT chunks decode on the FUSE threads */
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	if ((rc = fs_prefetch_start(fs, cpus > 0 ? (unsigned)cpus : 1)))
+	unsigned pf = cpus > 0 ? (unsigned)cpus : 1;
+	if (fs->opts.remote && pf < 8)
+		pf = 8; /* remote chunks: mostly waiting for the network */
+	if ((rc = fs_prefetch_start(fs, pf)))
 		return fail(err, errlen, rc, "out of memory");
 	if (pthread_create(&fs->maint, NULL, maintenance, fs) == 0)
 		fs->maint_started = 1;
 	fs_tiers_start(fs);
+	if ((rc = fs_remote_start(fs, err, errlen)))
+		return rc;
 	return 0;
 }
 
@@ -298,6 +306,7 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->hlock, NULL);
 	pthread_mutex_init(&fs->hotlock, NULL);
+	pthread_mutex_init(&fs->rlock, NULL);
 	pthread_mutex_init(&fs->alock, NULL);
 	pthread_mutex_init(&fs->mlock, NULL);
 	fs->th = TCZ_TIER_THRESHOLDS_DEFAULT;

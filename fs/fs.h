@@ -24,6 +24,9 @@ typedef struct tcz_fs_opts {
 				  * passes (0: none) */
 	uint64_t tier_io_bytes_s;/* their throttle (0: none) */
 	unsigned warm_bits;      /* precision tiering's warm width (7 or 5) */
+	const char *remote;      /* serve this remote's models too (NULL: no) */
+	uint64_t disk_cache_bytes; /* its chunks kept in the store, at most */
+	unsigned remote_timeout_ms; /* each network operation (0: 10 s) */
 } tcz_fs_opts;
 
 /* Mounts and serves until unmounted; in the background unless

@@ -68,7 +68,18 @@ typedef struct fs_model {
 	 * (made on first use); guarded by tczfs.alock */
 	tcz_aview *av;
 	uint64_t av_gen;
+	/* a remote's model (its id has bit 63 set): no records in the local
+	 * store, so no statistics saved, pins kept in memory only */
+	int remote;
 } fs_model;
+
+/* A model the remote's index names: rid, its bytes identity on this
+ * mount, stays while its manifest does. */
+typedef struct fs_rent {
+	char *name;
+	unsigned char sha[32]; /* of its manifest */
+	uint32_t rid;
+} fs_rent;
 
 typedef struct tczfs tczfs;
 
@@ -146,6 +157,20 @@ struct tczfs {
 	size_t n_profiles;
 	uint64_t profiles_gen; /* bumped when they change */
 
+	/* --remote: set at start; remote once connected (then fixed) */
+	char *remote_url;
+	struct tcz_remote *_Atomic remote;
+	struct tcz_rcache *rcache; /* the disk cache (NULL: read-only store) */
+	pthread_mutex_t rlock; /* guards rents, n_rents, rgen, rindex_ok,
+				* next_rid */
+	fs_rent *rents; /* sorted by name */
+	size_t n_rents;
+	uint64_t rgen;
+	int rindex_ok;
+	uint32_t next_rid;
+	pthread_t rthread;
+	int rthread_started;
+
 	pthread_t *pf_threads;
 	unsigned pf_count;
 	pthread_mutex_t pflock; /* guards pfq, pf_head, pf_len, pf_stop */
@@ -187,6 +212,23 @@ uint64_t fs_stat_reads(const fs_model *fm, uint32_t t);
 uint64_t fs_stat_bytes(const fs_model *fm, uint32_t t);
 /* The reader of the calling thread (NULL when out of memory). */
 tcz_reader *fs_reader(tczfs *fs);
+
+/* Loads view v (taken) of a remote model as bytes identity iid, or
+ * returns the live model already loaded as iid. */
+int fs_model_adopt(tczfs *fs, tcz_mview *v, uint64_t iid, fs_model **out);
+/* Marks fm gone (once; logged by the caller): pruned when unused. */
+void fs_model_retire(tczfs *fs, fs_model *fm);
+
+/* remote.c: --remote */
+int fs_remote_start(tczfs *fs, char *err, size_t errlen);
+void fs_remote_stop(tczfs *fs);
+void fs_remote_free(tczfs *fs);
+/* The remote's model names and their identities (free both and each
+ * name); none without --remote. Errors: -ENOMEM. */
+int fs_remote_names(tczfs *fs, char ***names, uint32_t **rids, size_t *n);
+/* A ref to the remote model called name. Errors: -ENOENT; -ETIMEDOUT;
+ * -EIO; -EAGAIN it changed twice while loading; -ENOMEM. */
+int fs_remote_model(tczfs *fs, const char *name, fs_model **out);
 
 /* A list of refs to every loaded model that is not gone; free with
  * fs_models_put. */

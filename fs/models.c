@@ -104,6 +104,7 @@ static void prune(tczfs *fs)
 static int model_build(tczfs *fs, tcz_mview *v, const fs_model *prev,
 		       fs_model **out);
 static int table_insert(tczfs *fs, fs_model *fm);
+static int insert_loaded(tczfs *fs, fs_model *fm, fs_model **out);
 
 /* A model whose revision changed (re-encoded, its policy set): its new
  * view replaces the loaded one, which open files keep reading. */
@@ -186,6 +187,8 @@ int fs_refresh(tczfs *fs)
 	uint8_t *state = calloc(n ? n : 1, 1); /* 1 gone, 2 revised */
 	for (size_t i = 0; rc == 0 && state && i < n; i++) {
 		uint64_t id, rev, iid;
+		if (live[i]->remote)
+			continue; /* the remote's index says (fs/remote.c) */
 		if (tcz_snap_model_ident(sn, live[i]->name, &id, &rev, &iid) != 0 ||
 		    id != live[i]->id)
 			state[i] = 1;
@@ -291,6 +294,7 @@ static int model_build(tczfs *fs, tcz_mview *v, const fs_model *prev,
 	fm->rev = m->rev;
 	fm->iid = m->iid;
 	fm->name = strdup(m->name);
+	fm->remote = (m->id >> 63) != 0;
 	uint32_t n = m->n_tensors;
 	fm->st = calloc(n ? n : 1, sizeof *fm->st);
 	fm->hot = calloc(n ? n : 1, sizeof *fm->hot);
@@ -302,8 +306,9 @@ static int model_build(tczfs *fs, tcz_mview *v, const fs_model *prev,
 	/* statistics saved by earlier mounts and other daemons */
 	tcz_access *acc = calloc(n ? n : 1, sizeof *acc);
 	tcz_snap *sn = NULL;
-	int ok = acc && tcz_snap_begin(fs->store, &sn) == 0;
-	int rc = ok ? tcz_snap_access(sn, m->id, n, acc) : -ENOMEM;
+	int ok = acc && !fm->remote && tcz_snap_begin(fs->store, &sn) == 0;
+	int rc = ok ? tcz_snap_access(sn, m->id, n, acc)
+		    : acc ? 0 : -ENOMEM;
 	tcz_snap_end(sn);
 	if (rc == -EIO)
 		fs_log(fs, LOG_WARNING,
@@ -343,7 +348,7 @@ int fs_model_by_name(tczfs *fs, const char *name, fs_model **out)
 		rc = tcz_snap_model_ident(sn, name, &id, &rev, &iid);
 	tcz_snap_end(sn);
 	if (rc == -ENOENT)
-		return rc;
+		return fs_remote_model(fs, name, out); /* local ones first */
 	fs_model *fm = rc == 0 ? fs_model_by_iid(fs, iid) : NULL;
 	if (fm && !atomic_load(&fm->gone)) {
 		*out = fm;
@@ -358,11 +363,19 @@ int fs_model_by_name(tczfs *fs, const char *name, fs_model **out)
 		return rc == -ENOMEM ? rc : -EIO;
 	}
 	if (rc)
-		return rc;
+		return fs_remote_model(fs, name, out);
 	if ((rc = model_build(fs, v, NULL, &fm))) {
 		tcz_mview_put(v);
 		return rc;
 	}
+	return insert_loaded(fs, fm, out);
+}
+
+/* Puts freshly built fm in the table, or hands out the live one of the
+ * same iid that another thread loaded meanwhile. */
+static int insert_loaded(tczfs *fs, fs_model *fm, fs_model **out)
+{
+	int rc;
 	pthread_mutex_lock(&fs->lock);
 	size_t p = table_pos(fs, fm->iid);
 	if (p < fs->n_models && fs->models[p]->iid == fm->iid &&
@@ -398,6 +411,24 @@ int fs_model_by_name(tczfs *fs, const char *name, fs_model **out)
 	return 0;
 }
 
+int fs_model_adopt(tczfs *fs, tcz_mview *v, uint64_t iid, fs_model **out)
+{
+	fs_model *fm;
+	int rc = model_build(fs, v, NULL, &fm);
+	if (rc) {
+		tcz_mview_put(v);
+		return rc;
+	}
+	fm->iid = iid; /* the mount's: its inodes' high bits */
+	return insert_loaded(fs, fm, out);
+}
+
+void fs_model_retire(tczfs *fs, fs_model *fm)
+{
+	(void)fs;
+	mark_gone(fm);
+}
+
 void fs_models_free(tczfs *fs)
 {
 	for (size_t i = 0; i < fs->n_models; i++)
@@ -420,6 +451,8 @@ uint64_t fs_stat_bytes(const fs_model *fm, uint32_t t)
 /* Saves one model's counts as deltas, and takes the totals back. */
 static int flush_model(tczfs *fs, fs_model *fm)
 {
+	if (fm->remote)
+		return 0; /* no local records: counted in memory only */
 	uint32_t nt = fm->m->n_tensors, k = 0;
 	size_t nn = nt ? nt : 1;
 	uint32_t *idx = malloc(nn * sizeof *idx);

@@ -260,6 +260,11 @@ static void tczfs_ll_getattr(fuse_req_t req, fuse_ino_t ino,
 	node_put(fs, &n);
 }
 
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 /* Directory listings are built whole and served in slices. */
 typedef struct dirbuf {
 	char *p;
@@ -328,6 +333,18 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 					     ino_make(iid, local), S_IFDIR);
 		}
 		tcz_snap_end(sn);
+		/* the remote's models, where no local one has the name */
+		char **rn = NULL;
+		uint32_t *rid = NULL;
+		size_t rcnt = 0;
+		if (rc == 0)
+			rc = fs_remote_names(fs, &rn, &rid, &rcnt);
+		for (size_t i = 0; rc == 0 && i < rcnt; i++)
+			if (!bsearch(&rn[i], names, cnt, sizeof *names, name_cmp))
+				rc = dir_add(req, b, rn[i],
+					     ino_make(rid[i], local), S_IFDIR);
+		tcz_names_free(rn, rcnt);
+		free(rid);
 		tcz_names_free(names, cnt);
 		break;
 	}

@@ -14,6 +14,9 @@
 /* Look-ahead of a sequential reader, in bytes (whatever the chunk size),
  * and the cache budget each byte of it needs */
 #define PF_AHEAD_BYTES (4u << 20)
+/* A remote model's chunks come over the network: further ahead, so that
+ * several fetches are in flight behind one sequential reader */
+#define PF_AHEAD_REMOTE (16u << 20)
 #define PF_BUDGET_PER_BYTE 32u
 /* Below this budget nothing is prefetched: the kernel's readahead window
  * (16 MiB) alone fills such a cache, and chunks decoded early are evicted
@@ -311,8 +314,8 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
 	 * ahead into a small cache evicts what in-flight reads still need
 	 * (measured: a 32 MiB cache decoded half the chunks twice). */
 	uint64_t ahead_b = fs->opts.cache_bytes / PF_BUDGET_PER_BYTE;
-	if (ahead_b > PF_AHEAD_BYTES)
-		ahead_b = PF_AHEAD_BYTES;
+	if (ahead_b > (fm->remote ? PF_AHEAD_REMOTE : PF_AHEAD_BYTES))
+		ahead_b = fm->remote ? PF_AHEAD_REMOTE : PF_AHEAD_BYTES;
 	uint32_t clen = l.n && is_src(&l.p[l.n - 1]) ? l.p[l.n - 1].src.len : 0;
 	uint32_t ahead = clen ? (uint32_t)(ahead_b / clen) : 0;
 	if (rc == 0 && runs >= 1 && l.n && is_src(&l.p[l.n - 1])) {

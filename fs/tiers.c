@@ -252,7 +252,8 @@ static void *tier_main(void *arg)
 		for (size_t i = 0; i < nn && !fs->stopping; i++) {
 			fs_model *fm = NULL;
 			for (size_t k = 0; live && k < nm && !fm; k++)
-				if (strcmp(live[k]->name, names[i]) == 0)
+				if (!live[k]->remote &&
+				    strcmp(live[k]->name, names[i]) == 0)
 					fm = live[k];
 			tcz_access *a = NULL;
 			if (fm) {
@@ -329,7 +330,9 @@ int fs_pin(tczfs *fs, fs_model *fm, const uint32_t *idx, uint32_t n,
 			return -EINVAL;
 		pin = (int32_t)t;
 	}
-	int rc = tcz_store_set_pin(fs->store, fm->id, idx, n, pin);
+	/* a remote model has no local records: its pins last this mount */
+	int rc = fm->remote ? 0 : tcz_store_set_pin(fs->store, fm->id, idx, n,
+						    pin);
 	if (rc)
 		return rc == -ENOENT ? -ENOENT : -EIO;
 	for (uint32_t i = 0; i < n; i++)

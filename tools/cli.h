@@ -44,6 +44,8 @@ int cli_asic_open(tcz_store *s, const char *model, struct tcz_aview **out);
 int cli_asic_copy(tcz_reader *r, struct tcz_aview *a, uint32_t f, int fd,
 		  const char *out_name);
 int cli_stream(int argc, char **argv);
+/* tczfs STORE MNT -o OPTS: the form mount(8) and mount.fuse use */
+int cli_mount_helper(int argc, char **argv);
 
 /* Writes file f of view v to fd (a message on failure naming the part). */
 struct tcz_mview;

@@ -17,6 +17,8 @@ static const char mount_help[] =
 	"                       [--log FILE] [--stats-interval S] [--threads N]\n"
 	"                       [--hot-mb N] [--hot-score N] [--warm-score N]\n"
 	"                       [--tier-interval S] [--tier-io-mb-s N]\n"
+	"                       [--remote NAME] [--disk-cache-gb G]\n"
+	"                       [--remote-timeout S]\n"
 	"Mounts the store at MNT (an empty directory): every model becomes\n"
 	"MNT/<model>/ with model.safetensors (byte-identical for lossless\n"
 	"models), its other files and layers/<tensor>.npy (BF16 shown as f32).\n"
@@ -33,6 +35,13 @@ static const char mount_help[] =
 	"                     cold tensors re-encoded denser (or re-quantized\n"
 	"                     for models with 'tczfs tier policy ... precision')\n"
 	"  --tier-io-mb-s N   its throttle (32)\n"
+	"  --remote NAME      list and serve that remote's models too (see\n"
+	"                     'tczfs remote'); a local model of the same name\n"
+	"                     wins; new pushes show within seconds\n"
+	"  --disk-cache-gb G  the remote's chunks kept in the store, at most\n"
+	"                     (default 8; least recently used go first)\n"
+	"  --remote-timeout S a read of the remote fails after S seconds\n"
+	"                     without an answer (default 10)\n"
 	"Unmount with 'tczfs umount MNT'.\n";
 
 int cli_mount(int argc, char **argv)
@@ -42,6 +51,8 @@ int cli_mount(int argc, char **argv)
 	int hot_set = 0;
 	o.tier_interval = 600;
 	o.tier_io_bytes_s = 32u << 20;
+	o.disk_cache_bytes = 8ull << 30;
+	double gb;
 	int c;
 	static const struct option lo[] = {
 		{"foreground", no_argument, 0, 'f'},
@@ -54,6 +65,9 @@ int cli_mount(int argc, char **argv)
 		{"warm-score", required_argument, 0, 'w' + 256},
 		{"tier-interval", required_argument, 0, 'i' + 256},
 		{"tier-io-mb-s", required_argument, 0, 'I'},
+		{"remote", required_argument, 0, 'r' + 256},
+		{"disk-cache-gb", required_argument, 0, 'd' + 256},
+		{"remote-timeout", required_argument, 0, 't' + 256},
 		{0, 0, 0, 0},
 	};
 	char opts[2048] = "";
@@ -122,6 +136,25 @@ int cli_mount(int argc, char **argv)
 				return 2;
 			o.tier_io_bytes_s = v << 20;
 			break;
+		case 'r' + 256:
+			o.remote = optarg;
+			break;
+		case 'd' + 256:
+			if (cli_double("--disk-cache-gb", optarg, &gb))
+				return 2;
+			if (!(gb >= 0 && gb <= 1 << 20))
+				return cli_usage(mount_help,
+						 "--disk-cache-gb must be 0..1048576");
+			o.disk_cache_bytes = (uint64_t)(gb * (double)(1ull << 30));
+			break;
+		case 't' + 256:
+			if (cli_u64("--remote-timeout", optarg, &v))
+				return 2;
+			if (v < 1 || v > 3600)
+				return cli_usage(mount_help,
+						 "--remote-timeout must be 1..3600");
+			o.remote_timeout_ms = (unsigned)v * 1000;
+			break;
 		}
 	}
 	if (c != 1)
@@ -179,6 +212,160 @@ int cli_mount(int argc, char **argv)
 	free(mnt);
 	free(log);
 	return rc ? EXIT_FAILURE : 0;
+}
+
+/* The form mount(8) uses through mount.fuse (an fstab line of type
+ * fuse.tczfs) or /sbin/mount.fuse.tczfs: SOURCE MNT [-o OPTS] [-n -s -v],
+ * SOURCE being the store. Our options come as key=value in OPTS; the
+ * generic ones go to FUSE, those only mount(8) reads are dropped. */
+static const char helper_help[] =
+	"usage: tczfs STORE MNT [-o OPTS]   (also mount.fuse.tczfs)\n"
+	"The form mount(8) uses for an fstab line such as\n"
+	"  /var/lib/tczfs /mnt/models fuse.tczfs ro,remote=fleet,cache_mb=512 0 0\n"
+	"OPTS: cache_mb=N, hot_mb=N, remote=NAME, disk_cache_gb=G, log=FILE,\n"
+	"remote_timeout=S, "
+	"threads=N, stats_interval=S, tier_interval=S, tier_io_mb_s=N, and the\n"
+	"FUSE and mount options (ro, rw, allow_other, default_permissions,\n"
+	"noatime, nodev, nosuid, ...).\n";
+
+static int is_mount_only(const char *o)
+{
+	static const char *const only[] = {
+		"defaults", "auto", "noauto", "user", "nouser", "users",
+		"owner", "_netdev", "nofail", "loop", "sw", "group",
+	};
+	for (size_t i = 0; i < sizeof only / sizeof only[0]; i++)
+		if (strcmp(o, only[i]) == 0)
+			return 1;
+	return strncmp(o, "x-", 2) == 0 || strncmp(o, "comment=", 8) == 0;
+}
+
+static int is_fuse_opt(const char *o)
+{
+	static const char *const fuse[] = {
+		"ro", "rw", "allow_other", "allow_root", "default_permissions",
+		"atime", "noatime", "relatime", "norelatime", "strictatime",
+		"nodiratime", "dev", "nodev", "suid", "nosuid", "exec",
+		"noexec", "sync", "async", "dirsync", "auto_unmount",
+	};
+	for (size_t i = 0; i < sizeof fuse / sizeof fuse[0]; i++)
+		if (strcmp(o, fuse[i]) == 0)
+			return 1;
+	return strncmp(o, "max_read=", 9) == 0 || strncmp(o, "fsname=", 7) == 0;
+}
+
+int cli_mount_helper(int argc, char **argv)
+{
+	static const struct {
+		const char *key, *opt;
+	} ours[] = {
+		{"cache_mb", "--cache-mb"},     {"hot_mb", "--hot-mb"},
+		{"remote", "--remote"},         {"disk_cache_gb", "--disk-cache-gb"},
+		{"log", "--log"},               {"threads", "--threads"},
+		{"stats_interval", "--stats-interval"},
+		{"tier_interval", "--tier-interval"},
+		{"tier_io_mb_s", "--tier-io-mb-s"},
+		{"hot_score", "--hot-score"},   {"warm_score", "--warm-score"},
+		{"remote_timeout", "--remote-timeout"},
+	};
+	const char *pos[2];
+	int npos = 0;
+	char *opts = NULL;
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			fputs(helper_help, stdout);
+			return 0;
+		}
+		const char *ov = !strcmp(argv[i], "-o") && i + 1 < argc ? argv[++i]
+				 : !strncmp(argv[i], "-o", 2) && argv[i][2]
+					 ? argv[i] + 2
+					 : NULL;
+		if (ov) {
+			size_t have = opts ? strlen(opts) : 0;
+			char *n = realloc(opts, have + strlen(ov) + 2);
+			if (!n) {
+				free(opts);
+				cli_err("out of memory");
+				return EXIT_FAILURE;
+			}
+			opts = n;
+			sprintf(opts + have, "%s%s", have ? "," : "", ov);
+		} else if (!strcmp(argv[i], "-n") || !strcmp(argv[i], "-s") ||
+			   !strcmp(argv[i], "-v")) {
+			continue; /* no mtab, sloppy, verbose: mount(8)'s */
+		} else if (argv[i][0] == '-') {
+			free(opts);
+			return cli_usage(helper_help, "unknown option");
+		} else if (npos < 2) {
+			pos[npos++] = argv[i];
+		} else {
+			free(opts);
+			return cli_usage(helper_help, "expected STORE MNT");
+		}
+	}
+	if (npos != 2) {
+		free(opts);
+		return cli_usage(helper_help, "expected STORE MNT");
+	}
+	/* argv of 'tczfs mount': two per option at most, MNT, -o FUSE */
+	size_t nopt = 1;
+	for (const char *p = opts; p && *p; p++)
+		nopt += *p == ',';
+	char **av = calloc(2 * nopt + 8, sizeof *av);
+	char *fuse = calloc(opts ? strlen(opts) + 1 : 1, 1);
+	char *work = opts ? strdup(opts) : NULL;
+	if (!av || !fuse || (opts && !work)) {
+		free(av);
+		free(fuse);
+		free(work);
+		free(opts);
+		cli_err("out of memory");
+		return EXIT_FAILURE;
+	}
+	int ac = 0, status = 0;
+	av[ac++] = "mount";
+	for (char *save = NULL, *o = work ? strtok_r(work, ",", &save) : NULL;
+	     o; o = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(o, '=');
+		size_t k, kl = eq ? (size_t)(eq - o) : strlen(o);
+		for (k = 0; k < sizeof ours / sizeof ours[0]; k++)
+			if (strlen(ours[k].key) == kl &&
+			    !strncmp(o, ours[k].key, kl))
+				break;
+		if (k < sizeof ours / sizeof ours[0]) {
+			if (!eq || !eq[1]) {
+				cli_err("mount option %.*s needs a value",
+					(int)kl, o);
+				status = 2;
+				break;
+			}
+			av[ac++] = (char *)ours[k].opt;
+			av[ac++] = eq + 1;
+		} else if (is_fuse_opt(o)) {
+			if (fuse[0])
+				strcat(fuse, ",");
+			strcat(fuse, o);
+		} else if (!is_mount_only(o)) {
+			cli_err("unknown mount option '%s' (see tczfs --help)",
+				o);
+			status = 2;
+			break;
+		}
+	}
+	if (status == 0) {
+		if (fuse[0]) {
+			av[ac++] = "-o";
+			av[ac++] = fuse;
+		}
+		av[ac++] = (char *)pos[1];
+		cli_store_dir = pos[0];
+		status = cli_mount(ac, av);
+	}
+	free(av);
+	free(fuse);
+	free(work);
+	free(opts);
+	return status;
 }
 
 static const char umount_help[] =

@@ -571,6 +571,14 @@ static void main_help(FILE *f)
 
 int main(int argc, char **argv)
 {
+	/* mount(8) runs /sbin/mount.fuse.tczfs (or mount.fuse runs
+	 * 'tczfs STORE MNT -o OPTS') for an fstab line of type fuse.tczfs */
+	const char *base = strrchr(argv[0], '/');
+	base = base ? base + 1 : argv[0];
+	if (!strcmp(base, "mount.fuse.tczfs") || !strcmp(base, "mount.tczfs"))
+		return cli_mount_helper(argc - 1, argv + 1);
+	if (argc >= 3 && argv[1][0] != '-' && strchr(argv[1], '/'))
+		return cli_mount_helper(argc - 1, argv + 1);
 	int i = 1;
 	while (i < argc && argv[i][0] == '-') {
 		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {

@@ -21,7 +21,7 @@ if tczfs --store "$T/probe" remote models p 2>&1 | grep -q "without librados"; t
 fi
 
 C="$T/ceph"
-trap 'st=$?; "$CLUSTER" stop "$C" >/dev/null 2>&1; (exit $st); cleanup' EXIT
+before_cleanup() { "$CLUSTER" stop "$C" >/dev/null 2>&1; }
 TCZ_CEPH_TIMEOUT=5 "$CLUSTER" start "$C" >"$T/url" 2>"$T/cluster.err" || {
 	cat "$T/cluster.err" >&2
 	fail "the test cluster did not start"

@@ -284,7 +284,9 @@ int tcz_store_remote_add(tcz_store *s, const char *name, const char *url)
 
 int tcz_store_remote_rm(tcz_store *s, const char *name)
 {
-	if (!s->has_remote)
+	/* an invalid name is no remote's (and LMDB refuses an empty key or
+	 * one above its key size with MDB_BAD_VALSIZE, which reads as -EIO) */
+	if (!s->has_remote || !tcz_remote_name_valid(name))
 		return tcz__fail(-ENOENT, "no remote named %s", name);
 	rdef_arg a = {s, name, NULL};
 	return tcz__write(s, remote_rm_fn, &a);
@@ -370,7 +372,7 @@ int tcz_store_remotes(tcz_store *s, tcz_remote_def **out, size_t *n)
 int tcz_store_remote_url(tcz_store *s, const char *name, char **url)
 {
 	*url = NULL;
-	if (!s->has_remote)
+	if (!s->has_remote || !tcz_remote_name_valid(name))
 		return tcz__fail(-ENOENT, "no remote named %s", name);
 	MDB_txn *txn = NULL;
 	int rc = tcz__rtxn_begin(s, &txn);

@@ -343,10 +343,19 @@ static void remotes_table(void **state)
 	assert_string_equal(u, url1);
 	free(u);
 
-	/* unknown names: -ENOENT */
+	/* unknown names: -ENOENT, whatever the name (LMDB refuses an empty
+	 * key, or one above its 511 bytes, with MDB_BAD_VALSIZE) */
 	assert_int_equal(tcz_store_remote_url(s, "nope", &u), -ENOENT);
 	assert_null(u);
 	assert_int_equal(tcz_store_remote_rm(s, "nope"), -ENOENT);
+	assert_int_equal(tcz_store_remote_url(s, "", &u), -ENOENT);
+	assert_null(u);
+	assert_int_equal(tcz_store_remote_rm(s, ""), -ENOENT);
+	char longname[600];
+	memset(longname, 'x', sizeof longname - 1);
+	longname[sizeof longname - 1] = 0;
+	assert_int_equal(tcz_store_remote_url(s, longname, &u), -ENOENT);
+	assert_int_equal(tcz_store_remote_rm(s, longname), -ENOENT);
 
 	assert_int_equal(tcz_store_remote_rm(s, "zz"), 0);
 	assert_int_equal(tcz_store_remote_rm(s, "zz"), -ENOENT);

@@ -1372,7 +1372,12 @@ int tcz_rcache_put(tcz_rcache *c, const unsigned char key[TCZ_KEY_LEN],
 		/* kept in memory, written by the next flush: the read that
 		 * fetched it does not wait for the store's writer */
 		int rc = 0;
-		if (c->q_bytes + len > c->defer_max) {
+		if ((c->s->flags & TCZ_STORE_RDONLY) || !c->s->has_remote) {
+			/* refused as a put that writes at once would be:
+			 * no flush could ever write it */
+			rc = tcz__fail(-EROFS, "store %s is open read-only",
+				       c->s->dir);
+		} else if (c->q_bytes + len > c->defer_max) {
 			rc = -EAGAIN; /* the queue is full: not kept (a cache) */
 		} else if (tcz__grow(&c->q, &c->q_cap, c->n_q, sizeof *c->q,
 				     16) != 0 ||

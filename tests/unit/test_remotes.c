@@ -1108,6 +1108,11 @@ static void rcache_puts(void **state)
 	assert_int_equal(cget(c, r, &vals[0]), 0);
 	assert_int_equal(tcz_rcache_put(c, vals[1].k, vals[1].v, VLEN), -EROFS);
 	assert_int_equal(tcz_rcache_evict(c, 0, NULL), -EROFS);
+	/* deferred puts are puts: refused too */
+	tcz_rcache_defer(c, 1 << 20);
+	assert_int_equal(tcz_rcache_put(c, vals[1].k, vals[1].v, VLEN), -EROFS);
+	assert_int_equal(cget(c, r, &vals[1]), -ENOENT);
+	assert_int_equal(cget(c, r, &vals[0]), 0);
 	tcz_rcache_close(c); /* its noted use cannot be written: no harm */
 	tcz_reader_free(r);
 	tcz_store_close(s);

@@ -160,6 +160,12 @@ static void url_good(void **state)
 	parse_ok(u);
 	assert_int_equal(strlen(url.id), sizeof url.id - 1);
 	free(u);
+	/* "client." is not part of the id's length */
+	u = url_with_run("rados://p?id=client.", 'i', sizeof url.id - 1, "");
+	parse_ok(u);
+	assert_int_equal(strlen(url.id), sizeof url.id - 1);
+	assert_int_equal(url.id[0], 'i');
+	free(u);
 	u = url_with_run("rados://p?namespace=", 'n', sizeof url.ns - 1, "");
 	parse_ok(u);
 	assert_int_equal(strlen(url.ns), sizeof url.ns - 1);
@@ -242,6 +248,12 @@ static void url_bad(void **state)
 	parse_bad(u);
 	free(u);
 	u = url_with_run("rados://p?id=", 'i', sizeof url.id, "");
+	parse_bad(u);
+	free(u);
+	u = url_with_run("rados://p?id=client.", 'i', sizeof url.id, "");
+	parse_bad(u);
+	free(u);
+	u = url_with_run("rados://p?id=", 'i', 100000, "");
 	parse_bad(u);
 	free(u);
 	u = url_with_run("rados://p?namespace=", 'n', sizeof url.ns, "");

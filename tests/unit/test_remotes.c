@@ -1106,6 +1106,14 @@ static void rcache_puts(void **state)
 	assert_int_equal(tcz_rcache_put(c, vals[0].k, vals[0].v, VLEN), 0);
 	assert_int_equal(tcz_rcache_put(c, vals[0].k, vals[0].v, VLEN), 0);
 	usage_is(c, VLEN, 1);
+	/* deferred, the same: the flush stores neither */
+	tcz_rcache_defer(c, 1 << 20);
+	assert_int_equal(tcz_rcache_put(c, lk, lv, lvl), 0);
+	assert_int_equal(tcz_rcache_put(c, vals[0].k, vals[0].v, VLEN), 0);
+	assert_int_equal(tcz_rcache_flush(c), 0);
+	usage_is(c, VLEN, 1);
+	assert_int_equal(has(c, r, lk), -ENOENT);
+	assert_int_equal(cget(c, r, &vals[0]), 0);
 	tcz_rcache_close(c);
 
 	/* read-only: gets work, writes are refused */

@@ -169,6 +169,8 @@ int tcz_remote_url_parse(const char *url, tcz_remote_url *u, char *err,
 				 "letters, digits, '.', '_' and '-'",
 				 url, u->pool);
 	int seen_conf = 0, seen_id = 0, seen_ns = 0;
+	/* the id as given: "client." may precede the longest id */
+	char id[sizeof u->id + 7] = "";
 	while (q && *q) {
 		const char *k = q + 1;
 		const char *end = strchr(k, '&');
@@ -192,7 +194,7 @@ int tcz_remote_url_parse(const char *url, tcz_remote_url *u, char *err,
 			dst = u->conf, cap = sizeof u->conf, seen = &seen_conf;
 			what = "conf";
 		} else if (kl == 2 && !memcmp(k, "id", 2)) {
-			dst = u->id, cap = sizeof u->id, seen = &seen_id;
+			dst = id, cap = sizeof id, seen = &seen_id;
 			what = "id";
 		} else if (kl == 9 && !memcmp(k, "namespace", 9)) {
 			dst = u->ns, cap = sizeof u->ns, seen = &seen_ns;
@@ -213,16 +215,22 @@ int tcz_remote_url_parse(const char *url, tcz_remote_url *u, char *err,
 			return tcz__errf(-EINVAL, err, errlen,
 					 "remote URL: '%s' is empty", what);
 	}
-	if (u->id[0] && !all_name_chars(u->id))
+	if (id[0] && !all_name_chars(id))
 		return tcz__errf(-EINVAL, err, errlen,
 				 "remote URL: client id '%s' may hold only "
 				 "letters, digits, '.', '_' and '-'",
-				 u->id);
-	if (!strncmp(u->id, "client.", 7))
-		memmove(u->id, u->id + 7, strlen(u->id + 7) + 1);
-	if (seen_id && !u->id[0])
+				 id);
+	const char *bare = strlen(id) >= 7 && !memcmp(id, "client.", 7) ? id + 7
+								       : id;
+	if (seen_id && !bare[0])
 		return tcz__errf(-EINVAL, err, errlen,
 				 "remote URL: client id is empty");
+	if (strlen(bare) >= sizeof u->id)
+		return tcz__errf(-EINVAL, err, errlen,
+				 "remote URL: id is too long (at most %zu "
+				 "bytes)",
+				 sizeof u->id - 1);
+	memcpy(u->id, bare, strlen(bare) + 1);
 	return 0;
 }
 
@@ -284,7 +292,9 @@ int tcz_store_remote_add(tcz_store *s, const char *name, const char *url)
 
 int tcz_store_remote_rm(tcz_store *s, const char *name)
 {
-	if (!s->has_remote)
+	/* an invalid name is no remote's (and LMDB refuses an empty key or
+	 * one above its key size with MDB_BAD_VALSIZE, which reads as -EIO) */
+	if (!s->has_remote || !tcz_remote_name_valid(name))
 		return tcz__fail(-ENOENT, "no remote named %s", name);
 	rdef_arg a = {s, name, NULL};
 	return tcz__write(s, remote_rm_fn, &a);
@@ -370,7 +380,7 @@ int tcz_store_remotes(tcz_store *s, tcz_remote_def **out, size_t *n)
 int tcz_store_remote_url(tcz_store *s, const char *name, char **url)
 {
 	*url = NULL;
-	if (!s->has_remote)
+	if (!s->has_remote || !tcz_remote_name_valid(name))
 		return tcz__fail(-ENOENT, "no remote named %s", name);
 	MDB_txn *txn = NULL;
 	int rc = tcz__rtxn_begin(s, &txn);
@@ -1370,7 +1380,12 @@ int tcz_rcache_put(tcz_rcache *c, const unsigned char key[TCZ_KEY_LEN],
 		/* kept in memory, written by the next flush: the read that
 		 * fetched it does not wait for the store's writer */
 		int rc = 0;
-		if (c->q_bytes + len > c->defer_max) {
+		if ((c->s->flags & TCZ_STORE_RDONLY) || !c->s->has_remote) {
+			/* refused as a put that writes at once would be:
+			 * no flush could ever write it */
+			rc = tcz__fail(-EROFS, "store %s is open read-only",
+				       c->s->dir);
+		} else if (c->q_bytes + len > c->defer_max) {
 			rc = -EAGAIN; /* the queue is full: not kept (a cache) */
 		} else if (tcz__grow(&c->q, &c->q_cap, c->n_q, sizeof *c->q,
 				     16) != 0 ||

@@ -26,7 +26,7 @@ typedef struct tcz_fs_opts {
 	unsigned warm_bits;      /* precision tiering's warm width (7 or 5) */
 	const char *remote;      /* serve this remote's models too (NULL: no) */
 	uint64_t disk_cache_bytes; /* its chunks kept in the store, at most */
-	unsigned remote_timeout_ms; /* each network operation (0: 10 s) */
+	unsigned remote_timeout_ms; /* each network operation (0: 5 s) */
 } tcz_fs_opts;
 
 /* Mounts and serves until unmounted; in the background unless

@@ -195,6 +195,8 @@ static void log_failure(tczfs *fs, const fs_model *fm, uint32_t file,
 	       rc == -EIO	  ? "corrupt or unreadable (checksum mismatch or "
 				    "I/O error)"
 	       : rc == -ENODATA ? "missing from the store"
+	       : rc == -ETIMEDOUT ? "on the remote, which did not answer in "
+				    "time"
 				  : "corrupt (does not decode)");
 }
 
@@ -262,7 +264,8 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
 		failed = i;
 	}
 	if (rc) {
-		if (rc == -EIO || rc == -EBADMSG || rc == -ENODATA)
+		if (rc == -EIO || rc == -EBADMSG || rc == -ENODATA ||
+		    rc == -ETIMEDOUT)
 			log_failure(fs, fm, f->file, off, &l.p[failed], rc);
 		fuse_reply_err(req, rc == -ENOMEM ? ENOMEM : EIO);
 	} else {

@@ -246,6 +246,8 @@ int fs_remote_start(tczfs *fs, char *err, size_t errlen)
 		return rc;
 	}
 	fs->next_rid = RID0;
+	if (!fs->opts.remote_timeout_ms)
+		fs->opts.remote_timeout_ms = 5000; /* a read fails after that */
 	rc = tcz_rcache_open(fs->store, fs->opts.disk_cache_bytes, &fs->rcache);
 	if (rc == -EROFS) {
 		fs_log(fs, LOG_WARNING, "remote %s: the store is read-only: "

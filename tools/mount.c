@@ -41,7 +41,7 @@ static const char mount_help[] =
 	"  --disk-cache-gb G  the remote's chunks kept in the store, at most\n"
 	"                     (default 8; least recently used go first)\n"
 	"  --remote-timeout S a read of the remote fails after S seconds\n"
-	"                     without an answer (default 10)\n"
+	"                     without an answer (default 5)\n"
 	"Unmount with 'tczfs umount MNT'.\n";
 
 int cli_mount(int argc, char **argv)

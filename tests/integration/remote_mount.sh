@@ -16,6 +16,7 @@ for c in ceph-mon ceph-osd ceph rados mdb_stat; do
 		skip "$c is not installed (ceph-mon ceph-osd ceph-common lmdb-utils: tools/deps)"
 done
 [ -c /dev/fuse ] || skip "no /dev/fuse"
+"$PY" -c "import lmdb" 2>/dev/null || skip "python3-lmdb is not installed (tools/deps)"
 tczfs init --store "$T/probe" >/dev/null
 tczfs --store "$T/probe" remote add p rados://p
 if tczfs --store "$T/probe" remote models p 2>&1 | grep -q "without librados"; then
@@ -180,6 +181,52 @@ done
 same_as_source "$T/late" "$M/late"
 umount_store "$M"
 grep -E "Sanitizer|runtime error" "$T/daemon.log" && fail "sanitizer report"
+
+# a disk cache much smaller than the model stays within its bound, and
+# four daemons with stores and caches of their own read it at once
+rcache_bytes() { # STORE: bytes of the values in its disk cache
+	"$PY" -c '
+import lmdb, sys
+env = lmdb.open(sys.argv[1], readonly=True, lock=False, max_dbs=64, subdir=True)
+try:
+    db = env.open_db(b"rcache", create=False)
+except lmdb.NotFoundError:
+    print(0); sys.exit(0)
+with env.begin(db=db) as tx:
+    print(sum(len(v) for _, v in tx.cursor()))' "$1"
+}
+pids=""
+for k in 1 2 3 4; do
+	s="$T/h$k"
+	tczfs init --store "$s" >/dev/null
+	tczfs --store "$s" remote add c "$URL"
+	mkdir -p "$T/m$k"
+	"$TCZFS" mount "$T/m$k" -f --store "$s" --remote c --cache-mb 4 \
+		--hot-mb 0 --disk-cache-gb 0.003 --log "$T/d$k.log" 2>>"$T/d$k.log" &
+	echo $! >"$T/d$k.pid"
+done
+for k in 1 2 3 4; do
+	for _ in $(seq 100); do
+		grep -qs " $T/m$k fuse.tczfs " /proc/mounts && break
+		sleep 0.05
+	done
+done
+for k in 1 2 3 4; do
+	(same_as_source "$T/base" "$T/m$k/base" && echo ok >"$T/r$k") &
+	pids="$pids $!"
+done
+for p in $pids; do wait "$p" || true; done
+for k in 1 2 3 4; do
+	[ -s "$T/r$k" ] || fail "daemon $k of four read wrong bytes"
+done
+sleep 1.5 # the deferred cache writes
+for k in 1 2 3 4; do
+	b=$(rcache_bytes "$T/h$k")
+	[ "$b" -gt 0 ] || fail "host $k kept nothing in its disk cache"
+	[ "$b" -le 3221226 ] || fail "host $k's disk cache holds $b bytes (bound 3 MiB)"
+done
+for k in 1 2 3 4; do tczfs umount "$T/m$k"; done
+echo "four daemons, 3 MiB disk caches, 12 MB model: identical, bounded ($SECONDS s)"
 
 # the fstab entry point: STORE MNT -o ro,remote=NAME,cache_mb=N
 M2="$T/mnt2"

@@ -324,6 +324,7 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 	if (o->log_path && !(fs->log = fopen(o->log_path, "a"))) {
 		rc = fail(err, errlen, -errno, "log %s: %s", o->log_path,
 			  strerror(errno));
+		fs_streams_free(fs);
 		free(fs);
 		return rc;
 	}

@@ -10,6 +10,8 @@
 #   as `stream cat` (raw and --format npy);
 # - a write at a wrong offset: EINVAL; O_TRUNC / truncate: EPERM; the
 #   .npy refuses writers; a second writer (mount or CLI): EBUSY;
+# - a reader while a writer appends (1.5 frames a write, fsynced): whole
+#   frames only, each within the bound;
 # - streams created, appended to and removed by the CLI show at once
 #   (ls, sizes), an open file of a removed one gets ESTALE;
 # - getfattr values against `stream info --json`; the tier pinned by
@@ -181,6 +183,40 @@ cold cold 7 3 10.63 0.30
 EOF
 getfattr --absolute-names -d "$M/streams/hot" | grep -c '^user.tczfs.' | grep -qx 6 ||
 	fail "getfattr -d: $(getfattr --absolute-names -d "$M/streams/hot")"
+
+# -- a reader while a writer appends through the mount: whole frames only ---------------
+tczfs stream create live --dim 512 >/dev/null
+tczfs stream tier live hot >/dev/null
+cat >"$T/live.py" <<'PY'
+import os, sys, time
+data = open(sys.argv[2], "rb").read()[:200 * 2048]
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+for at in range(0, len(data), 3072):  # 1.5 frames a write, synced
+    os.write(fd, data[at:at + 3072])
+    os.fsync(fd)
+    time.sleep(0.01)
+os.close(fd)
+PY
+$PY "$T/live.py" "$M/streams/live" "$T/u.raw" &
+lpid=$!
+reads=0
+while kill -0 $lpid 2>/dev/null; do
+	cat "$M/streams/live" >"$T/live.out" || fail "a read while appending"
+	$PY - "$T/u.raw" "$T/live.out" <<'PY' || fail "a reader saw a torn or wrong frame"
+import sys, numpy as np
+raw = np.fromfile(sys.argv[2], "<u1")
+assert raw.size % 2048 == 0, "not whole frames: %d bytes" % raw.size
+b = raw.view("<f4").reshape(-1, 512).astype(np.float64)
+a = np.fromfile(sys.argv[1], "<f4").reshape(-1, 512)[:len(b)].astype(np.float64)
+if len(b):
+    assert (np.abs(a - b).max(axis=1) / np.abs(a).max(axis=1)).max() < 0.008
+PY
+	reads=$((reads + 1))
+done
+wait $lpid || fail "the writer through the mount failed"
+[ "$(stat -c %s "$M/streams/live")" = $((200 * 2048)) ] || fail "live: $(stat -c %s "$M/streams/live") bytes"
+[ "$reads" -ge 2 ] || fail "live: the reader ran $reads times only"
+echo "live: $reads whole reads while the mount's writer appended"
 
 # -- writes that are refused -----------------------------------------------------------
 tczfs stream create w --dim 512 >/dev/null

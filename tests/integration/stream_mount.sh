@@ -10,6 +10,7 @@
 #   as `stream cat` (raw and --format npy);
 # - a write at a wrong offset: EINVAL; O_TRUNC / truncate: EPERM; the
 #   .npy refuses writers; a second writer (mount or CLI): EBUSY;
+# - 4 threads reading one open file at random offsets get its bytes;
 # - a reader while a writer appends (1.5 frames a write, fsynced): whole
 #   frames only, each within the bound;
 # - streams created, appended to and removed by the CLI show at once
@@ -183,6 +184,25 @@ cold cold 7 3 10.63 0.30
 EOF
 getfattr --absolute-names -d "$M/streams/hot" | grep -c '^user.tczfs.' | grep -qx 6 ||
 	fail "getfattr -d: $(getfattr --absolute-names -d "$M/streams/hot")"
+
+# -- concurrent reads of one open file (O_DIRECT: each pread is a request)
+$PY - "$M/streams/hot" "$T/hot.out" <<'PY' || fail "concurrent reads of one open file"
+import os, random, sys, threading
+want = open(sys.argv[2], "rb").read()
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECT)
+bad = []
+def run(seed):
+    rng = random.Random(seed)
+    for _ in range(100):
+        off = rng.randrange(0, len(want), 512)
+        n = rng.choice([512, 4096, 65536, 300 * 1024])
+        if os.pread(fd, n, off) != want[off:off + n]:
+            bad.append((off, n))
+ts = [threading.Thread(target=run, args=(k,)) for k in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+assert not bad, bad[:5]
+PY
 
 # -- a reader while a writer appends through the mount: whole frames only ---------------
 tczfs stream create live --dim 512 >/dev/null

@@ -208,7 +208,7 @@ static fs_sent **entries(tczfs *fs, size_t *n)
 	pthread_mutex_lock(&t->lock);
 	fs_sent **v = malloc((t->n ? t->n : 1) * sizeof *v);
 	*n = v ? t->n : 0;
-	if (v)
+	if (v && t->n) /* ents is NULL before the first stream */
 		memcpy(v, t->ents, t->n * sizeof *v);
 	pthread_mutex_unlock(&t->lock);
 	return v;

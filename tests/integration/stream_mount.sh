@@ -99,6 +99,7 @@ PY
 tczfs init >/dev/null
 mount_store "$M" --stats-interval 1 --threads 4
 [ "$(ls "$M/streams")" = "" ] || fail "streams/ of a store without streams: $(ls "$M/streams")"
+sleep 1 # the maintenance thread's passes before any stream is seen
 
 # -- CLI-created streams show at once ---------------------------------------------
 tczfs stream create fresh --dim 4 >/dev/null

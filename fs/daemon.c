@@ -127,10 +127,12 @@ static void *maintenance(void *arg)
 			break;
 		pthread_mutex_unlock(&fs->mlock);
 		fs_refresh(fs);
+		fs_streams_check(fs);
 		uint64_t now = mono_s();
 		fs_asic_save(fs);
 		if (now - last_flush >= fs->opts.stats_interval) {
 			fs_flush_stats(fs);
+			fs_streams_save(fs);
 			last_flush = now;
 		}
 		if (now - last_gc >= GC_INTERVAL) {
@@ -190,7 +192,10 @@ static void teardown(tczfs *fs)
 		       (unsigned long long)cs.hits, (unsigned long long)cs.misses,
 		       (unsigned long long)cs.evictions);
 	}
-	fs_handles_free(fs);
+	fs_handles_free(fs); /* stream files commit what they hold */
+	if (fs->store && fs->streams)
+		fs_streams_save(fs); /* after: reads until the last release */
+	fs_streams_free(fs);
 	fs_models_free(fs);
 	fs_remote_free(fs); /* after the views that use it */
 	fs_asic_free(fs);
@@ -303,6 +308,10 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 	fs->uid = getuid();
 	fs->gid = getgid();
 	fs->mount_time = (uint64_t)time(NULL);
+	if (fs_streams_init(fs)) {
+		free(fs);
+		return fail(err, errlen, -ENOMEM, "out of memory");
+	}
 	pthread_mutex_init(&fs->lock, NULL);
 	pthread_mutex_init(&fs->hlock, NULL);
 	pthread_mutex_init(&fs->hotlock, NULL);
@@ -324,6 +333,7 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 	if (o->log_path && !(fs->log = fopen(o->log_path, "a"))) {
 		rc = fail(err, errlen, -errno, "log %s: %s", o->log_path,
 			  strerror(errno));
+		fs_streams_free(fs);
 		free(fs);
 		return rc;
 	}

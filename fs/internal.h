@@ -32,6 +32,13 @@
 /* asic/<model>/ files: + (profile id mod ASIC_ID_MOD) * 2 + file kind */
 #define LOCAL_ASIC_FILE0 0x40000001u
 #define ASIC_ID_MOD 0x1fffffffu
+/* streams/<name> and streams/<name>.npy: (stream id << 32) | these.
+ * Stream ids, model ids and bytes identities all come from the store's
+ * one id counter, so a stream's high half is never a model's and the
+ * low halves (which a model's files would reach only past 2^30 files)
+ * cannot be taken for a model's: resolve() asks the streams table first. */
+#define LOCAL_STREAM_DATA 0x3ffffffeu
+#define LOCAL_STREAM_NPY 0x3fffffffu
 
 static inline fuse_ino_t ino_make(uint64_t id, uint32_t local)
 {
@@ -82,6 +89,8 @@ typedef struct fs_rent {
 } fs_rent;
 
 typedef struct tczfs tczfs;
+typedef struct fs_sent fs_sent;       /* a stream seen (stream.c) */
+typedef struct fs_streams fs_streams; /* the table of them */
 
 /* An open file of a model. */
 typedef struct fs_file {
@@ -102,7 +111,7 @@ typedef struct prefetch_job {
 /* File and directory handles: fi->fh is a slot number and generation,
  * never a pointer, so a release racing a read (an interrupted request)
  * cannot free what the read still uses. */
-enum { FS_H_FILE = 1, FS_H_DIR = 2 };
+enum { FS_H_FILE = 1, FS_H_DIR = 2, FS_H_STREAM = 3 };
 
 typedef struct fs_slot {
 	void *obj;
@@ -120,6 +129,8 @@ struct tczfs {
 	struct fuse_session *se;
 	uid_t uid;
 	gid_t gid;
+	int ro;               /* mounted -o ro */
+	fs_streams *streams;  /* streams/ (stream.c) */
 	uint64_t mount_time;
 	FILE *log;
 	pthread_key_t reader_key; /* per-thread tcz_reader */
@@ -272,6 +283,42 @@ void fs_asic_save(tczfs *fs);
 void fs_asic_free(tczfs *fs); /* the profiles */
 int fs_prefetch_start(tczfs *fs, unsigned threads);
 void fs_prefetch_stop(tczfs *fs);
+
+/* stream.c: streams/ (ops.c dispatches; every fs_stream_* taking a req
+ * replies to it) */
+int fs_streams_init(tczfs *fs); /* also reads -o ro */
+void fs_streams_free(tczfs *fs);
+/* The stream of id seen by this daemon, or NULL (no I/O). */
+fs_sent *fs_stream_by_id(tczfs *fs, uint64_t id);
+void fs_stream_lookup(tczfs *fs, fuse_req_t req, const char *name);
+void fs_stream_getattr(tczfs *fs, fuse_req_t req, fs_sent *e, int npy);
+/* Calls add for streams/<name> and streams/<name>.npy of every stream.
+ * Errors: add's; -EIO; -ENOMEM. */
+int fs_stream_readdir(tczfs *fs,
+		      int (*add)(void *ctx, const char *name, fuse_ino_t ino),
+		      void *ctx);
+void fs_stream_open(tczfs *fs, fuse_req_t req, fs_sent *e, int npy,
+		    struct fuse_file_info *fi);
+/* Handles that are not a stream's get EBADF. */
+void fs_stream_read(tczfs *fs, fuse_req_t req, size_t size, uint64_t off,
+		    struct fuse_file_info *fi);
+void fs_stream_write(tczfs *fs, fuse_req_t req, const char *buf, size_t size,
+		     uint64_t off, struct fuse_file_info *fi);
+/* fsync (closing 0) and flush (closing 1); other handles get 0. */
+void fs_stream_sync(tczfs *fs, fuse_req_t req, struct fuse_file_info *fi,
+		    int closing);
+void fs_stream_setattr(tczfs *fs, fuse_req_t req, fs_sent *e, int npy,
+		       const struct stat *attr, int to_set);
+/* The value's length, or a negative errno (-ENODATA: no such name). */
+int fs_stream_getxattr(tczfs *fs, fs_sent *e, const char *name, char *buf,
+		       size_t cap);
+int fs_stream_listxattr(tczfs *fs, fs_sent *e, char *list, size_t cap);
+int fs_stream_setxattr(tczfs *fs, fs_sent *e, const char *name,
+		       const char *value, size_t size);
+/* The maintenance thread: saves the reads counted since the last call;
+ * tells the kernel about values a re-encoding changed. */
+void fs_streams_save(tczfs *fs);
+void fs_streams_check(tczfs *fs);
 
 /* ops.c */
 extern const struct fuse_lowlevel_ops tczfs_ll_ops;

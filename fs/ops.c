@@ -20,9 +20,10 @@ static tczfs *fs_of(fuse_req_t req)
 /* What an inode names, with a model reference when it is in a model. */
 typedef struct node {
 	enum { N_ROOT, N_ASIC, N_STREAMS, N_DIR, N_FILE, N_ASIC_DIR,
-	       N_ASIC_FILE } kind;
+	       N_ASIC_FILE, N_STREAM_FILE, N_STREAM_NPY } kind;
 	fs_model *fm;
 	tcz_aview *av;  /* N_ASIC_FILE: a reference */
+	fs_sent *st;    /* N_STREAM_*: the stream (stream.c) */
 	uint32_t index; /* N_FILE: the view's file index; N_DIR: its dir;
 			 * N_ASIC_FILE: the asic view's file index */
 } node;
@@ -43,10 +44,16 @@ static uint32_t dir_local(uint32_t d)
 				     : LOCAL_SUBDIR0 + d;
 }
 
+static int is_stream(const node *n)
+{
+	return n->kind == N_STREAM_FILE || n->kind == N_STREAM_NPY;
+}
+
 static int resolve(tczfs *fs, fuse_ino_t ino, node *n)
 {
 	n->fm = NULL;
 	n->av = NULL;
+	n->st = NULL;
 	n->index = 0;
 	if (ino == INO_ROOT || ino == INO_ASIC || ino == INO_STREAMS) {
 		n->kind = ino == INO_ROOT ? N_ROOT
@@ -56,6 +63,11 @@ static int resolve(tczfs *fs, fuse_ino_t ino, node *n)
 	}
 	uint64_t iid = (uint64_t)ino >> 32;
 	uint32_t local = (uint32_t)ino;
+	if ((local == LOCAL_STREAM_DATA || local == LOCAL_STREAM_NPY) &&
+	    (n->st = fs_stream_by_id(fs, iid)) != NULL) {
+		n->kind = local == LOCAL_STREAM_NPY ? N_STREAM_NPY : N_STREAM_FILE;
+		return 0;
+	}
 	fs_model *fm = fs_model_by_iid(fs, iid);
 	if (!fm)
 		return -ENOENT;
@@ -127,6 +139,9 @@ static void fill_attr(tczfs *fs, fuse_ino_t ino, const node *n,
 		st->st_nlink = 1;
 		st->st_size = (off_t)tcz_aview_file(n->av, n->index)->size;
 		break;
+	case N_STREAM_FILE:
+	case N_STREAM_NPY: /* stream.c: never here */
+		break;
 	}
 	st->st_blocks = (st->st_size + 511) / 512;
 }
@@ -155,6 +170,10 @@ static void tczfs_ll_lookup(fuse_req_t req, fuse_ino_t parent,
 	}
 	fuse_ino_t ino = 0;
 	double timeout = MODEL_TIMEOUT;
+	if (p.kind == N_STREAMS) {
+		fs_stream_lookup(fs, req, name);
+		return;
+	}
 	switch (p.kind) {
 	case N_ROOT:
 		timeout = ROOT_TIMEOUT;
@@ -202,7 +221,7 @@ static void tczfs_ll_lookup(fuse_req_t req, fuse_ino_t parent,
 		}
 		break;
 	default:
-		rc = p.kind == N_FILE ? -ENOTDIR : -ENOENT;
+		rc = p.kind == N_FILE || is_stream(&p) ? -ENOTDIR : -ENOENT;
 	}
 	if (rc)
 		fuse_reply_err(req, -rc);
@@ -247,6 +266,10 @@ static void tczfs_ll_getattr(fuse_req_t req, fuse_ino_t ino,
 	}
 	if (rc) {
 		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (is_stream(&n)) {
+		fs_stream_getattr(fs, req, n.st, n.kind == N_STREAM_NPY);
 		return;
 	}
 	struct stat st;
@@ -295,6 +318,17 @@ static int dir_add(fuse_req_t req, dirbuf *b, const char *name,
 	return 0;
 }
 
+typedef struct stream_dir {
+	fuse_req_t req;
+	dirbuf *b;
+} stream_dir;
+
+static int stream_add(void *ctx, const char *name, fuse_ino_t ino)
+{
+	stream_dir *d = ctx;
+	return dir_add(d->req, d->b, name, ino, S_IFREG);
+}
+
 /* Builds the whole listing of directory ino into b. */
 static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 {
@@ -306,7 +340,7 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 	if (n.kind == N_DIR && n.index != TCZ_VDIR_MODEL)
 		up = ino_make(n.fm->iid,
 			      dir_local(tcz_mview_dir(n.fm->v, n.index)->parent));
-	if (n.kind == N_FILE || n.kind == N_ASIC_FILE) {
+	if (n.kind == N_FILE || n.kind == N_ASIC_FILE || is_stream(&n)) {
 		node_put(fs, &n);
 		return -ENOTDIR;
 	}
@@ -375,7 +409,12 @@ static int list_dir(fuse_req_t req, tczfs *fs, fuse_ino_t ino, dirbuf *b)
 		tcz_aview_put(a);
 		break;
 	}
-	default: /* streams/ is empty; or an error above */
+	case N_STREAMS: {
+		stream_dir d = {req, b};
+		rc = fs_stream_readdir(fs, stream_add, &d);
+		break;
+	}
+	default: /* an error above */
 		break;
 	}
 	node_put(fs, &n);
@@ -468,6 +507,10 @@ static void tczfs_ll_open(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, -rc);
 		return;
 	}
+	if (is_stream(&n)) {
+		fs_stream_open(fs, req, n.st, n.kind == N_STREAM_NPY, fi);
+		return;
+	}
 	if (n.kind != N_FILE && n.kind != N_ASIC_FILE) {
 		node_put(fs, &n);
 		fuse_reply_err(req, EISDIR);
@@ -508,7 +551,7 @@ static void tczfs_ll_read(fuse_req_t req, fuse_ino_t ino, size_t size,
 	tczfs *fs = fs_of(req);
 	fs_file *f = fs_handle_get(fs, fi->fh, FS_H_FILE);
 	if (!f) {
-		fuse_reply_err(req, EBADF);
+		fs_stream_read(fs, req, size, (uint64_t)off, fi); /* or EBADF */
 		return;
 	}
 	if (f->av)
@@ -524,6 +567,51 @@ static void tczfs_ll_release(fuse_req_t req, fuse_ino_t ino,
 	(void)ino;
 	fs_handle_close(fs_of(req), fi->fh);
 	fuse_reply_err(req, 0);
+}
+
+/* Only streams/<name> takes writes (model files open read-only). */
+static void tczfs_ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf,
+			   size_t size, off_t off, struct fuse_file_info *fi)
+{
+	(void)ino;
+	fs_stream_write(fs_of(req), req, buf, size, (uint64_t)off, fi);
+}
+
+/* Implemented for every file, so that the kernel keeps sending them
+ * (an ENOSYS would turn them off for the whole mount). */
+static void tczfs_ll_flush(fuse_req_t req, fuse_ino_t ino,
+			   struct fuse_file_info *fi)
+{
+	(void)ino;
+	fs_stream_sync(fs_of(req), req, fi, 1);
+}
+
+static void tczfs_ll_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+			   struct fuse_file_info *fi)
+{
+	(void)ino;
+	(void)datasync; /* a commit is all or nothing */
+	fs_stream_sync(fs_of(req), req, fi, 0);
+}
+
+static void tczfs_ll_setattr(fuse_req_t req, fuse_ino_t ino,
+			     struct stat *attr, int to_set,
+			     struct fuse_file_info *fi)
+{
+	(void)fi;
+	tczfs *fs = fs_of(req);
+	node n;
+	int rc = resolve(fs, ino, &n);
+	if (rc) {
+		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (is_stream(&n))
+		fs_stream_setattr(fs, req, n.st, n.kind == N_STREAM_NPY, attr,
+				  to_set);
+	else
+		fuse_reply_err(req, EROFS); /* models never change this way */
+	node_put(fs, &n);
 }
 
 /* ---- extended attributes ------------------------------------------------ */
@@ -670,6 +758,8 @@ static void tczfs_ll_getxattr(fuse_req_t req, fuse_ino_t ino,
 	for (size_t k = 0; k < N_XATTR; k++)
 		if (strcmp(name, xattr_names[k]) == 0 && n.fm)
 			len = xattr_value(fs, &n, k, buf, sizeof buf);
+	if (is_stream(&n))
+		len = fs_stream_getxattr(fs, n.st, name, buf, sizeof buf);
 	/* snprintf reports what it would have written: never reply with
 	 * more than buf holds */
 	if (len >= (int)sizeof buf)
@@ -696,6 +786,10 @@ static void tczfs_ll_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	}
 	char list[1024], tmp[1024];
 	size_t len = 0;
+	if (is_stream(&n)) {
+		int l = fs_stream_listxattr(fs, n.st, list, sizeof list);
+		len = l > 0 ? (size_t)l : 0;
+	}
 	for (size_t k = 0; n.fm && k < N_XATTR; k++) {
 		if (xattr_value(fs, &n, k, tmp, sizeof tmp) < 0)
 			continue;
@@ -723,6 +817,10 @@ static void tczfs_ll_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 	int rc = resolve(fs, ino, &n);
 	if (rc) {
 		fuse_reply_err(req, -rc);
+		return;
+	}
+	if (is_stream(&n)) {
+		fuse_reply_err(req, -fs_stream_setxattr(fs, n.st, name, value, size));
 		return;
 	}
 	if (strcmp(name, "user.tczfs.tier") != 0 || n.kind != N_FILE) {
@@ -767,7 +865,7 @@ static void tczfs_ll_statfs(fuse_req_t req, fuse_ino_t ino)
 	sv.f_bsize = sv.f_frsize = 4096;
 	sv.f_blocks = bytes / 4096;
 	sv.f_namemax = 255;
-	sv.f_flag = ST_RDONLY;
+	sv.f_flag = fs->ro ? ST_RDONLY : 0; /* streams/ takes writes */
 	fuse_reply_statfs(req, &sv);
 }
 
@@ -793,6 +891,10 @@ const struct fuse_lowlevel_ops tczfs_ll_ops = {
 	.open = tczfs_ll_open,
 	.read = tczfs_ll_read,
 	.release = tczfs_ll_release,
+	.write = tczfs_ll_write,
+	.flush = tczfs_ll_flush,
+	.fsync = tczfs_ll_fsync,
+	.setattr = tczfs_ll_setattr,
 	.getxattr = tczfs_ll_getxattr,
 	.listxattr = tczfs_ll_listxattr,
 	.setxattr = tczfs_ll_setxattr,

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "fs/internal.h"
+#include "store/stream.h"
 #include "store/tiering.h"
 
 #define HOT_PERIOD_MS 2000
@@ -288,6 +289,27 @@ static void *tier_main(void *arg)
 		}
 		fs_models_put(fs, live, nm);
 		tcz_names_free(names, nn);
+		/* streams: their cold segments re-encoded at 3 bits (SPEC 7,
+		 * always precision); the mount drops the pages of what changed */
+		if (!fs->stopping) {
+			tcz_tiering_cfg c;
+			tcz_tiering_cfg_default(&c);
+			c.th = fs->th;
+			c.io_bytes_s = fs->opts.tier_io_bytes_s;
+			c.stop = &fs->tier_stop;
+			tcz_stream_tier_report rep = {0};
+			int rc = tcz_stream_tier_apply(fs->store, NULL, &c, &rep);
+			if (rc == 0 && rep.segments)
+				fs_log(fs, LOG_INFO,
+				       "tiering streams: %u segments re-encoded to 3 "
+				       "bits: %llu -> %llu bytes",
+				       rep.segments, (unsigned long long)rep.before,
+				       (unsigned long long)rep.after);
+			else if (rc && rc != -ECANCELED && rc != -ENOENT)
+				fs_log(fs, LOG_WARNING, "tiering streams: %s",
+				       tcz_store_errmsg()[0] ? tcz_store_errmsg()
+							     : strerror(-rc));
+		}
 	}
 }
 

@@ -175,7 +175,9 @@ TCZFS_NOW="@$T/clock" tczfs tier run sc --quiet | grep -q "3 segments re-encoded
 tczfs verify >"$T/v" || { cat "$T/v"; fail "verify after re-encoding"; }
 
 # -- bad input: one line, nothing stored -----------------------------------------------
-before=$(tczfs stream ls -l | md5sum)
+# the tier column comes from a time-based score: compare the rest
+streams_state() { tczfs stream ls -l | awk '{$NF=""; print}' | md5sum; }
+before=$(streams_state)
 code() { "$@" >/dev/null 2>"$T/err" && echo 0 || echo $?; }
 one_line() { [ "$(wc -l <"$T/err")" = 1 ] || fail "$1: not one line: $(cat "$T/err")"; }
 [ "$(code tczfs stream create z --dim 0)" = 1 ] || fail "--dim 0"
@@ -204,7 +206,7 @@ done
 [ "$(code tczfs stream tier nope cold)" = 1 ] || fail "tier of an unknown stream"
 [ "$(code tczfs stream push hot "$T/u.raw" --ts 5)" = 1 ] || fail "a timestamp going back"
 one_line "a timestamp going back"
-[ "$(tczfs stream ls -l | md5sum)" = "$before" ] || fail "bad input stored something"
+[ "$(streams_state)" = "$before" ] || fail "bad input stored something"
 tczfs verify >/dev/null || fail "verify at the end"
 tczfs stream rm hot warm
 tczfs stream ls | grep -qx hot && fail "rm"

@@ -499,6 +499,40 @@ static int del_entry(tcz_rindex *ix, void *arg)
 
 /* ---- remote models ------------------------------------------------------------------- */
 
+/* A manifest's object: "m." name "." the SHA-256 of its bytes in hex. A
+ * push writes a new object and then points the index at it, so a host
+ * reads the old manifest or the new one, never a half-replaced one; gc
+ * deletes those the index no longer names. */
+#define MANIFEST_OID_MAX (TCZ_NAME_MAX + 2 + 1 + 2 * TCZ_SHA256_LEN + 1)
+
+static void manifest_oid(char out[MANIFEST_OID_MAX], const char *name,
+			 const unsigned char sha[TCZ_SHA256_LEN])
+{
+	char hex[2 * TCZ_SHA256_LEN + 1];
+	tcz__hex(sha, TCZ_SHA256_LEN, hex);
+	snprintf(out, MANIFEST_OID_MAX, "m.%s.%s", name, hex);
+}
+
+/* The model name of manifest object oid, into out; -EINVAL when oid is
+ * not one. */
+static int manifest_oid_name(const char *oid, char *out, size_t n,
+			     unsigned char sha[TCZ_SHA256_LEN])
+{
+	size_t l = strlen(oid), hl = 2 * TCZ_SHA256_LEN;
+	if (l < 2 + 1 + 1 + hl || strncmp(oid, "m.", 2) != 0 ||
+	    oid[l - hl - 1] != '.' || l - hl - 1 - 2 >= n)
+		return -EINVAL;
+	for (size_t i = 0; i < TCZ_SHA256_LEN; i++) {
+		unsigned v;
+		if (sscanf(oid + l - hl + 2 * i, "%2x", &v) != 1)
+			return -EINVAL;
+		sha[i] = (unsigned char)v;
+	}
+	memcpy(out, oid + 2, l - hl - 1 - 2);
+	out[l - hl - 1 - 2] = 0;
+	return tcz_model_name_valid(out) ? 0 : -EINVAL;
+}
+
 static uint64_t ident_of(const unsigned char sha[TCZ_SHA256_LEN])
 {
 	uint64_t v = tcz_get_be64(sha);
@@ -524,8 +558,8 @@ int tcz_remote_model_open(tcz_remote *r, const char *name, tcz_rmodel **out)
 		}
 		tcz_rindex_entry e = ix->e[at];
 		tcz_rindex_free(ix);
-		char oid[TCZ_NAME_MAX + 8];
-		snprintf(oid, sizeof oid, "m.%s", name);
+		char oid[MANIFEST_OID_MAX];
+		manifest_oid(oid, name, e.manifest_sha);
 		unsigned char *buf;
 		size_t len;
 		rc = read_whole(r, oid, e.manifest_len + 1, &buf, &len, NULL);
@@ -1101,10 +1135,18 @@ int tcz_remote_push(tcz_store *s, tcz_remote *r, const char *name,
 			       r->desc, name, w.len);
 		goto out;
 	}
-	char oid[TCZ_NAME_MAX + 8];
-	snprintf(oid, sizeof oid, "m.%s", name);
+	unsigned char msha[TCZ_SHA256_LEN];
+	tcz_sha256(w.p, w.len, msha);
+	char oid[MANIFEST_OID_MAX];
+	manifest_oid(oid, name, msha);
+	char ts[40];
+	size_t tl;
+	touch_stamp(&p, ts, &tl);
 	rados_write_op_t op = rados_create_write_op();
 	rados_write_op_write_full(op, (const char *)w.p, w.len);
+	/* gc removes an unindexed manifest only if no push touched it since
+	 * it looked (this one is about to be indexed) */
+	rados_write_op_setxattr(op, TCZ__TOUCH_XATTR, ts, tl);
 	rc = run_wop(r, oid, op, NULL);
 	rados_release_write_op(op);
 	if (rc) {
@@ -1114,7 +1156,7 @@ int tcz_remote_push(tcz_store *s, tcz_remote *r, const char *name,
 	}
 	tcz_rindex_entry e = {0};
 	e.name = (char *)name;
-	tcz_sha256(w.p, w.len, e.manifest_sha);
+	memcpy(e.manifest_sha, msha, TCZ_SHA256_LEN);
 	e.manifest_len = w.len;
 	e.push_time = now;
 	e.source_bytes = p.m->source_bytes;
@@ -1391,18 +1433,9 @@ int tcz_remote_drop(tcz_remote *r, const char *name)
 {
 	if (!tcz_model_name_valid(name))
 		return tcz__fail(-EINVAL, "invalid model name '%s'", name);
-	int rc = index_update(r, del_entry, (void *)name);
-	if (rc)
-		return rc;
-	char oid[TCZ_NAME_MAX + 8];
-	snprintf(oid, sizeof oid, "m.%s", name);
-	rados_write_op_t op = rados_create_write_op();
-	rados_write_op_remove(op);
-	rc = run_wop(r, oid, op, NULL);
-	rados_release_write_op(op);
-	if (rc == -ENOENT)
-		rc = 0;
-	return rc ? net_fail(r, rc, "removing the manifest") : 0;
+	/* the manifest object goes with the next gc (a host that read the
+	 * index just before may still be opening it) */
+	return index_update(r, del_entry, (void *)name);
 }
 
 /* ---- gc ------------------------------------------------------------------------------- */
@@ -1558,27 +1591,77 @@ int tcz_remote_gc(tcz_remote *r, const tcz_gc_opts *o, tcz_gc_stats *st)
 		if (e == 0)
 			free(buf);
 	}
-	/* every object every manifest names */
+	/* the manifests the index names, and those a push may be about to
+	 * index (touched since the cutoff), keep what they name; the others
+	 * (replaced by a later push, dropped) go, each only if no push
+	 * touched it meanwhile. Read after the leases: a push that indexed
+	 * its manifest after this read held a lease when they were read. */
+	tcz_rindex *ix = NULL;
+	uint64_t iver;
+	if ((rc = index_read(r, &ix, &iver)) != 0)
+		goto out;
 	for (size_t i = 0; i < manifests.n; i++) {
+		char mname[TCZ_NAME_MAX + 1];
+		unsigned char msha[TCZ_SHA256_LEN];
+		if (manifest_oid_name(manifests.v[i], mname, sizeof mname, msha))
+			continue; /* not one of ours */
+		long at = tcz__index_find(ix, mname);
+		int indexed = at >= 0 && memcmp(ix->e[at].manifest_sha, msha,
+						TCZ_SHA256_LEN) == 0;
+		if (!indexed) {
+			char v[64];
+			int n = rados_getxattr(r->io, manifests.v[i],
+					       TCZ__TOUCH_XATTR, v, sizeof v - 1);
+			uint64_t touched = 0;
+			if (n == -ENOENT)
+				continue; /* removed meanwhile */
+			if (n < 0 && n != -ENODATA) {
+				rc = net_fail(r, n, manifests.v[i]);
+				break;
+			}
+			if (n > 0 && tcz__stamp_ms(v, (size_t)n, &touched) == 0 &&
+			    touched < cutoff) {
+				z.manifests_deleted++;
+				if (o->dry_run) {
+					if (o->each)
+						o->each(o->ud, manifests.v[i], 0);
+					continue;
+				}
+				int d = cond_remove(r, manifests.v[i],
+						    TCZ__TOUCH_XATTR, v, (size_t)n);
+				if (d < 0) {
+					rc = d;
+					break;
+				}
+				if (d == 1) {
+					if (o->each)
+						o->each(o->ud, manifests.v[i], 0);
+					continue;
+				}
+				z.manifests_deleted--; /* touched: kept */
+			} else if (n <= 0) {
+				continue; /* no stamp: not written by a push */
+			}
+		}
 		unsigned char *buf;
 		size_t len;
 		rc = read_whole(r, manifests.v[i], r->max_object, &buf, &len, NULL);
 		if (rc == -ENOENT) {
-			rc = 0; /* dropped meanwhile */
+			rc = 0; /* removed meanwhile */
 			continue;
 		}
 		if (rc) {
 			rc = net_fail(r, rc, manifests.v[i]);
-			goto out;
+			break;
 		}
 		tcz_rmodel *rm;
-		rc = tcz__manifest_decode(manifests.v[i] + 2, buf, len, 1, &rm);
+		rc = tcz__manifest_decode(mname, buf, len, 1, &rm);
 		free(buf);
 		if (rc) {
 			rc = tcz__fail(-EIO, "%s: %s: gc stops before deleting "
-					     "anything (%s)",
+					     "any chunk (%s)",
 				       r->desc, manifests.v[i], tcz_store_errmsg());
-			goto out;
+			break;
 		}
 		for (uint32_t k = 0; k < tcz_rmodel_nobjects(rm) && rc == 0; k++) {
 			uint32_t len2;
@@ -1588,8 +1671,11 @@ int tcz_remote_gc(tcz_remote *r, const tcz_gc_opts *o, tcz_gc_stats *st)
 		}
 		tcz_rmodel_free(rm);
 		if (rc)
-			goto out;
+			break;
 	}
+	tcz_rindex_free(ix);
+	if (rc)
+		goto out;
 	if (nrefs)
 		qsort(refs, nrefs, TCZ_SHA256_LEN, cmp_sha);
 	for (size_t i = 0; i < chunks.n; i++) {

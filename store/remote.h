@@ -260,15 +260,18 @@ typedef struct tcz_gc_stats {
 	uint64_t young;       /* unreferenced but within grace or a lease */
 	uint64_t raced;       /* touched by a push while gc looked: kept */
 	uint64_t leases, dead_leases;
+	uint64_t manifests_deleted; /* not indexed, untouched since the cutoff */
 } tcz_gc_stats;
 
-/* Deletes chunk objects that no manifest names and that no push touched
- * since the cutoff: now - grace, or earlier, the start of the oldest push
- * still running (a lease renewed within max(grace, 60 s)). Each delete is
- * conditional on the object's tczfs.t xattr being what gc read, so a push
- * that touches it meanwhile keeps it. Objects gc did not write (no
- * tczfs.t) are never deleted. A manifest that cannot be read stops gc
- * before it deletes anything.
+/* Deletes manifests the index does not name (replaced by a later push,
+ * or dropped) and chunk objects that no remaining manifest names, when no
+ * push touched them since the cutoff: now - grace, or earlier, the start
+ * of the oldest push still running (a lease renewed within max(grace,
+ * 60 s)). Each delete is conditional on the object's tczfs.t xattr being
+ * what gc read, so a push that touches it meanwhile keeps it. Objects no
+ * push wrote (no tczfs.t) are never deleted. Dead leases are removed
+ * first; a manifest that cannot be read stops gc before it deletes any
+ * chunk.
  * Errors: -EIO a damaged manifest; -ETIMEDOUT; -ENOMEM. */
 int tcz_remote_gc(tcz_remote *r, const tcz_gc_opts *o, tcz_gc_stats *st);
 

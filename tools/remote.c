@@ -492,12 +492,15 @@ int cli_remote(int argc, char **argv)
 		cli_size(b, sizeof b, st.deleted_bytes);
 		printf("%s: %llu chunk objects, %llu referenced, %llu %s (%s), "
 		       "%llu kept for pushes in progress or within grace, %llu "
-		       "touched meanwhile; %llu leases (%llu dead)\n",
+		       "touched meanwhile; %llu replaced or dropped manifests %s; "
+		       "%llu leases (%llu dead)\n",
 		       dry ? "gc dry run" : "gc", (unsigned long long)st.objects,
 		       (unsigned long long)st.referenced,
 		       (unsigned long long)st.deleted,
 		       dry ? "would be deleted" : "deleted", b,
 		       (unsigned long long)st.young, (unsigned long long)st.raced,
+		       (unsigned long long)st.manifests_deleted,
+		       dry ? "would be deleted" : "deleted",
 		       (unsigned long long)st.leases,
 		       (unsigned long long)st.dead_leases);
 		return 0;

@@ -256,8 +256,27 @@ grep -q "would be deleted" "$T/out" || fail "dry run"
 n=$(nobj c.)
 t1 remote gc c --grace 0 >"$T/out"
 [ "$(nobj c.)" -lt "$n" ] || fail "gc freed nothing of the dropped model"
-# but not with a grace period covering the drop
+[ "$(nobj m.solo.)" = 0 ] || fail "gc left the dropped model's manifest"
 echo "gc: $(cat "$T/out")"
+# a re-push with other content writes a new manifest and then points the
+# index at it (hosts read one or the other, whole); gc removes the old one
+"$GEN" "$T/rp1" --size-mb 1 --dtype f32 --hidden 64 --seed 21 >/dev/null
+"$GEN" "$T/rp2" --size-mb 1 --dtype f32 --hidden 64 --seed 22 >/dev/null
+t1 import "$T/rp1" --name rp --quiet >/dev/null
+t1 push rp --quiet >/dev/null
+t1 rm rp >/dev/null
+t1 import "$T/rp2" --name rp --quiet >/dev/null
+t1 push rp --quiet >/dev/null
+[ "$(nobj m.rp.)" = 2 ] || fail "re-push: $(nobj m.rp.) manifests, expected 2 before gc"
+t4 pull rp --quiet >/dev/null || fail "pull of the re-pushed model"
+[ "$(t4 cat rp/model.safetensors | sha256sum)" = "$(sha256sum <"$T/rp2/model.safetensors")" ] ||
+	fail "the pull after a re-push is not the new content"
+t1 remote gc c --grace 0 >"$T/out"
+grep -q " 1 replaced or dropped manifests deleted" "$T/out" || fail "gc: $(cat "$T/out")"
+[ "$(nobj m.rp.)" = 1 ] || fail "gc left $(nobj m.rp.) manifests of rp"
+t4 rm rp >/dev/null
+t4 pull rp --quiet >/dev/null || fail "pull after gc of the old manifest"
+echo "re-push: old manifest kept until gc, then removed"
 
 # ---- a hung cluster, then a stopped one ----------------------------------------
 "$CLUSTER" pause "$C"

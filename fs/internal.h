@@ -171,7 +171,7 @@ struct tczfs {
 	/* --remote: set at start; remote once connected (then fixed) */
 	char *remote_url;
 	struct tcz_remote *_Atomic remote;
-	struct tcz_rcache *rcache; /* the disk cache (NULL: read-only store) */
+	struct tcz_rcache *rcache; /* the disk cache (read-only store: gets only) */
 	pthread_mutex_t rlock; /* guards rents, n_rents, rgen, rindex_ok,
 				* next_rid */
 	fs_rent *rents; /* sorted by name */

@@ -1753,17 +1753,16 @@ static int rsrc_get(void *ud, tcz_reader *rd, const unsigned char *key,
 		    const unsigned char **val, size_t *len)
 {
 	rsrc *src = ud;
-	unsigned char sha[TCZ_SHA256_LEN], ck[TCZ_KEY_LEN];
+	unsigned char sha[TCZ_SHA256_LEN];
 	uint32_t olen;
 	int rc;
-	if (is_core) {
+	/* TT cores are not cached on disk: the cache's keys are the XXH3-128
+	 * of the values, which a manifest does not give for cores (their
+	 * reconstructions stay in the decoded-chunk cache) */
+	if (is_core)
 		rc = tcz_rmodel_ttcore(src->rm, t, k, sha, &olen);
-		/* cores are cached under a key naming their object */
-		memcpy(ck, sha, TCZ_KEY_LEN);
-	} else {
+	else
 		rc = tcz_rmodel_chunk(src->rm, key, sha, &olen);
-		memcpy(ck, key, TCZ_KEY_LEN);
-	}
 	if (rc)
 		return -ENODATA;
 	if (!is_core) {

@@ -281,7 +281,7 @@ int tcz_remote_gc(tcz_remote *r, const tcz_gc_opts *o, tcz_gc_stats *st);
  * bytes, least recently used evicted first. Only values put here are
  * cached or evicted: chunks of local models live in `chunks` and are
  * never touched (a put of a key `chunks` holds is a no-op). Values are
- * chunk values (or TT core records) checked against their key when read.
+ * chunk values (TT cores are not cached) checked against their key when read.
  *
  * Recency is a logical clock stored in the store (one tick per use,
  * shared by every process), so eviction order is exact across processes

@@ -953,7 +953,7 @@ static int meta_get2(MDB_txn *txn, MDB_dbi db, const char *k, uint64_t *a,
 		return tcz__mdb_err(rc);
 	tcz_rbuf r;
 	if (tcz_rec_open(&r, v.mv_data, v.mv_size))
-		return 0; /* damaged counters restart (see rc_recount) */
+		return 0; /* damaged counters restart (rc_evict recounts) */
 	*a = tcz_rb_u64(&r);
 	if (b)
 		*b = tcz_rb_u64(&r);

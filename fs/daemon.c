@@ -211,6 +211,7 @@ static void teardown(tczfs *fs)
 	pthread_mutex_destroy(&fs->hotlock);
 	pthread_mutex_destroy(&fs->alock);
 	pthread_mutex_destroy(&fs->rlock);
+	pthread_cond_destroy(&fs->rcond);
 	pthread_mutex_destroy(&fs->mlock);
 	pthread_cond_destroy(&fs->mcond);
 	pthread_mutex_destroy(&fs->pflock);
@@ -316,6 +317,7 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 	pthread_mutex_init(&fs->hlock, NULL);
 	pthread_mutex_init(&fs->hotlock, NULL);
 	pthread_mutex_init(&fs->rlock, NULL);
+	pthread_cond_init(&fs->rcond, NULL);
 	pthread_mutex_init(&fs->alock, NULL);
 	pthread_mutex_init(&fs->mlock, NULL);
 	fs->th = TCZ_TIER_THRESHOLDS_DEFAULT;

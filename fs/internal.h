@@ -149,7 +149,7 @@ struct tczfs {
 
 	pthread_t maint;
 	int maint_started;
-	pthread_mutex_t mlock; /* guards stopping; mcond */
+	pthread_mutex_t mlock; /* guards stopping, rflush_now; mcond, rcond */
 	pthread_cond_t mcond;
 	int stopping;
 
@@ -181,6 +181,8 @@ struct tczfs {
 	uint32_t next_rid;
 	pthread_t rthread;
 	int rthread_started;
+	pthread_cond_t rcond; /* with mlock: wakes the remote thread */
+	int rflush_now;       /* guarded by mlock: a flush is wanted now */
 
 	pthread_t *pf_threads;
 	unsigned pf_count;

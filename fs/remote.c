@@ -202,7 +202,9 @@ static void *remote_main(void *arg)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
 		}
-		pthread_cond_timedwait(&fs->mcond, &fs->mlock, &ts);
+		if (!fs->rflush_now)
+			pthread_cond_timedwait(&fs->rcond, &fs->mlock, &ts);
+		fs->rflush_now = 0;
 		if (fs->stopping)
 			break;
 		pthread_mutex_unlock(&fs->mlock);
@@ -225,6 +227,16 @@ static void *remote_main(void *arg)
 	}
 	pthread_mutex_unlock(&fs->mlock);
 	return NULL;
+}
+
+/* From a reading thread: the disk cache's queue is filling up. */
+static void flush_soon(void *arg)
+{
+	tczfs *fs = arg;
+	pthread_mutex_lock(&fs->mlock);
+	fs->rflush_now = 1;
+	pthread_cond_signal(&fs->rcond);
+	pthread_mutex_unlock(&fs->mlock);
 }
 
 int fs_remote_start(tczfs *fs, char *err, size_t errlen)
@@ -258,8 +270,10 @@ int fs_remote_start(tczfs *fs, char *err, size_t errlen)
 			 fs->opts.remote, tcz_store_errmsg());
 		return rc;
 	}
-	if (fs->rcache)
+	if (fs->rcache) {
 		tcz_rcache_defer(fs->rcache, DEFER_BYTES);
+		tcz_rcache_on_fill(fs->rcache, flush_soon, fs);
+	}
 	/* a cluster that answers shows its models at once; one that does
 	 * not leaves the local models served and is tried again */
 	poll_once(fs);
@@ -271,6 +285,9 @@ int fs_remote_start(tczfs *fs, char *err, size_t errlen)
 /* Called after fs->stopping is set and mcond broadcast. */
 void fs_remote_stop(tczfs *fs)
 {
+	pthread_mutex_lock(&fs->mlock);
+	pthread_cond_broadcast(&fs->rcond);
+	pthread_mutex_unlock(&fs->mlock);
 	if (fs->rthread_started)
 		pthread_join(fs->rthread, NULL);
 	fs->rthread_started = 0;

@@ -55,6 +55,7 @@ struct tcz_remote {
 	char desc[512]; /* "remote rados://pool" for messages */
 	unsigned timeout_ms;
 	uint64_t max_object; /* the cluster's object size limit, as known */
+	uint64_t max_write;  /* and of one write operation */
 	pthread_mutex_t lock; /* completions: guards the done flags */
 	pthread_cond_t cond;
 	int connected;
@@ -262,6 +263,13 @@ int tcz_remote_connect(const char *url, unsigned timeout_ms, tcz_remote **out)
 		r->max_object = strtoull(mx, NULL, 10);
 	if (!r->max_object)
 		r->max_object = 128u << 20;
+	/* a manifest is written in one operation, which the OSD also bounds
+	 * (osd_max_write_size, MiB; 90 by default) */
+	uint64_t mw = 90;
+	if (rados_conf_get(r->cl, "osd_max_write_size", mx, sizeof mx) == 0 &&
+	    strtoull(mx, NULL, 10))
+		mw = strtoull(mx, NULL, 10);
+	r->max_write = mw << 20;
 	rc = rados_connect(r->cl);
 	if (rc < 0) {
 		tcz_remote_close(r);
@@ -1128,10 +1136,11 @@ int tcz_remote_push(tcz_store *s, tcz_remote *r, const char *name,
 				  p.l.n_cores, &w);
 	if (rc)
 		goto out;
-	if (w.len > r->max_object) {
+	if (w.len > r->max_object || w.len > r->max_write) {
 		tcz_wb_free(&w);
 		rc = tcz__fail(-EFBIG, "%s: the manifest of %s (%zu bytes) "
-				       "exceeds the cluster's object size limit",
+				       "exceeds the cluster's object or write size limit "
+				       "(osd_max_object_size, osd_max_write_size)",
 			       r->desc, name, w.len);
 		goto out;
 	}

@@ -328,6 +328,10 @@ int tcz_rcache_flush(tcz_rcache *c);
  * fetched a chunk never waits for the store's write lock; gets find the
  * queued values. A put beyond max_bytes returns -EAGAIN, nothing kept. */
 void tcz_rcache_defer(tcz_rcache *c, uint64_t max_bytes);
+/* fn(ud) is called (no lock held, from the putting thread) after a
+ * deferred put leaves a quarter of max_bytes or more queued: the owner
+ * of the flushes should flush soon. NULL: no calls. */
+void tcz_rcache_on_fill(tcz_rcache *c, void (*fn)(void *ud), void *ud);
 
 /* Bytes and entries cached (as of the last committed write). */
 int tcz_rcache_usage(tcz_rcache *c, uint64_t *bytes, uint64_t *entries);

@@ -931,6 +931,8 @@ struct tcz_rcache {
 	size_t n_q, q_cap;
 	struct rc_put *fq; /* what a flush is writing */
 	size_t n_fq;
+	void (*fill)(void *); /* called when the queue passes a quarter */
+	void *fill_ud;
 };
 
 typedef struct rc_txn {
@@ -1398,7 +1400,14 @@ int tcz_rcache_put(tcz_rcache *c, const unsigned char key[TCZ_KEY_LEN],
 			pu->len = len;
 			c->q_bytes += len;
 		}
+		/* a fast reader fills the queue sooner than the periodic
+		 * flush empties it: ask for one now */
+		int kick = c->fill && c->q_bytes >= c->defer_max / 4;
+		void (*fill)(void *) = c->fill;
+		void *ud = c->fill_ud;
 		pthread_mutex_unlock(&c->lock);
+		if (kick)
+			fill(ud);
 		return rc;
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -1445,6 +1454,14 @@ int tcz_rcache_flush(tcz_rcache *c)
 	c->n_fq = 0;
 	pthread_mutex_unlock(&c->lock);
 	return rc;
+}
+
+void tcz_rcache_on_fill(tcz_rcache *c, void (*fn)(void *ud), void *ud)
+{
+	pthread_mutex_lock(&c->lock);
+	c->fill = fn;
+	c->fill_ud = ud;
+	pthread_mutex_unlock(&c->lock);
 }
 
 void tcz_rcache_defer(tcz_rcache *c, uint64_t max_bytes)

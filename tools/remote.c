@@ -389,6 +389,16 @@ int cli_remote(int argc, char **argv)
 	if (!strcmp(sub, "add")) {
 		if (nargs != 2)
 			return cli_usage(remote_help, "remote add NAME URL");
+		/* mounts run from / : a relative conf= would not be found */
+		tcz_remote_url u;
+		char why[256];
+		if (tcz_remote_url_parse(a[1], &u, why, sizeof why) == 0 &&
+		    u.conf[0] && u.conf[0] != '/') {
+			cli_err("remote add: conf=%s: give an absolute path (a "
+				"mount reads it from /)",
+				u.conf);
+			return EXIT_FAILURE;
+		}
 		if (cli_open_store(0, &s))
 			return EXIT_FAILURE;
 		rc = tcz_store_remote_add(s, a[0], a[1]);

@@ -28,6 +28,9 @@
  * for has decoded the chunk itself by now, and decoding it again would
  * only push useful chunks out of the cache. */
 #define PF_STALE_NS 20000000ull
+/* A remote model's look-ahead waits behind fetches of several ms each:
+ * dropping it after 20 ms would leave the reader to fetch alone. */
+#define PF_STALE_REMOTE_NS 2000000000ull
 
 static uint64_t mono_ns(void)
 {
@@ -106,7 +109,8 @@ static void *prefetcher(void *arg)
 		pthread_mutex_unlock(&fs->pflock);
 		tcz_cache_entry *e;
 		/* errors surface when a reader asks for the chunk itself */
-		if (mono_ns() - j.queued_ns < PF_STALE_NS &&
+		uint64_t stale = j.fm->remote ? PF_STALE_REMOTE_NS : PF_STALE_NS;
+		if (mono_ns() - j.queued_ns < stale &&
 		    get_src(fs, j.fm, &j.src, &e) == 0)
 			tcz_cache_release(fs->cache, e);
 		fs_model_put(fs, j.fm);

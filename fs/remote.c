@@ -95,14 +95,23 @@ static int adopt(tczfs *fs, const tcz_rindex *ix)
 		memcpy(ne[i].sha, ix->e[i].manifest_sha, TCZ_SHA256_LEN);
 	}
 	qsort(ne, ix->n, sizeof *ne, rent_cmp);
-	/* what changed, to retire once the lock is dropped */
+	pthread_mutex_lock(&fs->rlock);
+	if (fs->rindex_ok && ix->generation != 0 && ix->generation <= fs->rgen) {
+		/* another thread adopted this index or a newer one */
+		pthread_mutex_unlock(&fs->rlock);
+		rents_free(ne, ix->n);
+		return 0;
+	}
+	fs->rgen = ix->generation;
+	/* what changed, to retire once the lock is dropped (sized under the
+	 * lock: a lookup may adopt an index at the same time) */
 	fs_rent *gone = calloc(fs->n_rents + ix->n + 1, sizeof *gone);
 	size_t ng = 0;
 	if (!gone) {
+		pthread_mutex_unlock(&fs->rlock);
 		rents_free(ne, ix->n);
 		return -ENOMEM;
 	}
-	pthread_mutex_lock(&fs->rlock);
 	fs_rent *old = fs->rents;
 	size_t no = fs->n_rents, i = 0, j = 0;
 	while (i < no || j < ix->n) {
@@ -179,9 +188,10 @@ static int poll_once(tczfs *fs)
 		fs_log(fs, LOG_INFO, "remote %s: its index reads again",
 		       fs->opts.remote);
 	pthread_mutex_lock(&fs->rlock);
-	int same = fs->rindex_ok && fs->rgen == ix->generation &&
-		   ix->generation != 0;
-	fs->rgen = ix->generation;
+	/* the same index, or an older one than a lookup adopted meanwhile
+	 * (generations only grow) */
+	int same = fs->rindex_ok && ix->generation != 0 &&
+		   ix->generation <= fs->rgen;
 	pthread_mutex_unlock(&fs->rlock);
 	if (!same)
 		rc = adopt(fs, ix);

@@ -34,10 +34,18 @@ typedef struct shard {
 	uint64_t hits, misses, evictions;
 } shard;
 
-/* Freed full-size buffers kept for reuse: their pages stay mapped and
- * populated, so filling a new entry does not fault on every page. */
-#define POOL_SIZE (1u << 20)
-#define POOL_MAX 16
+/* Freed buffers kept for reuse: their pages stay mapped and populated,
+ * so filling a new entry does not fault on every page nor take the
+ * process's mmap lock (with 128 KiB chunks a fresh mmap + munmap per
+ * chunk cost a third of the daemon's CPU). Buffers are sized in classes
+ * of POOL_STEP up to POOL_TOP; the pool holds at most POOL_BYTES in all
+ * (outside the cache budget: the daemon's small constant). Smaller
+ * buffers come from malloc, larger ones are mapped exactly. */
+#define POOL_STEP (64u << 10)
+#define POOL_TOP (1u << 20)
+#define POOL_CLASSES (POOL_TOP / POOL_STEP)
+#define POOL_BYTES (16u << 20)
+#define POOL_MAX (POOL_BYTES / POOL_STEP)
 
 struct tcz_cache {
 	shard sh[SHARDS];
@@ -46,21 +54,42 @@ struct tcz_cache {
 	 * share of a small budget is a couple of chunks, and uneven hashing
 	 * then evicts chunks about to be read. */
 	_Atomic size_t total;
-	pthread_mutex_t pool_lock; /* guards pool, npool */
-	void *pool[POOL_MAX];
-	unsigned npool;
+	pthread_mutex_t pool_lock; /* guards pool, npool, pooled */
+	void *pool[POOL_CLASSES][POOL_MAX];
+	unsigned npool[POOL_CLASSES];
+	size_t pooled; /* bytes in the pool */
 };
+
+/* The class of a buffer of len bytes (its mapping is (class + 1) *
+ * POOL_STEP), or -1 when it is not pooled. */
+static int buf_class(size_t len)
+{
+	if (len < POOL_STEP || len > POOL_TOP)
+		return -1;
+	return (int)((len + POOL_STEP - 1) / POOL_STEP) - 1;
+}
+
+static size_t class_bytes(int k)
+{
+	return (size_t)(k + 1) * POOL_STEP;
+}
 
 static void *buf_get(tcz_cache *c, size_t len)
 {
-	if (len == POOL_SIZE) {
+	if (len < POOL_STEP)
+		return malloc(len ? len : 1);
+	int k = buf_class(len);
+	size_t map = k >= 0 ? class_bytes(k) : len;
+	if (k >= 0) {
 		pthread_mutex_lock(&c->pool_lock);
-		void *p = c->npool ? c->pool[--c->npool] : NULL;
+		void *p = c->npool[k] ? c->pool[k][--c->npool[k]] : NULL;
+		if (p)
+			c->pooled -= map;
 		pthread_mutex_unlock(&c->pool_lock);
 		if (p)
 			return p;
 	}
-	void *p = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE,
+	void *p = mmap(NULL, map, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
 	return p == MAP_FAILED ? NULL : p;
 }
@@ -69,16 +98,23 @@ static void buf_put(tcz_cache *c, void *p, size_t len)
 {
 	if (!p)
 		return;
-	if (len == POOL_SIZE) {
+	if (len < POOL_STEP) {
+		free(p);
+		return;
+	}
+	int k = buf_class(len);
+	if (k >= 0) {
 		pthread_mutex_lock(&c->pool_lock);
-		if (c->npool < POOL_MAX) {
-			c->pool[c->npool++] = p;
+		if (c->npool[k] < POOL_MAX &&
+		    c->pooled + class_bytes(k) <= POOL_BYTES) {
+			c->pool[k][c->npool[k]++] = p;
+			c->pooled += class_bytes(k);
 			p = NULL;
 		}
 		pthread_mutex_unlock(&c->pool_lock);
 	}
 	if (p)
-		munmap(p, len ? len : 1);
+		munmap(p, k >= 0 ? class_bytes(k) : len);
 }
 
 static uint64_t khash(const unsigned char *k)
@@ -357,8 +393,9 @@ void tcz_cache_free(tcz_cache *c)
 		pthread_mutex_destroy(&s->lock);
 		pthread_cond_destroy(&s->filled);
 	}
-	for (unsigned i = 0; i < c->npool; i++)
-		munmap(c->pool[i], POOL_SIZE);
+	for (int k = 0; k < (int)POOL_CLASSES; k++)
+		for (unsigned i = 0; i < c->npool[k]; i++)
+			munmap(c->pool[k][i], class_bytes(k));
 	pthread_mutex_destroy(&c->pool_lock);
 	free(c);
 }

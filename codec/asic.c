@@ -611,12 +611,17 @@ static int split(const tcz_asic_profile *p, const mat *ms, size_t n,
 		}
 		if (m->rows > cap / m->G.pitch) {
 			fmt_bytes(b1, sizeof b1, cap);
+			/* rows * pitch may exceed 64 bits only past any SRAM */
+			uint64_t need = m->rows > UINT64_MAX / m->G.pitch
+						? UINT64_MAX
+						: m->rows * m->G.pitch;
+			fmt_bytes(b2, sizeof b2, need - cap);
 			return errf(-ENOSPC, err, errlen,
 				    "model does not fit device '%s': tensor "
 				    "'%s' core %" PRIu32 " alone needs %" PRIu64
 				    " x %" PRIu64 " bytes, more than the %" PRIu32
-				    " cores hold (%s)", p->name, nm.s, m->core,
-				    m->rows, m->G.pitch, p->cores, b1);
+				    " cores hold (%s): %s missing", p->name, nm.s,
+				    m->core, m->rows, m->G.pitch, p->cores, b1, b2);
 		}
 		uint64_t ntr = (m->rows + m->G.g - 1) / m->G.g;
 		uint64_t k = fit_tile_rows(&m->G, m->rows, ntr, S);

@@ -346,7 +346,8 @@ int cli_mount_helper(int argc, char **argv)
 				strcat(fuse, ",");
 			strcat(fuse, o);
 		} else if (!is_mount_only(o)) {
-			cli_err("unknown mount option '%s' (see tczfs --help)",
+			cli_err("unknown mount option '%s' (see "
+				"'mount.fuse.tczfs --help')",
 				o);
 			status = 2;
 			break;

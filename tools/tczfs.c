@@ -566,6 +566,8 @@ static void main_help(FILE *f)
 	fprintf(f, "\n'tczfs COMMAND --help' describes each. The store is "
 		   "--store DIR, else\n$TCZFS_STORE, else "
 		   "${XDG_DATA_HOME:-~/.local/share}/tczfs.\n"
+		   "'tczfs STORE MNT -o OPTS' (also mount.fuse.tczfs) is the form\n"
+		   "mount(8) uses for fstab lines of type fuse.tczfs; add --help.\n"
 		   "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }
 

@@ -97,13 +97,6 @@ static void raise_readahead(tczfs *fs)
 	fclose(f);
 }
 
-static uint64_t mono_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec;
-}
-
 /* Every half second: new and removed models show up without a remount.
  * Now and then: statistics saved, removed contents released, reader
  * slots of dead processes cleared, store pages unmapped from this
@@ -112,7 +105,7 @@ static void *maintenance(void *arg)
 {
 	tczfs *fs = arg;
 	raise_readahead(fs);
-	uint64_t last_flush = mono_s(), last_gc = mono_s(), last_check = 0;
+	uint64_t last_flush = fs_mono_s(), last_gc = fs_mono_s(), last_check = 0;
 	pthread_mutex_lock(&fs->mlock);
 	while (!fs->stopping) {
 		struct timespec ts;
@@ -128,7 +121,7 @@ static void *maintenance(void *arg)
 		pthread_mutex_unlock(&fs->mlock);
 		fs_refresh(fs);
 		fs_streams_check(fs);
-		uint64_t now = mono_s();
+		uint64_t now = fs_mono_s();
 		fs_asic_save(fs);
 		if (now - last_flush >= fs->opts.stats_interval) {
 			fs_flush_stats(fs);

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "fs/fs.h"
 #include "store/cache.h"
@@ -39,6 +40,24 @@
  * cannot be taken for a model's: resolve() asks the streams table first. */
 #define LOCAL_STREAM_DATA 0x3ffffffeu
 #define LOCAL_STREAM_NPY 0x3fffffffu
+
+/* The daemon's clock for intervals and timeouts (CLOCK_MONOTONIC). */
+static inline uint64_t fs_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline uint64_t fs_mono_ms(void)
+{
+	return fs_mono_ns() / 1000000u;
+}
+
+static inline uint64_t fs_mono_s(void)
+{
+	return fs_mono_ns() / 1000000000u;
+}
 
 static inline fuse_ino_t ino_make(uint64_t id, uint32_t local)
 {

@@ -9,20 +9,6 @@
 #include "codec/tier.h"
 #include "fs/internal.h"
 
-static uint64_t mono_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec;
-}
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* A path the kernel resolved through a name it still had cached (up to
  * ROOT_TIMEOUT, 1 s, when the invalidation crosses the lookup) may reach
  * a gone model's inodes just after it went: they stay resolvable that
@@ -32,7 +18,7 @@ static uint64_t mono_ms(void)
 /* Marks fm gone; returns whether it already was. */
 static int mark_gone(fs_model *fm)
 {
-	atomic_store(&fm->gone_ms, mono_ms());
+	atomic_store(&fm->gone_ms, fs_mono_ms());
 	return atomic_exchange(&fm->gone, 1);
 }
 
@@ -93,7 +79,7 @@ static void prune(tczfs *fs)
 	for (size_t i = 0; i < fs->n_models; i++) {
 		fs_model *fm = fs->models[i];
 		if (atomic_load(&fm->gone) && atomic_load(&fm->refs) == 1 &&
-		    mono_ms() - atomic_load(&fm->gone_ms) >= GONE_GRACE_MS)
+		    fs_mono_ms() - atomic_load(&fm->gone_ms) >= GONE_GRACE_MS)
 			fs_model_put(fs, fm);
 		else
 			fs->models[k++] = fm;
@@ -158,7 +144,7 @@ int fs_refresh(tczfs *fs)
 		rc = 0;
 	if (rc) {
 		static _Atomic uint64_t last_warn;
-		uint64_t now = mono_s();
+		uint64_t now = fs_mono_s();
 		if (now - atomic_load(&last_warn) >= 60) {
 			atomic_store(&last_warn, now);
 			fs_log(fs, LOG_WARNING, "cannot see store changes: %s",

@@ -32,13 +32,6 @@
  * dropping it after 20 ms would leave the reader to fetch alone. */
 #define PF_STALE_REMOTE_NS 2000000000ull
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* ---- sources ------------------------------------------------------------- */
 
 typedef struct fill_arg {
@@ -85,7 +78,7 @@ static void prefetch(tczfs *fs, fs_model *fm, const tcz_src *s)
 		prefetch_job *j = &fs->pfq[(fs->pf_head + fs->pf_len) % fs->pf_cap];
 		j->fm = fs_model_ref(fm);
 		j->src = *s;
-		j->queued_ns = mono_ns();
+		j->queued_ns = fs_mono_ns();
 		fs->pf_len++;
 		pthread_cond_signal(&fs->pfcond);
 	}
@@ -110,7 +103,7 @@ static void *prefetcher(void *arg)
 		tcz_cache_entry *e;
 		/* errors surface when a reader asks for the chunk itself */
 		uint64_t stale = j.fm->remote ? PF_STALE_REMOTE_NS : PF_STALE_NS;
-		if (mono_ns() - j.queued_ns < stale &&
+		if (fs_mono_ns() - j.queued_ns < stale &&
 		    get_src(fs, j.fm, &j.src, &e) == 0)
 			tcz_cache_release(fs->cache, e);
 		fs_model_put(fs, j.fm);

@@ -22,17 +22,10 @@
  * (local ids count up from 1), never reused while the daemon runs */
 #define RID0 0x80000000u
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void log_limited(tczfs *fs, _Atomic uint64_t *last, const char *what,
 			int rc)
 {
-	uint64_t now = mono_ms(), l = atomic_load(last);
+	uint64_t now = fs_mono_ms(), l = atomic_load(last);
 	if ((l && now - l < 60000) ||
 	    !atomic_compare_exchange_strong(last, &l, now))
 		return;
@@ -50,15 +43,6 @@ static void rents_free(fs_rent *e, size_t n)
 	for (size_t i = 0; e && i < n; i++)
 		free(e[i].name);
 	free(e);
-}
-
-static uint64_t iid_of(const unsigned char sha[TCZ_SHA256_LEN])
-{
-	/* what store/remote.c gives the model of that manifest */
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | sha[i];
-	return v | (1ull << 63);
 }
 
 /* Retires the loaded model of rid (if any) and makes the kernel forget
@@ -202,7 +186,7 @@ static int poll_once(tczfs *fs)
 static void *remote_main(void *arg)
 {
 	tczfs *fs = arg;
-	uint64_t last_poll = mono_ms(), last_try = last_poll;
+	uint64_t last_poll = fs_mono_ms(), last_try = last_poll;
 	pthread_mutex_lock(&fs->mlock);
 	while (!fs->stopping) {
 		struct timespec ts;
@@ -226,12 +210,12 @@ static void *remote_main(void *arg)
 					    "cannot keep fetched chunks on disk",
 					    rc);
 		}
-		uint64_t now = mono_ms();
+		uint64_t now = fs_mono_ms();
 		int connected = atomic_load(&fs->remote) != NULL;
 		if ((connected && now - last_poll >= POLL_MS) ||
 		    (!connected && now - last_try >= RETRY_MS)) {
 			poll_once(fs);
-			last_poll = last_try = mono_ms();
+			last_poll = last_try = fs_mono_ms();
 		}
 		pthread_mutex_lock(&fs->mlock);
 	}
@@ -383,7 +367,7 @@ int fs_remote_model(tczfs *fs, const char *name, fs_model **out)
 			       : rc == -ETIMEDOUT || rc == -ENOMEM ? rc
 								   : -EIO;
 		}
-		if (tcz_mview_model(v)->iid == iid_of(e.sha))
+		if (tcz_mview_model(v)->iid == tcz_remote_ident(e.sha))
 			return fs_model_adopt(fs, v, e.rid, out);
 		/* pushed again since the last poll: the index now names
 		 * other content, under other inodes */

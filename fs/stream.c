@@ -70,13 +70,6 @@ typedef struct fs_sfile {
 	atomic_int gone_logged;
 } fs_sfile;
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static uint64_t wall_ms(void)
 {
 	struct timespec ts;
@@ -429,7 +422,7 @@ static int writer_open(tczfs *fs, fs_sfile *f)
 	tcz_stream_writer_state st;
 	tcz_stream_writer_get_state(f->w, &st);
 	f->end = st.committed * f->frame_bytes + f->part_len;
-	f->commit_ms = mono_ms();
+	f->commit_ms = fs_mono_ms();
 	return 0;
 }
 
@@ -680,7 +673,7 @@ static int append(tczfs *fs, fs_sfile *f, const char *buf, size_t size,
 	f->part_len = tail;
 	f->end += size;
 	tcz_stream_writer_get_state(f->w, &st);
-	uint64_t now = mono_ms();
+	uint64_t now = fs_mono_ms();
 	if (st.pending_bytes >= COMMIT_BYTES ||
 	    (st.pending_bytes && now - f->commit_ms >= COMMIT_MS)) {
 		f->commit_ms = now;

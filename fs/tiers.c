@@ -248,6 +248,14 @@ static void *tier_main(void *arg)
 		if (tcz_snap_begin(fs->store, &sn) == 0)
 			tcz_snap_list(sn, &names, &nn);
 		tcz_snap_end(sn);
+		/* one policy for the pass: models and streams */
+		tcz_tiering_cfg c;
+		tcz_tiering_cfg_default(&c);
+		c.th = fs->th;
+		c.io_bytes_s = fs->opts.tier_io_bytes_s;
+		if (fs->opts.warm_bits)
+			c.warm_bits = fs->opts.warm_bits;
+		c.stop = &fs->tier_stop;
 		size_t nm;
 		fs_model **live = fs_models_live(fs, &nm);
 		for (size_t i = 0; i < nn && !fs->stopping; i++) {
@@ -264,13 +272,6 @@ static void *tier_main(void *arg)
 					break;
 				fs_model_access(fm, a);
 			}
-			tcz_tiering_cfg c;
-			tcz_tiering_cfg_default(&c);
-			c.th = fs->th;
-			c.io_bytes_s = fs->opts.tier_io_bytes_s;
-			if (fs->opts.warm_bits)
-				c.warm_bits = fs->opts.warm_bits;
-			c.stop = &fs->tier_stop;
 			tcz_tiering_report rep = {0};
 			int rc = tcz_tiering_apply(fs->store, names[i], a, &c, &rep);
 			free(a);
@@ -292,11 +293,6 @@ static void *tier_main(void *arg)
 		/* streams: their cold segments re-encoded at 3 bits (SPEC 7,
 		 * always precision); the mount drops the pages of what changed */
 		if (!fs->stopping) {
-			tcz_tiering_cfg c;
-			tcz_tiering_cfg_default(&c);
-			c.th = fs->th;
-			c.io_bytes_s = fs->opts.tier_io_bytes_s;
-			c.stop = &fs->tier_stop;
 			tcz_stream_tier_report rep = {0};
 			int rc = tcz_stream_tier_apply(fs->store, NULL, &c, &rep);
 			if (rc == 0 && rep.segments)

@@ -541,11 +541,6 @@ static int manifest_oid_name(const char *oid, char *out, size_t n,
 	return tcz_model_name_valid(out) ? 0 : -EINVAL;
 }
 
-static uint64_t ident_of(const unsigned char sha[TCZ_SHA256_LEN])
-{
-	uint64_t v = tcz_get_be64(sha);
-	return v | (1ull << 63);
-}
 
 int tcz_remote_model_open(tcz_remote *r, const char *name, tcz_rmodel **out)
 {
@@ -591,7 +586,7 @@ int tcz_remote_model_open(tcz_remote *r, const char *name, tcz_rmodel **out)
 			continue;
 		}
 		tcz_rmodel *rm;
-		rc = tcz__manifest_decode(name, buf, len, ident_of(sha), &rm);
+		rc = tcz__manifest_decode(name, buf, len, tcz_remote_ident(sha), &rm);
 		free(buf);
 		if (rc) {
 			if (rc == -EBADMSG)

@@ -182,6 +182,9 @@ void tcz_rmodel_free(tcz_rmodel *m); /* NULL is fine */
  * never collide with a local model's (whose ids count up from 1) and
  * stay the same on every host for the same manifest. */
 const tcz_model *tcz_rmodel_model(const tcz_rmodel *m);
+/* That value for the manifest whose SHA-256 is sha (what an index entry
+ * names): a mount knows a model's identity before loading it. */
+uint64_t tcz_remote_ident(const unsigned char sha[TCZ_SHA256_LEN]);
 const unsigned char *tcz_rmodel_manifest_sha(const tcz_rmodel *m);
 
 /* The object holding chunk key (a key of a tensor or blob record).

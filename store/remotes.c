@@ -1456,6 +1456,11 @@ int tcz_rcache_flush(tcz_rcache *c)
 	return rc;
 }
 
+uint64_t tcz_remote_ident(const unsigned char sha[TCZ_SHA256_LEN])
+{
+	return tcz_get_be64(sha) | (1ull << 63);
+}
+
 void tcz_rcache_on_fill(tcz_rcache *c, void (*fn)(void *ud), void *ud)
 {
 	pthread_mutex_lock(&c->lock);

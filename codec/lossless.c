@@ -1,11 +1,15 @@
 /* Lossless codec: byte planes + zstd. Blob layout: docs/formats.md.
  *
- * The input is cut into blocks of LL_BLOCK_ELEMS elements so that the
- * planes of one block (at most 512 KiB, 128 KiB for 16-bit types) stay in
- * L2 while they are split, coded, decoded and merged. Measured on the
- * models in ../shared/models: 64 Ki-element blocks beat 8 Ki ones because
- * LZ on the mantissa planes reaches repeats further back (stories260K.f32
- * 1.343x against 1.216x), and decoding makes fewer zstd calls. */
+ * The input is cut into blocks of LL_BLOCK_BYTES bytes, each decodable on
+ * its own (tcz_lossless_decode_block), so that a 4 KiB read of a chunk
+ * reads and decodes ~16 KiB instead of the whole chunk. Measured on the
+ * models in ../shared/models with 128 KiB chunks (import ratio, 64 Ki
+ * elements per block -> 16 KiB): retsim.bf16 1.484x -> 1.481x, retsim.f32
+ * 1.194x -> 1.191x, stories260K.f32 1.219x -> 1.215x, stories260K.bf16
+ * 1.595x -> 1.600x; only silero_vad_16k.f32, whose mantissa planes
+ * repeat, lost (1.258x -> 1.186x): LZ reaches repeats further back in a
+ * longer block. So a chunk that shows repeats is coded with long blocks
+ * too and the smaller coding kept (tcz_lossless_encode): silero 1.221x. */
 #define ZSTD_STATIC_LINKING_ONLY /* ZSTD_compressSequences */
 #include "codec/lossless.h"
 
@@ -27,9 +31,14 @@
 #define LL_ENTRY 5	  /* method u8 + stored length u32 */
 #define LL_MAX_BLOCK (1u << 24) /* decoder's cap on block_len (scratch) */
 
-#ifndef LL_BLOCK_ELEMS
-#define LL_BLOCK_ELEMS 65536
+#ifndef LL_BLOCK_BYTES
+#define LL_BLOCK_BYTES 16384u
 #endif
+/* The long blocks tried for chunks with repeats (elements per block) */
+#define LL_BLOCK_ELEMS_LONG 65536u
+/* Long blocks are kept only when they save at least 1/LL_LONG_GAIN of
+ * the short coding: short blocks are what makes small reads cheap. */
+#define LL_LONG_GAIN 256u
 /* Single-byte dtypes need no transposition, hence no scratch: only the
  * LZ reach matters, so they go in one piece per MiB. */
 #define LL_BLOCK_BYTES1 (1u << 20)
@@ -37,7 +46,7 @@
  * exponent distribution moves from tensor to tensor and the tables are
  * cheap (retsim.bf16: 1.479x against 1.466x with 64 KiB tables). */
 #define LL_EXP_SUB 8192
-#define LL_EXP_SEQS ((LL_BLOCK_ELEMS + LL_EXP_SUB - 1) / LL_EXP_SUB)
+#define LL_EXP_SEQS ((LL_BLOCK_ELEMS_LONG + LL_EXP_SUB - 1) / LL_EXP_SUB)
 /* From this level on, exponent planes always try LZ matching too; below
  * it only blocks that show exact repeats do (retry_exponent_lz). Literals
  * alone encode 3-5x faster and are as small on trained weights. */
@@ -403,9 +412,12 @@ static void merge_planes(const unsigned char *const *pl, size_t es, size_t n,
 
 /* ---- encoder ------------------------------------------------------------ */
 
-static size_t block_len_for(size_t es)
+static size_t block_len_for(size_t es, int long_blocks)
 {
-	return es == 1 ? LL_BLOCK_BYTES1 : LL_BLOCK_ELEMS * es;
+	if (es == 1)
+		return LL_BLOCK_BYTES1;
+	return long_blocks ? LL_BLOCK_ELEMS_LONG * es
+			   : LL_BLOCK_BYTES / es * es;
 }
 
 /* zstd result -> coded size, or 0 when it failed or did not fit; the
@@ -498,17 +510,19 @@ static void retry_exponent_lz(tcz_lossless_ctx *ctx, const unsigned char *p,
  * would not be smaller than the raw blob (len + LL_HDR). */
 static int encode_planes(tcz_lossless_ctx *ctx, tcz_dtype dt,
 			 const unsigned char *src, size_t len, int level,
-			 unsigned char *dst, size_t *out)
+			 int long_blocks, unsigned char *dst, size_t *out,
+			 int *repeats)
 {
 	size_t es = tcz_dtype_size(dt);
 	int rot = tcz_dtype_is_float(dt);
-	size_t blk = block_len_for(es);
+	size_t blk = block_len_for(es, long_blocks);
 	size_t nblocks = (len + blk - 1) / blk;
 	size_t limit = len + LL_HDR; /* the blob must end below this */
 	size_t tab_len, pos;
 	int rc;
 
 	*out = 0;
+	*repeats = 0;
 	if (nblocks > (limit - LL_HDR) / (LL_ENTRY * es))
 		return 0; /* the table alone would not pay */
 	tab_len = nblocks * es * LL_ENTRY;
@@ -562,6 +576,8 @@ static int encode_planes(tcz_lossless_ctx *ctx, tcz_dtype dt,
 				ent[0] = LL_M_RAW;
 			}
 			put32(ent + 1, (uint32_t)z);
+			/* a compressible lowest byte: exact repeats */
+			*repeats |= es > 1 && j == es - 1 && ent[0] == LL_M_ZSTD;
 			ent += LL_ENTRY;
 			pos += z;
 		}
@@ -603,7 +619,29 @@ int tcz_lossless_encode(tcz_lossless_ctx *ctx, tcz_dtype dt, const void *src,
 	if (len) {
 		if (!ctx && !(ctx = own = tcz_lossless_ctx_create()))
 			return -ENOMEM;
-		rc = encode_planes(ctx, dt, src, len, level, d, &r);
+		int repeats = 0;
+		rc = encode_planes(ctx, dt, src, len, level, 0, d, &r,
+				   &repeats);
+		if (rc == 0 && repeats && len > block_len_for(es, 0)) {
+			/* LZ may reach further in long blocks: a second
+			 * coding behind the first, kept if it pays */
+			size_t need = len + LL_HDR, r2 = 0;
+			unsigned char *alt = dst_cap / 2 >= need ? d + need
+								 : malloc(need);
+			int rep2;
+			if (!alt)
+				rc = -ENOMEM;
+			else
+				rc = encode_planes(ctx, dt, src, len, level, 1,
+						   alt, &r2, &rep2);
+			if (rc == 0 && r2 &&
+			    (!r || r2 < r - r / LL_LONG_GAIN)) {
+				memmove(d, alt, r2);
+				r = r2;
+			}
+			if (alt != d + need)
+				free(alt);
+		}
 		tcz_lossless_ctx_free(own);
 		if (rc)
 			return rc;
@@ -647,9 +685,11 @@ struct ll_hdr {
 #define CHECK_OK(got, want) ((got) == (want))
 #endif
 
-/* Validates everything outside the coded plane data: header fields, the
- * check, and that the table's lengths tile the rest of the blob exactly. */
-static int parse(const unsigned char *s, size_t len, struct ll_hdr *h)
+/* Validates the header fields, the check and the table entries of a blob
+ * of which len bytes are at s (all of it, or a prefix holding at least
+ * the header and the table); *total is the whole blob's length. */
+static int parse_prefix(const unsigned char *s, size_t len, struct ll_hdr *h,
+			size_t *total)
 {
 	if (!s || len < LL_HDR || get32(s) != LL_MAGIC || s[4] != LL_VERSION)
 		return -EBADMSG;
@@ -672,9 +712,10 @@ static int parse(const unsigned char *s, size_t len, struct ll_hdr *h)
 	if (h->mode == LL_MODE_RAW) {
 		if (blk || h->rot ||
 		    !CHECK_OK(get32(s + 20), header_check(s, NULL, 0)) ||
-		    len - LL_HDR != h->dlen)
+		    h->dlen > SIZE_MAX - LL_HDR)
 			return -EBADMSG;
 		h->data = LL_HDR;
+		*total = LL_HDR + h->dlen;
 		return 0;
 	}
 	if (h->mode != LL_MODE_PLANES || !blk || blk % h->es ||
@@ -700,12 +741,22 @@ static int parse(const unsigned char *s, size_t len, struct ll_hdr *h)
 			size_t z = get32(e + 1);
 			if ((e[0] == LL_M_RAW && z != n) ||
 			    (e[0] == LL_M_ZSTD && z == 0) || e[0] > LL_M_ZSTD ||
-			    z > len - pos)
+			    z > SIZE_MAX - pos)
 				return -EBADMSG;
 			pos += z;
 		}
 	}
-	return pos == len ? 0 : -EBADMSG;
+	*total = pos;
+	return 0;
+}
+
+/* A whole blob: the prefix checks, and the table's lengths tile the rest
+ * of the blob exactly. */
+static int parse(const unsigned char *s, size_t len, struct ll_hdr *h)
+{
+	size_t total;
+	int rc = parse_prefix(s, len, h, &total);
+	return rc ? rc : total == len ? 0 : -EBADMSG;
 }
 
 int tcz_lossless_decoded_size(const void *src, size_t len, size_t *out)
@@ -730,6 +781,38 @@ static int unzstd(ZSTD_DCtx *dctx, unsigned char *dst, size_t n,
 	return r == n ? 0 : -EBADMSG;
 }
 
+/* Decodes one block of n elements whose table entries are at e and whose
+ * stored planes start at src, into dst (n * es bytes); ctx->scratch holds
+ * n * es bytes when es > 1. */
+static int decode_block(tcz_lossless_ctx *ctx, const struct ll_hdr *h,
+			const unsigned char *e, const unsigned char *src,
+			size_t n, unsigned char *dst)
+{
+	size_t es = h->es, pos = 0;
+	const unsigned char *pl[8];
+	int rc;
+
+	for (size_t j = 0; j < es; j++, e += LL_ENTRY) {
+		size_t z = get32(e + 1);
+		/* single-byte planes are the output itself */
+		unsigned char *to = es == 1 ? dst : ctx->scratch + j * n;
+		if (e[0] == LL_M_RAW) {
+			if (es == 1)
+				memcpy(to, src + pos, n);
+			pl[j] = src + pos; /* merged from in place */
+		} else {
+			rc = unzstd(ctx->dctx, to, n, src + pos, z);
+			if (rc)
+				return rc;
+			pl[j] = to;
+		}
+		pos += z;
+	}
+	if (es > 1)
+		merge_planes(pl, es, n, h->rot, dst);
+	return 0;
+}
+
 static int decode_planes(tcz_lossless_ctx *ctx, const struct ll_hdr *h,
 			 const unsigned char *src, unsigned char *dst)
 {
@@ -740,32 +823,103 @@ static int decode_planes(tcz_lossless_ctx *ctx, const struct ll_hdr *h,
 	if (es > 1 && (rc = grow(&ctx->scratch, &ctx->scratch_cap,
 				 h->blk < h->dlen ? h->blk : h->dlen)))
 		return rc;
-	for (size_t off = 0; off < h->dlen; off += h->blk) {
+	for (size_t off = 0; off < h->dlen; off += h->blk, e += es * LL_ENTRY) {
 		size_t bl = h->dlen - off < h->blk ? h->dlen - off : h->blk;
-		size_t n = bl / es;
-		const unsigned char *pl[8];
+		if ((rc = decode_block(ctx, h, e, src + pos, bl / es, dst + off)))
+			return rc;
+		for (size_t j = 0; j < es; j++)
+			pos += get32(e + j * LL_ENTRY + 1);
+	}
+	return 0;
+}
 
-		for (size_t j = 0; j < es; j++, e += LL_ENTRY) {
+/* ---- blocks one at a time ----------------------------------------------- */
+
+int tcz_lossless_prefix_len(const void *src, size_t len, size_t *out)
+{
+	const unsigned char *s = src;
+	if (!s || len < LL_HDR || get32(s) != LL_MAGIC || s[4] != LL_VERSION ||
+	    s[5] >= TCZ_DT_COUNT)
+		return -EBADMSG;
+	if (s[6] != LL_MODE_PLANES)
+		return s[6] == LL_MODE_RAW ? -ENOTSUP : -EBADMSG;
+	size_t es = tcz_dtype_size((tcz_dtype)s[5]);
+	uint64_t dlen = get64(s + 8);
+	uint32_t blk = get32(s + 16);
+	if (!blk || blk % es || blk > LL_MAX_BLOCK || !dlen || dlen % es)
+		return -EBADMSG;
+	uint64_t nb = dlen / blk + (dlen % blk != 0);
+	if (nb > (SIZE_MAX - LL_HDR) / LL_ENTRY / es)
+		return -EBADMSG;
+	*out = LL_HDR + (size_t)nb * es * LL_ENTRY;
+	return 0;
+}
+
+/* The prefix alone (header + table), checked; *total the blob's length. */
+static int parse_planes_prefix(const void *prefix, size_t plen,
+			       struct ll_hdr *h, size_t *total)
+{
+	size_t want;
+	int rc = tcz_lossless_prefix_len(prefix, plen, &want);
+	if (rc)
+		return rc;
+	if (plen != want)
+		return -EBADMSG;
+	return parse_prefix(prefix, plen, h, total);
+}
+
+int tcz_lossless_block_at(const void *prefix, size_t plen, size_t i,
+			  tcz_lossless_block *b, size_t *nblocks)
+{
+	struct ll_hdr h;
+	size_t total;
+	int rc = parse_planes_prefix(prefix, plen, &h, &total);
+	if (rc)
+		return rc;
+	if (nblocks)
+		*nblocks = h.nblocks;
+	if (i >= h.nblocks)
+		return -ERANGE;
+	size_t pos = h.data;
+	const unsigned char *e = h.tab;
+	for (size_t k = 0; k <= i; k++)
+		for (size_t j = 0; j < h.es; j++, e += LL_ENTRY) {
 			size_t z = get32(e + 1);
-			/* single-byte planes are the output itself */
-			unsigned char *to = es == 1 ? dst + off
-						    : ctx->scratch + j * n;
-			if (e[0] == LL_M_RAW) {
-				if (es == 1)
-					memcpy(to, src + pos, n);
-				pl[j] = src + pos; /* merged from in place */
-			} else {
-				rc = unzstd(ctx->dctx, to, n, src + pos, z);
-				if (rc)
-					return rc;
-				pl[j] = to;
+			if (k == i) {
+				if (j == 0)
+					b->data_off = pos, b->data_len = 0;
+				b->data_len += z;
 			}
 			pos += z;
 		}
-		if (es > 1)
-			merge_planes(pl, es, n, h->rot, dst + off);
-	}
+	b->dec_off = i * h.blk;
+	b->dec_len = i + 1 < h.nblocks ? h.blk : h.dlen - i * h.blk;
 	return 0;
+}
+
+int tcz_lossless_decode_block(tcz_lossless_ctx *ctx, const void *prefix,
+			      size_t plen, size_t i, const void *data,
+			      size_t data_len, void *dst, size_t dst_len)
+{
+	struct ll_hdr h;
+	tcz_lossless_block b;
+	tcz_lossless_ctx *own = NULL;
+	int rc = tcz_lossless_block_at(prefix, plen, i, &b, NULL);
+	if (rc)
+		return rc;
+	if (b.data_len != data_len || b.dec_len != dst_len || !data || !dst)
+		return -EINVAL;
+	size_t total;
+	(void)parse_planes_prefix(prefix, plen, &h, &total); /* checked above */
+	if (!ctx && !(ctx = own = tcz_lossless_ctx_create()))
+		return -ENOMEM;
+	if (h.es > 1)
+		rc = grow(&ctx->scratch, &ctx->scratch_cap, dst_len);
+	if (rc == 0)
+		rc = decode_block(ctx, &h, h.tab + i * h.es * LL_ENTRY, data,
+				  dst_len / h.es, dst);
+	tcz_lossless_ctx_free(own);
+	return rc;
 }
 
 int tcz_lossless_decode(tcz_lossless_ctx *ctx, const void *src, size_t len,

@@ -49,4 +49,40 @@ int tcz_lossless_decoded_size(const void *src, size_t len, size_t *out);
 int tcz_lossless_decode(tcz_lossless_ctx *ctx, const void *src, size_t len,
 			void *dst, size_t dst_len);
 
+/* ---- one block at a time ------------------------------------------------
+ * A planes-mode blob is a sequence of blocks, each decodable on its own
+ * from the blob's prefix (the header and the plane table) and the block's
+ * stored bytes: a reader that wants a few KiB of a chunk fetches and
+ * decodes just the blocks under them. */
+
+typedef struct tcz_lossless_block {
+	size_t data_off; /* the block's stored planes: blob bytes */
+	size_t data_len; /*   [data_off, data_off + data_len) */
+	size_t dec_off;	 /* its decoded bytes: [dec_off, dec_off + dec_len) */
+	size_t dec_len;	 /*   of the decoded output */
+} tcz_lossless_block;
+
+/* Length of the prefix (header + plane table) of the blob whose first len
+ * (>= 24) bytes are at src.
+ * Errors: -ENOTSUP a raw-mode blob (one piece, no blocks); -EBADMSG
+ * malformed header. */
+int tcz_lossless_prefix_len(const void *src, size_t len, size_t *out);
+
+/* Where block i of the blob with this prefix (exactly its
+ * tcz_lossless_prefix_len bytes, header check verified) lies; *nblocks
+ * (may be NULL) gets the number of blocks.
+ * Errors: -ENOTSUP raw mode; -EBADMSG malformed prefix; -ERANGE i is not
+ * a block (*nblocks is still set). */
+int tcz_lossless_block_at(const void *prefix, size_t plen, size_t i,
+			  tcz_lossless_block *b, size_t *nblocks);
+
+/* Decodes block i alone: data[0..data_len) are the blob's bytes of the
+ * block (tcz_lossless_block_at), dst gets its dec_len bytes. ctx may be
+ * NULL. Never reads outside data nor writes outside dst.
+ * Errors: as tcz_lossless_block_at; -EINVAL data_len or dst_len is not
+ * the block's; -EBADMSG the block does not decode; -ENOMEM. */
+int tcz_lossless_decode_block(tcz_lossless_ctx *ctx, const void *prefix,
+			      size_t plen, size_t i, const void *data,
+			      size_t data_len, void *dst, size_t dst_len);
+
 #endif

@@ -473,6 +473,7 @@ static const struct {
 	{"rcache", offsetof(tcz_store, rcache), 2},
 	{"rcmeta", offsetof(tcz_store, rcmeta), 2},
 	{"rclru", offsetof(tcz_store, rclru), 2},
+	{"blocks", offsetof(tcz_store, blocks), 2},
 };
 #define N_TABLES (sizeof tables / sizeof tables[0])
 
@@ -506,6 +507,8 @@ static int open_dbis(tcz_store *s, MDB_txn *txn, unsigned flags,
 			stream_tables++;
 		if (d == &s->rclru)
 			s->has_remote = 1; /* the last of the four */
+		if (d == &s->blocks)
+			s->has_blocks = 1;
 	}
 	s->has_streams = stream_tables == 3;
 	return 0;
@@ -705,7 +708,7 @@ int tcz_store_open(const char *dir, unsigned flags, tcz_store **out)
 	for (;;) {
 		rc = mdb_env_create(&s->env);
 		if (rc == 0)
-			rc = mdb_env_set_maxdbs(s->env, 32); /* 21 used */
+			rc = mdb_env_set_maxdbs(s->env, 32); /* 22 used */
 		if (rc == 0)
 			rc = mdb_env_set_maxreaders(s->env, MAX_READERS);
 		if (rc == 0)

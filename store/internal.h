@@ -23,7 +23,8 @@ struct tcz_store {
 	MDB_env *env;
 	MDB_dbi meta, models, tensors, aux, chunks, refs, ttcores, stats,
 		imports, pending, segments, dropped, profiles, asicsums,
-		streams, sindex, sstats, remotes, rcache, rcmeta, rclru;
+		streams, sindex, sstats, remotes, rcache, rcmeta, rclru,
+		blocks;
 	int has_dropped; /* a schema 1 store opened read-only has none */
 	/* profiles and asicsums came later in schema 2: a writable open
 	 * creates them, a read-only one of an older store finds none */
@@ -35,6 +36,10 @@ struct tcz_store {
 	/* remotes and the remote chunk cache (rcache, rcmeta, rclru) came
 	 * later in schema 2 too: all four are created together */
 	int has_remote;
+	/* the block index (blocks.c) came later in schema 2: a writable
+	 * open creates it, a read-only open of an older store reads every
+	 * chunk whole */
+	int has_blocks;
 	unsigned flags;
 	char *dir;
 	int data_fd;  /* LMDB's descriptor of data.mdb: values are pread */
@@ -246,6 +251,38 @@ typedef struct tcz_chunk_hdr {
 int tcz__chunk_parse(const void *val, size_t len, tcz_chunk_hdr *h);
 void tcz__chunk_key(const void *val, size_t len,
 		    unsigned char key[TCZ_KEY_LEN]);
+
+/* ---- the block index (blocks.c) ----------------------------------------- */
+
+/* Indexes the blocks of a new chunk value (lossless, several blocks; any
+ * other value is left alone). Errors: -ENOMEM; LMDB's (the transaction
+ * is then to be aborted). */
+int tcz__blocks_put(tcz_store *s, MDB_txn *txn, const unsigned char *key,
+		    const void *val, size_t len);
+/* 1 when rec[0..rlen) is exactly the record of chunk value val, 0 when
+ * not (damaged, or the value is), -ENOMEM. */
+int tcz__blocks_matches(const void *rec, size_t rlen, const void *val,
+			size_t len);
+/* Drops chunk key's index record, if any. Errors: LMDB's. */
+int tcz__blocks_del(tcz_store *s, MDB_txn *txn, const unsigned char *key);
+
+/* Whether rec[0..rlen) is a well-formed index record (its hash, its
+ * fields, a valid blob prefix) for a chunk of chunk_len decoded bytes of
+ * dtype dt; then *plen is its prefix length and *nb its number of
+ * blocks. */
+int tcz__blocks_check(const unsigned char *rec, size_t rlen, tcz_dtype dt,
+		      uint32_t chunk_len, size_t *plen, size_t *nb);
+
+/* Bytes [off, off+len) of chunk key's decoded content (chunk_len bytes
+ * of dtype dt) into dst, fetching and decoding only the blocks under
+ * them, each checked against its hash.
+ * Errors: -ENOTSUP no usable index (a single-block, raw or lossy chunk,
+ * a store written before the index, a damaged record): read the chunk
+ * whole, which verifies it; -EIO a block does not match its hash or the
+ * pread failed; -EBADMSG a block does not decode; -ENOMEM. */
+int tcz__read_chunk_part(tcz_reader *r, const unsigned char *key,
+			 tcz_dtype dt, uint32_t chunk_len, uint32_t off,
+			 uint32_t len, void *dst);
 
 /* Whether a tensor may be stored lossy when nothing names it (import.c):
  * float, at least min_size values, two dimensions above 1, and not a norm

@@ -321,6 +321,8 @@ void tcz_reader_free(tcz_reader *r)
 	free(r->f32);
 	free(r->val);
 	free(r->memo);
+	free(r->bidx);
+	free(r->part);
 	free(r);
 }
 

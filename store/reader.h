@@ -34,6 +34,10 @@ struct tcz_reader {
 	uint64_t memo_id;
 	tcz_src memo_src;
 	int memo_ok;
+	/* tcz__read_chunk_part: the block index record, the blocks' bytes
+	 * and a block's decoding */
+	unsigned char *bidx, *part;
+	size_t bidx_len, bidx_cap, part_cap;
 };
 
 #endif

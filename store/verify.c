@@ -374,6 +374,52 @@ static void holder(vctx *v, const owner *o, const char **model, char *what,
 	snprintf(what, n, "%s (chunk %s)", t, hex);
 }
 
+/* The block index (blocks.c) against the chunks: a record of no chunk is
+ * a leak, a record that is not its chunk's is damaged (reads do not trust
+ * it and read the chunk whole; a damaged chunk is reported on its own). */
+static int check_block_index(vctx *v)
+{
+	MDB_cursor *c;
+	MDB_val k, d, cv;
+	char hex[33];
+	if (!v->s->has_blocks)
+		return 0;
+	int rc = mdb_cursor_open(v->txn, v->s->blocks, &c);
+	if (rc)
+		return tcz__mdb_err(rc);
+	for (rc = mdb_cursor_get(c, &k, &d, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) {
+		if (k.mv_size != TCZ_KEY_LEN) {
+			report(v, "-", "block index", "a record with a %zu-byte key",
+			       k.mv_size);
+			continue;
+		}
+		key_hex(k.mv_data, hex);
+		if (mdb_get(v->txn, v->s->chunks, &k, &cv) != 0) {
+			if (!v->uncertain)
+				report(v, "-", hex,
+				       "block index record of no chunk");
+			continue;
+		}
+		unsigned char got[TCZ_KEY_LEN];
+		tcz__chunk_key(cv.mv_data, cv.mv_size, got);
+		if (memcmp(got, k.mv_data, TCZ_KEY_LEN) != 0)
+			continue; /* the chunk itself is damaged: said there */
+		int m = tcz__blocks_matches(d.mv_data, d.mv_size, cv.mv_data,
+					    cv.mv_size);
+		if (m < 0) {
+			mdb_cursor_close(c);
+			return m;
+		}
+		if (!m)
+			report(v, "-", hex,
+			       "its block index record is damaged (small reads "
+			       "read the chunk whole)");
+	}
+	mdb_cursor_close(c);
+	return 0;
+}
+
 static int check_refs(vctx *v)
 {
 	MDB_cursor *c;
@@ -425,7 +471,7 @@ static int check_refs(vctx *v)
 		report(v, "-", hex, "chunk referenced by no model");
 	}
 	mdb_cursor_close(c);
-	return 0;
+	return check_block_index(v);
 }
 
 static void check_meta(vctx *v)

@@ -966,6 +966,18 @@ int tcz_view_decode(tcz_reader *r, const tcz_mview *v, const tcz_src *s,
 	return tcz__read_chunk(r, tn->chunks[s->chunk], tn->dtype, dst, s->len);
 }
 
+int tcz_view_decode_part(tcz_reader *r, const tcz_mview *v, const tcz_src *s,
+			 uint32_t off, uint32_t len, void *dst)
+{
+	if (v->src || s->kind != TCZ_SRC_TENSOR || s->chunk >= src_count(v, s))
+		return -ENOTSUP;
+	const tcz_tensor *tn = &v->m->tensors[s->index];
+	if (tn->codec != TCZ_CODEC_LOSSLESS)
+		return -ENOTSUP;
+	return tcz__read_chunk_part(r, tn->chunks[s->chunk], tn->dtype, s->len,
+				    off, len, dst);
+}
+
 static int same_src(const tcz_src *a, const tcz_src *b)
 {
 	return a->kind == b->kind && a->index == b->index && a->chunk == b->chunk;

@@ -150,6 +150,17 @@ int tcz_view_src_next(const tcz_mview *v, const tcz_src *s, uint32_t k,
 void tcz_view_src_describe(const tcz_mview *v, const tcz_src *s, char *buf,
 			   size_t n);
 
+/* Bytes [off, off+len) of source s into dst, fetching and decoding only
+ * the blocks of its chunk under them (a small read of a lossless chunk of
+ * the local store; see the block index in docs/formats.md), each block
+ * checked against its hash.
+ * Errors: -ENOTSUP the source is not read in parts (a TT, lossy or
+ * remote source, a chunk without an index): use tcz_view_decode; -EIO a
+ * block fails its check (or a read error); -EBADMSG it does not decode;
+ * -ENOMEM. */
+int tcz_view_decode_part(tcz_reader *r, const tcz_mview *v, const tcz_src *s,
+			 uint32_t off, uint32_t len, void *dst);
+
 /* Decodes source s into dst (s->len bytes), verifying every stored value
  * on the way. Errors: -EIO a checksum mismatch (or a read error);
  * -ENODATA a value the records name is missing; -EBADMSG a value that

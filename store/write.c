@@ -121,7 +121,7 @@ int tcz__decref(tcz_store *s, MDB_txn *txn, const unsigned char *key)
 	rc = mdb_del(txn, s->chunks, &k, NULL);
 	if (rc && rc != MDB_NOTFOUND)
 		return tcz__mdb_err(rc);
-	return 0;
+	return tcz__blocks_del(s, txn, key);
 }
 
 static int incref_chunk(tcz_store *s, MDB_txn *txn, const item *it)
@@ -142,8 +142,22 @@ static int incref_chunk(tcz_store *s, MDB_txn *txn, const item *it)
 	}
 	if (rc == 0 && mdb_get(txn, s->chunks, &k, &d) == 0) {
 		/* same XXH3-128: make sure it is the same bytes before sharing */
-		if (d.mv_size != it->len || memcmp(d.mv_data, it->val, it->len))
-			return tcz__fail(-EIO, "chunk hash collision refused");
+		if (d.mv_size != it->len || memcmp(d.mv_data, it->val, it->len)) {
+			unsigned char have[TCZ_KEY_LEN];
+			tcz__chunk_key(d.mv_data, d.mv_size, have);
+			if (memcmp(have, it->key, TCZ_KEY_LEN) == 0)
+				return tcz__fail(-EIO,
+						 "chunk hash collision refused");
+			/* the stored copy no longer hashes to its key: it is
+			 * damaged, and the new bytes, which do, replace it
+			 * (every model sharing it reads right again) */
+			d = (MDB_val){it->len, it->val};
+			if ((rc = mdb_put(txn, s->chunks, &k, &d, 0)))
+				return tcz__mdb_err(rc);
+			if ((rc = tcz__blocks_put(s, txn, it->key, it->val,
+						  it->len)))
+				return rc;
+		}
 		return refs_put(s, txn, it->key, c + 1);
 	}
 	if (rc && rc != -ENOENT)
@@ -153,6 +167,8 @@ static int incref_chunk(tcz_store *s, MDB_txn *txn, const item *it)
 	d = (MDB_val){it->len, it->val};
 	if ((rc = mdb_put(txn, s->chunks, &k, &d, 0)))
 		return tcz__mdb_err(rc);
+	if ((rc = tcz__blocks_put(s, txn, it->key, it->val, it->len)))
+		return rc;
 	return refs_put(s, txn, it->key, c ? c + 1 : 1);
 }
 

@@ -203,8 +203,40 @@ static void log_failure(tczfs *fs, const fs_model *fm, uint32_t file,
 				  : "corrupt (does not decode)");
 }
 
+typedef struct part_arg {
+	tczfs *fs;
+	const fs_model *fm;
+	const tcz_src *src;
+	uint32_t off;
+} part_arg;
+
+static int part_fill(void *arg, void *dst, size_t len)
+{
+	part_arg *a = arg;
+	tcz_reader *r = fs_reader(a->fs);
+	if (!r)
+		return -ENOMEM;
+	atomic_fetch_add((atomic_uint_fast64_t *)&a->fm->st[a->src->index]
+				 .decodes,
+			 1);
+	return tcz_view_decode_part(r, a->fm->v, a->src, a->off, (uint32_t)len,
+				    dst);
+}
+
+/* The cache key of blocks [off, off+len) of a chunk: the chunk's key with
+ * the span folded into its last 8 bytes (and a bit no chunk offset sets),
+ * so the span is cached apart from the whole chunk and from other spans. */
+static void span_key(unsigned char key[TCZ_KEY_LEN], uint32_t off,
+		     uint32_t len)
+{
+	uint64_t x = ((uint64_t)off << 32 | len) ^ 0x8000000000000000ull;
+	for (int i = 0; i < 8; i++)
+		key[8 + i] ^= (unsigned char)(x >> (8 * i));
+}
+
 /* Serves a small read outside a sequential run: pieces of chunks not in
- * the cache come from their blocks alone, and nothing enters the cache.
+ * the cache come from the blocks under them alone, which are cached as a
+ * span of their own (a random reader that comes back finds them).
  * Returns 1 when it replied, 0 when the read is for the usual path. */
 static int part_read(tczfs *fs, fuse_req_t req, fs_file *f,
 		     const tcz_pieces *l, uint64_t off, size_t size)
@@ -233,13 +265,25 @@ static int part_read(tczfs *fs, fuse_req_t req, fs_file *f,
 		}
 		failed = i;
 		unsigned char key[TCZ_KEY_LEN];
+		uint32_t so = 0, sl = 0;
 		tcz_view_src_key(fm->v, &p->src, key);
 		rc = tcz_cache_has(fs->cache, key)
 			     ? -ENOTSUP
-			     : tcz_view_decode_part(r, fm->v, &p->src, p->off,
-						    p->len, to);
-		if (rc == 0 && p->src.kind == TCZ_SRC_TENSOR)
-			atomic_fetch_add(&fm->st[p->src.index].decodes, 1);
+			     : tcz_view_part_span(r, fm->v, &p->src, p->off,
+						  p->len, &so, &sl);
+		if (rc == 0) {
+			part_arg a = {fs, fm, &p->src, so};
+			tcz_cache_entry *e;
+			span_key(key, so, sl);
+			if ((rc = tcz_cache_get(fs->cache, key, sl, part_fill, &a,
+						&e)) == 0) {
+				memcpy(to,
+				       (const unsigned char *)tcz_cache_data(e) +
+					       (p->off - so),
+				       p->len);
+				tcz_cache_release(fs->cache, e);
+			}
+		}
 		if (rc == -ENOTSUP) { /* whole, through the cache */
 			tcz_cache_entry *e;
 			if ((rc = get_src(fs, fm, &p->src, &e)) == 0) {

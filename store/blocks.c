@@ -162,6 +162,40 @@ int tcz__blocks_check(const unsigned char *rec, size_t rlen, tcz_dtype dt,
 	return 1;
 }
 
+int tcz__chunk_part_span(tcz_reader *r, const unsigned char *key,
+			 tcz_dtype dt, uint32_t chunk_len, uint32_t off,
+			 uint32_t len, uint32_t *span_off, uint32_t *span_len)
+{
+	tcz_store *s = r->s;
+	if (!s->has_blocks || !len || off > chunk_len || len > chunk_len - off)
+		return -ENOTSUP;
+	int rc = tcz__rtxn_begin(s, &r->txn);
+	if (rc)
+		return rc;
+	MDB_val k = {TCZ_KEY_LEN, (void *)key}, d;
+	rc = mdb_get(r->txn, s->blocks, &k, &d);
+	if (rc == 0 && (rc = grow(&r->bidx, &r->bidx_cap, d.mv_size)) == 0) {
+		memcpy(r->bidx, d.mv_data, d.mv_size);
+		r->bidx_len = d.mv_size;
+	}
+	pthread_rwlock_unlock(&s->map_lock);
+	mdb_txn_reset(r->txn);
+	size_t plen, nb;
+	if (rc || !tcz__blocks_check(r->bidx, r->bidx_len, dt, chunk_len,
+				     &plen, &nb))
+		return rc == ENOMEM ? -ENOMEM : -ENOTSUP;
+	const unsigned char *pre = r->bidx + BI_HDR;
+	tcz_lossless_block b0, b1;
+	if (tcz_lossless_block_at(pre, plen, 0, &b0, NULL) ||
+	    tcz_lossless_block_at(pre, plen, off / b0.dec_len, &b0, NULL) ||
+	    tcz_lossless_block_at(pre, plen, (off + len - 1) / b0.dec_len, &b1,
+				  NULL))
+		return -ENOTSUP;
+	*span_off = (uint32_t)b0.dec_off;
+	*span_len = (uint32_t)(b1.dec_off + b1.dec_len - b0.dec_off);
+	return 0;
+}
+
 int tcz__read_chunk_part(tcz_reader *r, const unsigned char *key,
 			 tcz_dtype dt, uint32_t chunk_len, uint32_t off,
 			 uint32_t len, void *dst)
@@ -217,7 +251,9 @@ int tcz__read_chunk_part(tcz_reader *r, const unsigned char *key,
 		 * the copy is made, as in tcz__fetch */
 		unsigned char *p = r->part;
 		for (size_t got = 0; rc == 0 && got < n;) {
-			ssize_t g = pread(s->data_fd, p + got, n - got,
+			ssize_t g = pread(s->rand_fd >= 0 ? s->rand_fd
+							  : s->data_fd,
+					  p + got, n - got,
 					  (off_t)((uint64_t)voff + from + got));
 			if (g > 0)
 				got += (size_t)g;

@@ -2,6 +2,7 @@
  * the map and its size, the writer gate. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -686,7 +687,7 @@ int tcz_store_open(const char *dir, unsigned flags, tcz_store **out)
 		return -ENOMEM;
 	}
 	s->flags = flags;
-	s->data_fd = s->pin_fd = s->gc_fd = -1;
+	s->data_fd = s->pin_fd = s->gc_fd = s->rand_fd = -1;
 	pthread_rwlockattr_t ra;
 	pthread_rwlockattr_init(&ra);
 	/* a pending remap must not wait behind a stream of new readers */
@@ -744,6 +745,15 @@ int tcz_store_open(const char *dir, unsigned flags, tcz_store **out)
 		return e;
 	}
 	mdb_env_get_fd(s->env, &s->data_fd);
+	/* A second descriptor without readahead for the block reads: an
+	 * 11 KiB pread on LMDB's own descriptor read the 128 KiB around it
+	 * (the cold 4 KiB p50 stayed at ~400 us), while whole-chunk reads
+	 * keep readahead, which serves a sequential reader. */
+	char dp[PATH_MAX];
+	snprintf(dp, sizeof dp, "%s/data.mdb", dir);
+	s->rand_fd = open(dp, O_RDONLY | O_CLOEXEC);
+	if (s->rand_fd >= 0)
+		posix_fadvise(s->rand_fd, 0, 0, POSIX_FADV_RANDOM);
 	if ((rc = check_size(s))) {
 		tcz_store_close(s);
 		return rc;
@@ -814,6 +824,8 @@ void tcz_store_close(tcz_store *s)
 		close(s->pin_fd);
 	if (s->gc_fd >= 0)
 		close(s->gc_fd);
+	if (s->rand_fd >= 0)
+		close(s->rand_fd);
 	pthread_rwlock_destroy(&s->map_lock);
 	pthread_mutex_destroy(&s->write_lock);
 	pthread_mutex_destroy(&s->pin_lock);

@@ -43,6 +43,8 @@ struct tcz_store {
 	unsigned flags;
 	char *dir;
 	int data_fd;  /* LMDB's descriptor of data.mdb: values are pread */
+	int rand_fd;  /* data.mdb again, no readahead: block reads; -1 when
+		       * it could not be opened (data_fd is used) */
 	size_t psize; /* LMDB page size */
 
 	/* Held shared by every transaction of this process while it uses
@@ -272,6 +274,12 @@ int tcz__blocks_del(tcz_store *s, MDB_txn *txn, const unsigned char *key);
  * blocks. */
 int tcz__blocks_check(const unsigned char *rec, size_t rlen, tcz_dtype dt,
 		      uint32_t chunk_len, size_t *plen, size_t *nb);
+
+/* The whole blocks of chunk key that cover [off, off+len): decoded bytes
+ * [*span_off, *span_off + *span_len). Errors: as tcz__read_chunk_part. */
+int tcz__chunk_part_span(tcz_reader *r, const unsigned char *key,
+			 tcz_dtype dt, uint32_t chunk_len, uint32_t off,
+			 uint32_t len, uint32_t *span_off, uint32_t *span_len);
 
 /* Bytes [off, off+len) of chunk key's decoded content (chunk_len bytes
  * of dtype dt) into dst, fetching and decoding only the blocks under

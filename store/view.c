@@ -966,13 +966,31 @@ int tcz_view_decode(tcz_reader *r, const tcz_mview *v, const tcz_src *s,
 	return tcz__read_chunk(r, tn->chunks[s->chunk], tn->dtype, dst, s->len);
 }
 
+/* The tensor of a source read in parts, or NULL. */
+static const tcz_tensor *part_tensor(const tcz_mview *v, const tcz_src *s)
+{
+	if (v->src || s->kind != TCZ_SRC_TENSOR || s->chunk >= src_count(v, s))
+		return NULL;
+	const tcz_tensor *tn = &v->m->tensors[s->index];
+	return tn->codec == TCZ_CODEC_LOSSLESS ? tn : NULL;
+}
+
+int tcz_view_part_span(tcz_reader *r, const tcz_mview *v, const tcz_src *s,
+		       uint32_t off, uint32_t len, uint32_t *span_off,
+		       uint32_t *span_len)
+{
+	const tcz_tensor *tn = part_tensor(v, s);
+	if (!tn)
+		return -ENOTSUP;
+	return tcz__chunk_part_span(r, tn->chunks[s->chunk], tn->dtype, s->len,
+				    off, len, span_off, span_len);
+}
+
 int tcz_view_decode_part(tcz_reader *r, const tcz_mview *v, const tcz_src *s,
 			 uint32_t off, uint32_t len, void *dst)
 {
-	if (v->src || s->kind != TCZ_SRC_TENSOR || s->chunk >= src_count(v, s))
-		return -ENOTSUP;
-	const tcz_tensor *tn = &v->m->tensors[s->index];
-	if (tn->codec != TCZ_CODEC_LOSSLESS)
+	const tcz_tensor *tn = part_tensor(v, s);
+	if (!tn)
 		return -ENOTSUP;
 	return tcz__read_chunk_part(r, tn->chunks[s->chunk], tn->dtype, s->len,
 				    off, len, dst);

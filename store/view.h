@@ -161,6 +161,14 @@ void tcz_view_src_describe(const tcz_mview *v, const tcz_src *s, char *buf,
 int tcz_view_decode_part(tcz_reader *r, const tcz_mview *v, const tcz_src *s,
 			 uint32_t off, uint32_t len, void *dst);
 
+/* The whole blocks of source s that cover [off, off+len): its decoded
+ * bytes [*span_off, *span_off + *span_len), what a reader caches after a
+ * part read (tcz_view_decode_part of the span decodes exactly them).
+ * Errors: as tcz_view_decode_part. */
+int tcz_view_part_span(tcz_reader *r, const tcz_mview *v, const tcz_src *s,
+		       uint32_t off, uint32_t len, uint32_t *span_off,
+		       uint32_t *span_len);
+
 /* Decodes source s into dst (s->len bytes), verifying every stored value
  * on the way. Errors: -EIO a checksum mismatch (or a read error);
  * -ENODATA a value the records name is missing; -EBADMSG a value that

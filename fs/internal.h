@@ -179,6 +179,9 @@ struct tczfs {
 	pthread_t hot_thread, tier_thread;
 	int hot_started, tier_started;
 	atomic_int hot_kick; /* a pin asked for a pass now */
+	/* when the last read request came in (fs_mono_ns): background
+	 * decoding (the hot set) waits while reads keep coming */
+	_Atomic uint64_t last_read_ns;
 	volatile int tier_stop; /* tells a tiering pass to stop */
 
 	pthread_mutex_t alock; /* guards profiles, n_profiles, profiles_gen,

@@ -329,6 +329,8 @@ int fs_read_range(tczfs *fs, fs_model *fm, uint32_t file, uint64_t off,
 
 void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
 {
+	atomic_store_explicit(&fs->last_read_ns, fs_mono_ns(),
+			      memory_order_relaxed);
 	fs_model *fm = f->fm;
 	const tcz_vfile *vf = tcz_mview_file(fm->v, f->file);
 	if (off >= vf->size || size == 0) {

@@ -67,6 +67,9 @@ static inline fuse_ino_t ino_make(uint64_t id, uint32_t local)
 /* Access statistics of one tensor, updated without locks: what the
  * store held when last read (base_*) plus this daemon's reads since
  * (saved as deltas, so several daemons add up). */
+/* Slots of tczfs.touched: recent part reads remembered per chunk */
+#define FS_TOUCHED 4096
+
 typedef struct fs_tstat {
 	atomic_uint_fast64_t base_reads, base_bytes;
 	atomic_uint_fast64_t reads, bytes, last;
@@ -208,6 +211,10 @@ struct tczfs {
 
 	pthread_t *pf_threads;
 	unsigned pf_count;
+	/* chunks read in parts lately, by a hash of their key (read.c,
+	 * part_read); lock-free, a lost or false entry only costs a
+	 * decode */
+	_Atomic uint64_t touched[FS_TOUCHED];
 	pthread_mutex_t pflock; /* guards pfq, pf_head, pf_len, pf_stop */
 	pthread_cond_t pfcond;
 	prefetch_job *pfq;

@@ -95,6 +95,38 @@ print("block reads: %d spans for 300 reads in %d chunks" % (n1, chunks))
 PY
 echo "small random reads decode blocks, cached"
 
+# a chunk read in parts a second time is decoded whole behind the read
+# (the prefetcher, which needs --cache-mb >= 64): a third read of another
+# of its blocks decodes nothing
+umount_store "$M"
+mount_store "$M" --cache-mb 128 --hot-mb 0
+$PY - "$M/f32/model.safetensors" "$T/f32.safetensors" <<'PY'
+import json, os, struct, sys, time
+mnt = sys.argv[1]
+with open(sys.argv[2], "rb") as f:  # the header, from the source
+    n = struct.unpack("<Q", f.read(8))[0]
+    hdr = json.loads(f.read(n))
+fd = os.open(mnt, os.O_RDONLY)
+os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+base = 8 + n
+t = next(v for k, v in hdr.items() if k != "__metadata__" and
+         v["data_offsets"][0] > 0 and
+         v["data_offsets"][1] - v["data_offsets"][0] >= 256 << 10)
+start = base + t["data_offsets"][0]  # its first 128 KiB chunk
+dec = lambda: int(os.getxattr(mnt, "user.tczfs.decodes"))
+a = (start + (8 << 10) + 4095) & ~4095  # pages inside one 16 KiB block
+d0 = dec()
+os.pread(fd, 4096, a)              # block 0, in parts
+os.pread(fd, 4096, a + (48 << 10)) # block 3: second time, whole behind
+time.sleep(1)
+d1 = dec()
+os.pread(fd, 4096, a + (96 << 10)) # block 6: from the whole chunk
+d2 = dec()
+assert d1 - d0 == 3, "%d decodes for two part reads and the whole chunk" % (d1 - d0)
+assert d2 == d1, "the third read decoded %d" % (d2 - d1)
+PY
+echo "a chunk read twice in parts is decoded whole"
+
 # 4 concurrent readers of the same and of different files
 sync
 echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true

@@ -519,6 +519,50 @@ static void block_index(void **state)
 	tcz_mview_put(v);
 	tcz_reader_free(r);
 	tcz_store_close(s);
+
+	/* a store from before the block index (no `blocks` table): read-only
+	 * it reads every chunk whole; a writable open adds the table, empty */
+	MDB_dbi dbi;
+	mdb_env_create(&env);
+	mdb_env_set_maxdbs(env, 32);
+	mdb_env_set_maxreaders(env, 4096);
+	mdb_env_set_mapsize(env, 1u << 30);
+	assert_int_equal(mdb_env_open(env, sdir, MDB_NOTLS, 0600), 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "blocks", 0, &dbi), 0);
+	assert_int_equal(mdb_drop(txn, dbi, 1), 0);
+	assert_int_equal(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+	for (int rw = 0; rw < 2; rw++) {
+		assert_int_equal(tcz_store_open(sdir, rw ? 0 : TCZ_STORE_RDONLY,
+						&s),
+				 0);
+		assert_int_equal(tcz_reader_create(s, &r), 0);
+		assert_int_equal(tcz_view_open_path(s, "m/model.safetensors",
+						    &v, &f),
+				 0);
+		assert_int_equal(tcz_view_decode_part(r, v, &cs, 0, 100, buf),
+				 -ENOTSUP);
+		assert_int_equal(tcz_view_decode(r, v, &cs, whole), 0);
+		assert_memory_equal(whole, src + cs_at, cs.len);
+		tcz_mview_put(v);
+		tcz_reader_free(r);
+		tcz_store_close(s);
+	}
+	/* created by the writable open, empty */
+	MDB_stat st;
+	mdb_env_create(&env);
+	mdb_env_set_maxdbs(env, 32);
+	mdb_env_set_maxreaders(env, 4096);
+	mdb_env_set_mapsize(env, 1u << 30);
+	assert_int_equal(mdb_env_open(env, sdir, MDB_NOTLS | MDB_RDONLY, 0600),
+			 0);
+	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "blocks", 0, &dbi), 0);
+	assert_int_equal(mdb_stat(txn, dbi, &st), 0);
+	assert_int_equal(st.ms_entries, 0);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
 	free(whole);
 	free(buf);
 }

@@ -38,9 +38,11 @@ typedef struct shard {
  * so filling a new entry does not fault on every page nor take the
  * process's mmap lock (with 128 KiB chunks a fresh mmap + munmap per
  * chunk cost a third of the daemon's CPU). Buffers are sized in classes
- * of POOL_STEP up to POOL_TOP; the pool holds at most POOL_BYTES in all
- * (outside the cache budget: the daemon's small constant). Smaller
- * buffers come from malloc, larger ones are mapped exactly. */
+ * of POOL_STEP up to POOL_TOP; the pool holds at most POOL_BYTES in all,
+ * and at most an eighth of the budget (it is outside the budget: part of
+ * the daemon's small constant, which a 32 MiB cache with a 16 MiB pool
+ * pushed past 64 MiB under load). Smaller buffers come from malloc,
+ * larger ones are mapped exactly. */
 #define POOL_STEP (64u << 10)
 #define POOL_TOP (1u << 20)
 #define POOL_CLASSES (POOL_TOP / POOL_STEP)
@@ -58,6 +60,7 @@ struct tcz_cache {
 	void *pool[POOL_CLASSES][POOL_MAX];
 	unsigned npool[POOL_CLASSES];
 	size_t pooled; /* bytes in the pool */
+	size_t pool_cap; /* POOL_BYTES or budget / 8, the smaller */
 };
 
 /* The class of a buffer of len bytes (its mapping is (class + 1) *
@@ -106,7 +109,7 @@ static void buf_put(tcz_cache *c, void *p, size_t len)
 	if (k >= 0) {
 		pthread_mutex_lock(&c->pool_lock);
 		if (c->npool[k] < POOL_MAX &&
-		    c->pooled + class_bytes(k) <= POOL_BYTES) {
+		    c->pooled + class_bytes(k) <= c->pool_cap) {
 			c->pool[k][c->npool[k]++] = p;
 			c->pooled += class_bytes(k);
 			p = NULL;
@@ -135,6 +138,7 @@ int tcz_cache_create(size_t budget, tcz_cache **out)
 	if (!c)
 		return -ENOMEM;
 	c->budget = budget;
+	c->pool_cap = budget / 8 < POOL_BYTES ? budget / 8 : POOL_BYTES;
 	pthread_mutex_init(&c->pool_lock, NULL);
 	for (int i = 0; i < SHARDS; i++) {
 		shard *s = &c->sh[i];

@@ -19,8 +19,9 @@
 #include "store/reader.h"
 
 /* f32 scratch of a reader: a quantized chunk is decoded through it in
- * steps of this many values when its dtype is not f32 */
-#define F32_STEP 65536u
+ * steps of this many values when its dtype is not f32 (64 KiB a reader:
+ * every FUSE worker has one) */
+#define F32_STEP 16384u
 
 /* ---- chunks ------------------------------------------------------------ */
 

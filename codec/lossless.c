@@ -629,13 +629,10 @@ int tcz_lossless_encode(tcz_lossless_ctx *ctx, tcz_dtype dt, const void *src,
 			unsigned char *alt = dst_cap / 2 >= need ? d + need
 								 : malloc(need);
 			int rep2;
-			if (!alt)
-				rc = -ENOMEM;
-			else
-				rc = encode_planes(ctx, dt, src, len, level, 1,
-						   alt, &r2, &rep2);
-			if (rc == 0 && r2 &&
-			    (!r || r2 < r - r / LL_LONG_GAIN)) {
+			/* optional: a failure here keeps the first coding */
+			if (alt && encode_planes(ctx, dt, src, len, level, 1, alt,
+						 &r2, &rep2) == 0 &&
+			    r2 && (!r || r2 < r - r / LL_LONG_GAIN)) {
 				memmove(d, alt, r2);
 				r = r2;
 			}

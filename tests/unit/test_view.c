@@ -261,18 +261,26 @@ static void reads_match(void **state)
 	tcz_store_close(s);
 }
 
+/* The store's LMDB environment opened directly (flags: MDB_NOTLS, and
+ * MDB_RDONLY to read), for checks and damage below tczfs. */
+static MDB_env *raw_env(const char *path, unsigned flags)
+{
+	MDB_env *env;
+	assert_int_equal(mdb_env_create(&env), 0);
+	mdb_env_set_maxdbs(env, 32);
+	mdb_env_set_maxreaders(env, 4096);
+	mdb_env_set_mapsize(env, 1u << 30);
+	assert_int_equal(mdb_env_open(env, path, flags, 0600), 0);
+	return env;
+}
+
 static size_t count(const char *table)
 {
 	MDB_env *env;
 	MDB_txn *txn;
 	MDB_dbi dbi;
 	MDB_stat st;
-	mdb_env_create(&env);
-	mdb_env_set_maxdbs(env, 16);
-	mdb_env_set_maxreaders(env, 4096);
-	mdb_env_set_mapsize(env, 1u << 30);
-	assert_int_equal(mdb_env_open(env, store_dir, MDB_NOTLS | MDB_RDONLY, 0600),
-			 0);
+	env = raw_env(store_dir, MDB_NOTLS | MDB_RDONLY);
 	mdb_txn_begin(env, NULL, MDB_RDONLY, &txn);
 	assert_int_equal(mdb_dbi_open(txn, table, 0, &dbi), 0);
 	mdb_stat(txn, dbi, &st);
@@ -300,11 +308,7 @@ static void damage(const char *sdir, const char *table,
 	MDB_txn *txn;
 	MDB_dbi dbi;
 	MDB_val k = {16, (void *)key}, d;
-	mdb_env_create(&env);
-	mdb_env_set_maxdbs(env, 32);
-	mdb_env_set_maxreaders(env, 4096);
-	mdb_env_set_mapsize(env, 1u << 30);
-	assert_int_equal(mdb_env_open(env, sdir, MDB_NOTLS, 0600), 0);
+	env = raw_env(sdir, MDB_NOTLS);
 	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
 	assert_int_equal(mdb_dbi_open(txn, table, 0, &dbi), 0);
 	assert_int_equal(mdb_get(txn, dbi, &k, &d), 0);
@@ -354,12 +358,7 @@ static void block_index(void **state)
 	MDB_dbi bdb, cdb;
 	MDB_cursor *c;
 	MDB_val k, d, cv;
-	mdb_env_create(&env);
-	mdb_env_set_maxdbs(env, 32);
-	mdb_env_set_maxreaders(env, 4096);
-	mdb_env_set_mapsize(env, 1u << 30);
-	assert_int_equal(mdb_env_open(env, sdir, MDB_NOTLS | MDB_RDONLY, 0600),
-			 0);
+	env = raw_env(sdir, MDB_NOTLS | MDB_RDONLY);
 	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
 	assert_int_equal(mdb_dbi_open(txn, "blocks", 0, &bdb), 0);
 	assert_int_equal(mdb_dbi_open(txn, "chunks", 0, &cdb), 0);
@@ -523,11 +522,7 @@ static void block_index(void **state)
 	/* a store from before the block index (no `blocks` table): read-only
 	 * it reads every chunk whole; a writable open adds the table, empty */
 	MDB_dbi dbi;
-	mdb_env_create(&env);
-	mdb_env_set_maxdbs(env, 32);
-	mdb_env_set_maxreaders(env, 4096);
-	mdb_env_set_mapsize(env, 1u << 30);
-	assert_int_equal(mdb_env_open(env, sdir, MDB_NOTLS, 0600), 0);
+	env = raw_env(sdir, MDB_NOTLS);
 	assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
 	assert_int_equal(mdb_dbi_open(txn, "blocks", 0, &dbi), 0);
 	assert_int_equal(mdb_drop(txn, dbi, 1), 0);
@@ -551,12 +546,7 @@ static void block_index(void **state)
 	}
 	/* created by the writable open, empty */
 	MDB_stat st;
-	mdb_env_create(&env);
-	mdb_env_set_maxdbs(env, 32);
-	mdb_env_set_maxreaders(env, 4096);
-	mdb_env_set_mapsize(env, 1u << 30);
-	assert_int_equal(mdb_env_open(env, sdir, MDB_NOTLS | MDB_RDONLY, 0600),
-			 0);
+	env = raw_env(sdir, MDB_NOTLS | MDB_RDONLY);
 	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
 	assert_int_equal(mdb_dbi_open(txn, "blocks", 0, &dbi), 0);
 	assert_int_equal(mdb_stat(txn, dbi, &st), 0);

@@ -61,6 +61,14 @@ same_as_source() { # SRC DIR: every file of SRC has the same sha256 in DIR
 	rm -f "$w" "$g"
 }
 
+listed_within_15s() { # MODEL: the mount at $M lists it within 15 s
+	for _ in $(seq 60); do
+		[ -d "$M/$1" ] && return 0
+		sleep 0.25
+	done
+	return 1
+}
+
 M="$T/mnt"
 mount_store "$M" --store "$S2" --remote c --cache-mb 4 --hot-mb 0 \
 	--disk-cache-gb 0.5 --remote-timeout 3 --log "$T/daemon.log"
@@ -101,11 +109,7 @@ echo "disk cache serves a hung cluster's chunks ($SECONDS s)"
 "$GEN" "$T/new" --size-mb 2 --dtype bf16 --hidden 256 --seed 5 >/dev/null
 t1 import "$T/new" --name fresh --quiet >/dev/null
 t1 push fresh --remote c >/dev/null
-for _ in $(seq 60); do
-	[ -d "$M/fresh" ] && break
-	sleep 0.25
-done
-[ -d "$M/fresh" ] || fail "a new push did not appear within 15 s"
+listed_within_15s fresh || fail "a new push did not appear within 15 s"
 same_as_source "$T/new" "$M/fresh"
 "$GEN" "$T/new2" --size-mb 2 --dtype bf16 --hidden 256 --seed 6 >/dev/null
 t1 rm fresh >/dev/null
@@ -143,11 +147,7 @@ while read -r o; do
 	head -c 4096 /dev/urandom >"$T/junk"
 	$RADOS put "$o" "$T/junk"
 done <"$T/badobjs"
-for _ in $(seq 60); do
-	[ -d "$M/bad" ] && break
-	sleep 0.25
-done
-[ -d "$M/bad" ] || fail "bad did not appear"
+listed_within_15s bad || fail "bad did not appear"
 if cat "$M/bad/model.safetensors" >/dev/null 2>"$T/err"; then
 	fail "a read of corrupted remote chunks succeeded"
 fi
@@ -162,11 +162,7 @@ echo "corrupted objects: EIO for that model only ($SECONDS s)"
 "$GEN" "$T/late" --size-mb 2 --dtype f32 --hidden 256 --seed 9 >/dev/null
 t1 import "$T/late" --name late --quiet >/dev/null
 t1 push late --remote c >/dev/null
-for _ in $(seq 60); do
-	[ -d "$M/late" ] && break
-	sleep 0.25
-done
-[ -d "$M/late" ] || fail "late did not appear"
+listed_within_15s late || fail "late did not appear"
 "$CLUSTER" pause "$C"
 t0=$SECONDS
 if timeout 60 cat "$M/late/model.safetensors" >/dev/null 2>"$T/err"; then

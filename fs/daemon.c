@@ -18,7 +18,7 @@
 #include "codec/tt.h"
 #include "fs/internal.h"
 
-#define READAHEAD_KB 16384 /* kernel readahead on the mount: decode ahead */
+#define READAHEAD_KB ((int)(TCZ_FS_READAHEAD >> 10))
 #define GC_INTERVAL 5             /* seconds */
 #define READER_CHECK_INTERVAL 30  /* seconds */
 
@@ -61,15 +61,10 @@ static int check_mountpoint(const char *mnt, char *err, size_t errlen)
 	return 0;
 }
 
-/* Raises the kernel's readahead for this mount (root only; best effort):
- * FUSE starts at 128 KiB, too little to keep decoders busy. The mount's
- * device number comes from mountinfo: a stat of the mount point would be
- * a request to this very daemon. */
-static void raise_readahead(tczfs *fs)
+int fs_mount_dev(const tczfs *fs, unsigned *maj, unsigned *min)
 {
 	FILE *m = fopen("/proc/self/mountinfo", "r");
 	char line[4352];
-	unsigned maj = 0, min = 0;
 	int found = 0;
 	while (m && !found && fgets(line, sizeof line, m)) {
 		char point[4096];
@@ -78,23 +73,42 @@ static void raise_readahead(tczfs *fs)
 		if (sscanf(line, "%*s %*s %u:%u %*s %4095s", &a, &b, point) == 3 &&
 		    strcmp(point, fs->opts.mountpoint) == 0 &&
 		    strstr(line, " - fuse.tczfs ")) {
-			maj = a;
-			min = b;
+			*maj = a;
+			*min = b;
 			found = 1;
 		}
 	}
 	if (m)
 		fclose(m);
-	if (!found)
-		return;
+	return found ? 0 : -ENOENT;
+}
+
+/* Raises the kernel's readahead for this mount (root only; best effort):
+ * FUSE starts at 128 KiB, too little to keep decoders busy. The kernel
+ * lowers it again to what the FUSE_INIT reply says when it takes that
+ * reply, which comes after the mount (tczfs_ll_init asks for as much):
+ * so it is set once init ran, and read back. Returns 1 once it holds. */
+static int raise_readahead(tczfs *fs)
+{
+	unsigned maj, min;
+	if (!atomic_load(&fs->inited) || fs_mount_dev(fs, &maj, &min))
+		return 0;
 	char path[128];
 	snprintf(path, sizeof path, "/sys/class/bdi/%u:%u/read_ahead_kb", maj,
 		 min);
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return;
-	fprintf(f, "%d\n", READAHEAD_KB);
-	fclose(f);
+	FILE *f = fopen(path, "r");
+	int kb = 0;
+	if (f && fscanf(f, "%d", &kb) != 1)
+		kb = 0;
+	if (f)
+		fclose(f);
+	if (kb >= READAHEAD_KB)
+		return 1;
+	if ((f = fopen(path, "w"))) {
+		fprintf(f, "%d\n", READAHEAD_KB);
+		fclose(f);
+	}
+	return 0;
 }
 
 /* Every half second: new and removed models show up without a remount.
@@ -104,7 +118,16 @@ static void raise_readahead(tczfs *fs)
 static void *maintenance(void *arg)
 {
 	tczfs *fs = arg;
-	raise_readahead(fs);
+	/* the first requests come at once: the readahead is raised within
+	 * milliseconds of the kernel's init (or given up on after 3 s,
+	 * when not root; then tried every half second) */
+	int ra_ok = 0;
+	for (int i = 0; i < 300 && !ra_ok && !fs->stopping; i++) {
+		ra_ok = raise_readahead(fs) && raise_readahead(fs);
+		struct timespec ts = {0, 10000000L};
+		if (!ra_ok)
+			nanosleep(&ts, NULL);
+	}
 	uint64_t last_flush = fs_mono_s(), last_gc = fs_mono_s(), last_check = 0;
 	pthread_mutex_lock(&fs->mlock);
 	while (!fs->stopping) {
@@ -119,6 +142,8 @@ static void *maintenance(void *arg)
 		if (fs->stopping)
 			break;
 		pthread_mutex_unlock(&fs->mlock);
+		if (!ra_ok)
+			ra_ok = raise_readahead(fs);
 		fs_refresh(fs);
 		fs_streams_check(fs);
 		uint64_t now = fs_mono_s();

@@ -41,6 +41,9 @@
 #define LOCAL_STREAM_DATA 0x3ffffffeu
 #define LOCAL_STREAM_NPY 0x3fffffffu
 
+/* The kernel's readahead on the mount: decode ahead of buffered readers */
+#define TCZ_FS_READAHEAD (16u << 20)
+
 /* The daemon's clock for intervals and timeouts (CLOCK_MONOTONIC). */
 static inline uint64_t fs_mono_ns(void)
 {
@@ -171,6 +174,7 @@ struct tczfs {
 
 	pthread_t maint;
 	int maint_started;
+	atomic_int inited; /* FUSE init ran (the kernel takes its reply next) */
 	pthread_mutex_t mlock; /* guards stopping, rflush_now; mcond, rcond */
 	pthread_cond_t mcond;
 	int stopping;
@@ -294,6 +298,9 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size,
  * Errors: as tcz_view_decode. */
 int fs_read_range(tczfs *fs, fs_model *fm, uint32_t file, uint64_t off,
 		  size_t len, void *dst);
+
+/* daemon.c: the mount's device number, from mountinfo. Errors: -ENOENT */
+int fs_mount_dev(const tczfs *fs, unsigned *maj, unsigned *min);
 
 /* asic.c: asic/<model>/ */
 /* Reads the device profiles again; bumps profiles_gen when they changed.

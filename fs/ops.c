@@ -871,12 +871,16 @@ static void tczfs_ll_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static void tczfs_ll_init(void *userdata, struct fuse_conn_info *conn)
 {
-	(void)userdata;
+	tczfs *fs = userdata;
 	if (conn->capable & FUSE_CAP_ASYNC_READ)
 		conn->want |= FUSE_CAP_ASYNC_READ; /* parallel reads per file */
 	conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA; /* immutable */
 	conn->max_background = 64;
 	conn->congestion_threshold = 48;
+	/* the kernel keeps the smaller of this and the mount's readahead
+	 * (raised by the maintenance thread, which waits for this) */
+	conn->max_readahead = TCZ_FS_READAHEAD;
+	atomic_store(&fs->inited, 1);
 }
 
 const struct fuse_lowlevel_ops tczfs_ll_ops = {

@@ -16,6 +16,22 @@ tczfs import "$T/f32.safetensors" --name f32q --bits 8 --quiet >/dev/null
 tczfs import "$T/f32.safetensors" --name f32tt --tt --eps 0.05 --quiet >/dev/null
 mount_store "$M" --cache-mb 32
 
+# the kernel's readahead on the mount is raised to 16 MiB (root: sysfs),
+# and stays so after the kernel took the FUSE init reply (which lowers it)
+if [ "$(id -u)" = 0 ]; then
+	dev=$(awk -v m="$(realpath "$M")" '$5 == m && / - fuse.tczfs / { print $3 }' \
+		/proc/self/mountinfo)
+	ra=/sys/class/bdi/$dev/read_ahead_kb
+	for _ in $(seq 100); do
+		[ "$(cat "$ra" 2>/dev/null)" = 16384 ] && break
+		sleep 0.02
+	done
+	sleep 0.2
+	[ "$(cat "$ra" 2>/dev/null)" = 16384 ] ||
+		fail "readahead of the mount is $(cat "$ra" 2>/dev/null) KiB, want 16384"
+	echo "readahead of the mount: 16384 KiB"
+fi
+
 # byte-identical files
 for f in "$T"/sharded/*; do
 	cmp -s "$f" "$M/sharded/$(basename "$f")" || fail "sharded/$(basename "$f") differs"

@@ -192,6 +192,7 @@ static void teardown(tczfs *fs)
 	pthread_cond_broadcast(&fs->mcond);
 	pthread_mutex_unlock(&fs->mlock);
 	fs_tiers_stop(fs);
+	fs_push_free(fs); /* after the unmount: see push.c */
 	fs_remote_stop(fs);
 	if (fs->maint_started)
 		pthread_join(fs->maint, NULL);
@@ -259,6 +260,8 @@ static int start(tczfs *fs, char *err, size_t errlen)
 	if (pthread_create(&fs->maint, NULL, maintenance, fs) == 0)
 		fs->maint_started = 1;
 	fs_tiers_start(fs);
+	if ((rc = fs_push_start(fs)))
+		return fail(err, errlen, rc, "out of memory");
 	if ((rc = fs_remote_start(fs, err, errlen)))
 		return rc;
 	return 0;

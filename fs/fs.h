@@ -20,6 +20,8 @@ typedef struct tcz_fs_opts {
 	size_t hot_bytes;        /* hot set: tensors kept decoded, part of the
 				  * cache budget (0: none) */
 	uint64_t hot_score, warm_score; /* tier thresholds (0: SPEC 7's) */
+	int no_push;             /* hot files' pages not pushed into the
+				  * kernel's page cache (fs/push.c) */
 	unsigned tier_interval;  /* seconds between background tiering
 				  * passes (0: none) */
 	uint64_t tier_io_bytes_s;/* their throttle (0: none) */

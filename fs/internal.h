@@ -78,6 +78,7 @@ typedef struct fs_tstat {
 	atomic_uint_fast64_t reads, bytes, last;
 	atomic_int pinned;
 	atomic_uint_fast64_t decodes; /* chunks of it this daemon decoded */
+	atomic_int hot; /* in the hot set (tiers.c sets it with hotlock) */
 } fs_tstat;
 
 /* A loaded model: its view, immutable, and statistics. The table holds
@@ -114,6 +115,7 @@ typedef struct fs_rent {
 } fs_rent;
 
 typedef struct tczfs tczfs;
+typedef struct fs_push fs_push;       /* the page-cache pusher (push.c) */
 typedef struct fs_sent fs_sent;       /* a stream seen (stream.c) */
 typedef struct fs_streams fs_streams; /* the table of them */
 
@@ -213,6 +215,8 @@ struct tczfs {
 	pthread_cond_t rcond; /* with mlock: wakes the remote thread */
 	int rflush_now;       /* guarded by mlock: a flush is wanted now */
 
+	fs_push *push; /* set before the FUSE loop runs, freed after it */
+
 	pthread_t *pf_threads;
 	unsigned pf_count;
 	/* chunks read in parts lately, by a hash of their key (read.c,
@@ -298,6 +302,20 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size,
  * Errors: as tcz_view_decode. */
 int fs_read_range(tczfs *fs, fs_model *fm, uint32_t file, uint64_t off,
 		  size_t len, void *dst);
+
+/* The decoded source s of fm through the cache (decoded on a miss).
+ * Errors: as tcz_view_decode; -ENOMEM. */
+int fs_get_src(tczfs *fs, const fs_model *fm, const tcz_src *s,
+	       tcz_cache_entry **e);
+
+/* push.c: hot files' pages pushed into the kernel's page cache */
+int fs_push_start(tczfs *fs); /* errors: -ENOMEM */
+/* A read of [off, off+size) of f mapped to l was answered: pushes the
+ * windows around and ahead of it when it read hot bytes. No I/O. */
+void fs_push_note(tczfs *fs, fs_file *f, const tcz_pieces *l, uint64_t off,
+		  size_t size);
+void fs_push_stop(tczfs *fs); /* no more pushes */
+void fs_push_free(tczfs *fs); /* after the unmount */
 
 /* daemon.c: the mount's device number, from mountinfo. Errors: -ENOENT */
 int fs_mount_dev(const tczfs *fs, unsigned *maj, unsigned *min);

@@ -60,8 +60,8 @@ static int fill(void *arg, void *dst, size_t len)
 	return tcz_view_decode(r, a->fm->v, a->src, dst);
 }
 
-static int get_src(tczfs *fs, const fs_model *fm, const tcz_src *s,
-		   tcz_cache_entry **e)
+int fs_get_src(tczfs *fs, const fs_model *fm, const tcz_src *s,
+	       tcz_cache_entry **e)
 {
 	unsigned char key[TCZ_KEY_LEN];
 	tcz_view_src_key(fm->v, s, key);
@@ -110,7 +110,7 @@ static void *prefetcher(void *arg)
 		/* errors surface when a reader asks for the chunk itself */
 		uint64_t stale = j.fm->remote ? PF_STALE_REMOTE_NS : PF_STALE_NS;
 		if (fs_mono_ns() - j.queued_ns < stale &&
-		    get_src(fs, j.fm, &j.src, &e) == 0)
+		    fs_get_src(fs, j.fm, &j.src, &e) == 0)
 			tcz_cache_release(fs->cache, e);
 		fs_model_put(fs, j.fm);
 	}
@@ -305,7 +305,7 @@ static int part_read(tczfs *fs, fuse_req_t req, fs_file *f,
 		}
 		if (rc == -ENOTSUP) { /* whole, through the cache */
 			tcz_cache_entry *e;
-			if ((rc = get_src(fs, fm, &p->src, &e)) == 0) {
+			if ((rc = fs_get_src(fs, fm, &p->src, &e)) == 0) {
 				tcz_piece_copy(p, tcz_cache_data(e), to);
 				tcz_cache_release(fs->cache, e);
 			}
@@ -332,7 +332,7 @@ int fs_read_range(tczfs *fs, fs_model *fm, uint32_t file, uint64_t off,
 	size_t at = 0;
 	for (size_t i = 0; rc == 0 && i < l.n; i++) {
 		tcz_cache_entry *e = NULL;
-		if (is_src(&l.p[i]) && (rc = get_src(fs, fm, &l.p[i].src, &e)) != 0)
+		if (is_src(&l.p[i]) && (rc = fs_get_src(fs, fm, &l.p[i].src, &e)) != 0)
 			break;
 		tcz_piece_copy(&l.p[i], e ? tcz_cache_data(e) : NULL,
 			       (unsigned char *)dst + at);
@@ -368,6 +368,7 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
 	pthread_mutex_unlock(&f->lock);
 	if (rc == 0 && runs == 0 && size <= PART_MAX &&
 	    part_read(fs, req, f, &l, off, size)) {
+		fs_push_note(fs, f, &l, off, size);
 		tcz_pieces_free(&l);
 		return;
 	}
@@ -391,7 +392,7 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
 	for (size_t i = 0; rc == 0 && i < l.n; i++) {
 		if (!is_src(&l.p[i]))
 			continue;
-		rc = get_src(fs, fm, &l.p[i].src, &ents[i]);
+		rc = fs_get_src(fs, fm, &l.p[i].src, &ents[i]);
 		failed = i;
 	}
 	if (rc == -EIO && part_read(fs, req, f, &l, off, size)) {
@@ -463,5 +464,7 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
 			if (tcz_view_src_next(fm->v, &l.p[l.n - 1].src, k, &nx) == 0)
 				prefetch(fs, fm, &nx);
 	}
+	if (rc == 0)
+		fs_push_note(fs, f, &l, off, size);
 	tcz_pieces_free(&l);
 }

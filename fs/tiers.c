@@ -62,6 +62,7 @@ static void let_go(tczfs *fs, fs_model *fm, uint32_t t)
 			tcz_cache_release(fs->cache, e[c]);
 	free(e);
 	fm->hot[t] = NULL;
+	atomic_store(&fm->st[t].hot, 0);
 	fs->hot_used -= tensor_bytes(&fm->m->tensors[t]);
 }
 
@@ -204,6 +205,7 @@ static void hot_pass(tczfs *fs)
 			pthread_mutex_lock(&fs->hotlock);
 			if (e && !fm->hot[t]) {
 				fm->hot[t] = e;
+				atomic_store(&fm->st[t].hot, 1);
 				fs->hot_used += tensor_bytes(&fm->m->tensors[t]);
 				e = NULL;
 			}

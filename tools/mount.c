@@ -16,6 +16,7 @@ static const char mount_help[] =
 	"usage: tczfs mount MNT [--store DIR] [-f] [--cache-mb N] [-o OPTS]\n"
 	"                       [--log FILE] [--stats-interval S] [--threads N]\n"
 	"                       [--hot-mb N] [--hot-score N] [--warm-score N]\n"
+	"                       [--no-push]\n"
 	"                       [--tier-interval S] [--tier-io-mb-s N]\n"
 	"                       [--remote NAME] [--disk-cache-gb G]\n"
 	"                       [--remote-timeout S]\n"
@@ -30,6 +31,9 @@ static const char mount_help[] =
 	"  --threads N        FUSE worker threads at most (default 10)\n"
 	"  --hot-mb N         hot tensors kept decoded, part of the cache\n"
 	"                     (default a quarter of it)\n"
+	"  --no-push          a read of a hot file that reaches the daemon does\n"
+	"                     not push the file's next MiBs into the kernel's\n"
+	"                     page cache (pushing is the default)\n"
 	"  --hot-score N, --warm-score N  tier thresholds (512, 64)\n"
 	"  --tier-interval S  background tiering every S seconds (600; 0: off):\n"
 	"                     cold tensors re-encoded denser (or re-quantized\n"
@@ -56,6 +60,7 @@ int cli_mount(int argc, char **argv)
 	int c;
 	static const struct option lo[] = {
 		{"foreground", no_argument, 0, 'f'},
+		{"no-push", no_argument, 0, 'P' + 256},
 		{"cache-mb", required_argument, 0, 'c'},
 		{"log", required_argument, 0, 'L'},
 		{"stats-interval", required_argument, 0, 'S'},
@@ -108,6 +113,9 @@ int cli_mount(int argc, char **argv)
 				return cli_usage(mount_help,
 						 "--threads must be 1..256");
 			o.threads = (unsigned)v;
+			break;
+		case 'P' + 256:
+			o.no_push = 1;
 			break;
 		case 'H':
 			if (cli_u64("--hot-mb", optarg, &v))

@@ -61,7 +61,8 @@ static int check_mountpoint(const char *mnt, char *err, size_t errlen)
 	return 0;
 }
 
-int fs_mount_dev(const tczfs *fs, unsigned *maj, unsigned *min)
+/* The mount's device number, from mountinfo. Errors: -ENOENT */
+static int mount_dev(const tczfs *fs, unsigned *maj, unsigned *min)
 {
 	FILE *m = fopen("/proc/self/mountinfo", "r");
 	char line[4352];
@@ -91,7 +92,7 @@ int fs_mount_dev(const tczfs *fs, unsigned *maj, unsigned *min)
 static int raise_readahead(tczfs *fs)
 {
 	unsigned maj, min;
-	if (!atomic_load(&fs->inited) || fs_mount_dev(fs, &maj, &min))
+	if (!atomic_load(&fs->inited) || mount_dev(fs, &maj, &min))
 		return 0;
 	char path[128];
 	snprintf(path, sizeof path, "/sys/class/bdi/%u:%u/read_ahead_kb", maj,
@@ -192,7 +193,7 @@ static void teardown(tczfs *fs)
 	pthread_cond_broadcast(&fs->mcond);
 	pthread_mutex_unlock(&fs->mlock);
 	fs_tiers_stop(fs);
-	fs_push_free(fs); /* after the unmount: see push.c */
+	fs_push_free(fs);
 	fs_remote_stop(fs);
 	if (fs->maint_started)
 		pthread_join(fs->maint, NULL);
@@ -311,6 +312,56 @@ static int detach(const tcz_fs_opts *o, char *err, size_t errlen)
 	return p[1];
 }
 
+/* SIGTERM, SIGINT, SIGHUP: the FUSE loop stops only after the page-cache
+ * pusher did. A push can wait in the kernel for a page that a queued read
+ * holds, which only a running worker answers; a loop stopped first (as
+ * libfuse's own handlers do) leaves that push, the connection it keeps
+ * open and the readers waiting for ever. So the handler only wakes the
+ * stopper thread, which stops the pusher, then the loop. */
+static int sig_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	int e = errno;
+	if (write(sig_pipe[1], "s", 1) < 0) {
+		/* full: a stop is pending already */
+	}
+	errno = e;
+}
+
+static int set_signals(void (*h)(int))
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = h; /* no SA_RESTART: the loop's wait returns */
+	sigemptyset(&sa.sa_mask);
+	int rc = sigaction(SIGTERM, &sa, NULL) | sigaction(SIGINT, &sa, NULL) |
+		 sigaction(SIGHUP, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	return rc | sigaction(SIGPIPE, &sa, NULL);
+}
+
+typedef struct stopper_arg {
+	tczfs *fs;
+	pthread_t loop; /* the thread in fuse_session_loop_mt */
+} stopper_arg;
+
+static void *stopper(void *arg)
+{
+	stopper_arg *a = arg;
+	char c = 0;
+	while (read(sig_pipe[0], &c, 1) < 0 && errno == EINTR)
+		;
+	if (c != 's')
+		return NULL; /* the loop ended by itself */
+	fs_push_stop(a->fs, 1);
+	fuse_session_exit(a->fs->se);
+	pthread_kill(a->loop, SIGTERM); /* its wait returns, it sees exited */
+	return NULL;
+}
+
+
 int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 {
 	int rc = check_mountpoint(o->mountpoint, err, errlen);
@@ -377,7 +428,9 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 		return fail(err, errlen, -EINVAL, "bad FUSE options '%s'", opts);
 	}
 	fs->se = se;
-	if (fuse_set_signal_handlers(se) != 0 ||
+	if (pipe2(sig_pipe, O_CLOEXEC) != 0 ||
+	    fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK) != 0 || /* the handler's */
+	    set_signals(on_signal) != 0 ||
 	    fuse_session_mount(se, o->mountpoint) != 0) {
 		fuse_session_destroy(se);
 		teardown(fs);
@@ -390,7 +443,7 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 	int report = -1; /* the pipe to the waiting parent */
 	if (!o->foreground && (report = detach(o, err, errlen)) < 0) {
 		fuse_session_unmount(se);
-		fuse_remove_signal_handlers(se);
+		set_signals(SIG_DFL);
 		fuse_session_destroy(se);
 		teardown(fs);
 		free(fs);
@@ -425,18 +478,37 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 		fuse_loop_cfg_set_clone_fd(cfg, 0);
 		if (o->threads)
 			fuse_loop_cfg_set_max_threads(cfg, o->threads);
+		stopper_arg sa = {fs, pthread_self()};
+		pthread_t st;
+		int st_ok = pthread_create(&st, NULL, stopper, &sa) == 0;
 		rc = fuse_session_loop_mt(se, cfg);
 		fuse_loop_cfg_destroy(cfg);
 		if (rc > 0)
 			rc = 0; /* ended by a signal: unmount as asked */
+		if (st_ok) {
+			/* ended by an unmount: the stopper has nothing to do
+			 * (a blocking write: the stopper reads until it sees
+			 * this, the pipe being non-blocking for the handler) */
+			int fl = fcntl(sig_pipe[1], F_GETFL);
+			fcntl(sig_pipe[1], F_SETFL, fl & ~O_NONBLOCK);
+			if (write(sig_pipe[1], "q", 1) < 0)
+				pthread_cancel(st);
+			pthread_join(st, NULL);
+		}
 		fs_log(fs, LOG_INFO, "unmounting %s", o->mountpoint);
 	}
+	set_signals(SIG_DFL);
+	/* the loop ended: by the stopper (pushes stopped first) or because
+	 * the connection is gone; either way no push can wait any more */
+	fs_push_stop(fs, 1);
 	fuse_session_unmount(se);
-	fuse_remove_signal_handlers(se);
 	teardown(fs);
 	fuse_session_destroy(se);
 	pthread_key_delete(fs->reader_key);
 	free(fs);
+	close(sig_pipe[0]);
+	close(sig_pipe[1]);
+	sig_pipe[0] = sig_pipe[1] = -1;
 	return rc;
 }
 

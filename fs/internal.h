@@ -314,11 +314,10 @@ int fs_push_start(tczfs *fs); /* errors: -ENOMEM */
  * windows around and ahead of it when it read hot bytes. No I/O. */
 void fs_push_note(tczfs *fs, fs_file *f, const tcz_pieces *l, uint64_t off,
 		  size_t size);
-void fs_push_stop(tczfs *fs); /* no more pushes */
-void fs_push_free(tczfs *fs); /* after the unmount */
-
-/* daemon.c: the mount's device number, from mountinfo. Errors: -ENOENT */
-int fs_mount_dev(const tczfs *fs, unsigned *maj, unsigned *min);
+/* No more pushes; with join, waits for the one in flight: only while
+ * the FUSE workers still answer reads, or once the connection is gone. */
+void fs_push_stop(tczfs *fs, int join);
+void fs_push_free(tczfs *fs); /* stop, join, free */
 
 /* asic.c: asic/<model>/ */
 /* Reads the device profiles again; bumps profiles_gen when they changed.

@@ -17,8 +17,10 @@
  * The message is written on a dup of the session's /dev/fuse descriptor
  * (one writev of header + data straight from the cache buffers: libfuse's
  * fuse_lowlevel_notify_store copies a multi-buffer vector into one
- * buffer first), so the daemon's unmount, which closes the session's
- * descriptor, can never leave the pusher writing to a reused number. */
+ * buffer first). A push can wait in the kernel for a page that a queued
+ * read holds; so the pusher is stopped while the FUSE workers still
+ * answer reads (daemon.c's stopper, on a signal) or once the connection
+ * is gone, never in between. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
@@ -71,8 +73,6 @@ struct fs_push {
 	uint64_t rate, sec, sec_bytes;
 	long page;
 	unsigned char *scratch; /* PUSH_WIN: a window's computed pieces */
-	unsigned dev_maj, dev_min; /* the mount's device */
-	int dev_ok;
 };
 
 static uint64_t win_key(const fs_model *fm, uint32_t file, uint64_t w)
@@ -329,6 +329,8 @@ int fs_push_start(tczfs *fs)
 	if (!p)
 		return -ENOMEM;
 	p->page = sysconf(_SC_PAGESIZE);
+	if (p->page <= 0)
+		p->page = 4096;
 	/* the hot set twice a second, 64 MiB/s at least */
 	p->rate = 2 * (uint64_t)fs->hot_budget;
 	if (p->rate < (64u << 20))
@@ -337,16 +339,12 @@ int fs_push_start(tczfs *fs)
 		free(p);
 		return -ENOMEM;
 	}
-	if (p->page <= 0)
-		p->page = 4096;
 	p->fd = fcntl(fuse_session_fd(fs->se), F_DUPFD_CLOEXEC, 3);
 	if (p->fd < 0) {
 		free(p->scratch);
 		free(p);
 		return 0; /* served the usual way */
 	}
-	/* now: a lazily detached mount is gone from mountinfo */
-	p->dev_ok = fs_mount_dev(fs, &p->dev_maj, &p->dev_min) == 0;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	fs->push = p;
@@ -355,7 +353,7 @@ int fs_push_start(tczfs *fs)
 	return 0;
 }
 
-void fs_push_stop(tczfs *fs)
+void fs_push_stop(tczfs *fs, int join)
 {
 	fs_push *p = fs->push;
 	if (!p)
@@ -364,24 +362,11 @@ void fs_push_stop(tczfs *fs)
 	p->stop = 1;
 	pthread_cond_broadcast(&p->cond);
 	pthread_mutex_unlock(&p->lock);
-	/* a push waits for pages that reads in flight hold; those end when
-	 * the connection does, which the dup keeps open: so the thread is
-	 * joined after the unmount (fs_push_free), not here */
-}
-
-/* Aborts this mount's FUSE connection (fusectl): what ends a push that
- * waits for pages of reads nobody will answer any more. */
-static void abort_conn(const fs_push *p)
-{
-	if (!p->dev_ok)
-		return;
-	char path[96];
-	snprintf(path, sizeof path, "/sys/fs/fuse/connections/%u/abort",
-		 p->dev_maj << 20 | p->dev_min); /* as fusectl names it */
-	FILE *f = fopen(path, "w");
-	if (f) {
-		fputs("1\n", f);
-		fclose(f);
+	/* only while the FUSE workers run or the connection is gone: a push
+	 * can wait for a page that a queued read holds (daemon.c, stopper) */
+	if (join && p->started) {
+		pthread_join(p->thread, NULL);
+		p->started = 0;
 	}
 }
 
@@ -390,22 +375,7 @@ void fs_push_free(tczfs *fs)
 	fs_push *p = fs->push;
 	if (!p)
 		return;
-	fs_push_stop(fs);
-	if (p->started) {
-		/* a push blocked on a page whose read is still queued ends
-		 * when the connection does: the unmount ended it unless open
-		 * files keep the mount (lazily detached) alive */
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += 2;
-		if (pthread_timedjoin_np(p->thread, NULL, &ts) != 0) {
-			fs_log(fs, LOG_WARNING,
-			       "a page-cache push still waits at unmount: "
-			       "aborting the FUSE connection");
-			abort_conn(p);
-			pthread_join(p->thread, NULL);
-		}
-	}
+	fs_push_stop(fs, 1);
 	while (p->len) { /* jobs nobody will run */
 		fs_model_put(fs, p->q[p->head].fm);
 		p->head = (p->head + 1) % PUSH_QUEUE;

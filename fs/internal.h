@@ -310,10 +310,11 @@ int fs_get_src(tczfs *fs, const fs_model *fm, const tcz_src *s,
 
 /* push.c: hot files' pages pushed into the kernel's page cache */
 int fs_push_start(tczfs *fs); /* errors: -ENOMEM */
-/* A read of [off, off+size) of f mapped to l was answered: pushes the
- * windows around and ahead of it when it read hot bytes. No I/O. */
+/* A read of [off, off+size) of f mapped to l was answered, the runs-th
+ * of a sequential run (0: not in one): pushes the window under it when
+ * it read hot bytes, and those ahead of a sequential reader. No I/O. */
 void fs_push_note(tczfs *fs, fs_file *f, const tcz_pieces *l, uint64_t off,
-		  size_t size);
+		  size_t size, unsigned runs);
 /* No more pushes; with join, waits for the one in flight: only while
  * the FUSE workers still answer reads, or once the connection is gone. */
 void fs_push_stop(tczfs *fs, int join);

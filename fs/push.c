@@ -4,8 +4,9 @@
  * still costs a FUSE round trip: request, wake-up, a copy into the page
  * cache, reply (bench-tier: 27 us p50, 0.33x tmpfs sequential). So when
  * a read of hot bytes reaches the daemon (which means the kernel does
- * not hold those pages), the pusher thread writes the 1 MiB windows
- * around and ahead of it straight into the file's page cache with
+ * not hold those pages), the pusher thread writes the 1 MiB window under
+ * it (a random reader's second read there) or, for a sequential reader,
+ * that window and the 16 ahead straight into the file's page cache with
  * FUSE_NOTIFY_STORE (the kernel copies them into the pages and marks them
  * up to date): the reader's next reads are page-cache hits, with no
  * request at all. Only bytes whose source is hot (or the view's own
@@ -42,11 +43,17 @@
 /* A read of a window pushed less than RACE_MS ago was on its way before
  * the push: nothing to do. One that comes later means the kernel dropped
  * the pages (memory pressure, drop_caches): pushed again, and the windows
- * ahead with it. Windows ahead are pushed at most every TTL_MS. */
+ * ahead with it. Windows ahead are pushed at most every TTL_MS. A random
+ * reader's window is pushed on its second read within SEEN_MS: one that
+ * reads a large file sparsely would not come back to the pages. */
 #define RACE_MS 20u
 #define TTL_MS 1000u
-#define TIME_BITS 20 /* of a slot: ms, wrapping after 17 minutes */
+#define SEEN_MS 10000u
+/* a slot: key tag | SEEN (read, not pushed) | ms, wrapping after 17 min */
+#define TIME_BITS 20
 #define TIME_MASK ((1ull << TIME_BITS) - 1)
+#define SEEN (1ull << TIME_BITS)
+#define TAG_MASK (~((SEEN << 1) - 1))
 
 typedef struct push_job {
 	fs_model *fm; /* a reference of the job's own */
@@ -83,14 +90,24 @@ static uint64_t win_key(const fs_model *fm, uint32_t file, uint64_t w)
 	return h * 0xbf58476d1ce4e5b9ull;
 }
 
-/* 0: never queued (as far as the slot knows); else 1 + its age in ms */
-static uint64_t win_age(fs_push *p, uint64_t key, uint64_t now)
+/* 0: nothing known of the window; else 1 + the age in ms of what the
+ * slot holds, with *seen set when it was only read, not pushed */
+static uint64_t win_age(fs_push *p, uint64_t key, uint64_t now, int *seen)
 {
 	uint64_t v = atomic_load_explicit(&p->slot[key % PUSH_SLOTS],
 					  memory_order_relaxed);
-	if (!v || (v ^ key) & ~TIME_MASK)
+	*seen = (v & SEEN) != 0;
+	if (!v || (v ^ key) & TAG_MASK)
 		return 0;
 	return 1 + ((now - v) & TIME_MASK);
+}
+
+static void win_mark(fs_push *p, uint64_t key, uint64_t now, uint64_t flag)
+{
+	/* never 0, which means empty */
+	uint64_t v = (key & TAG_MASK) | flag | (now & TIME_MASK);
+	atomic_store_explicit(&p->slot[key % PUSH_SLOTS], v ? v : 1,
+			      memory_order_relaxed);
 }
 
 static int enqueue(fs_push *p, fs_model *fm, uint32_t file, uint64_t w,
@@ -109,10 +126,7 @@ static int enqueue(fs_push *p, fs_model *fm, uint32_t file, uint64_t w,
 	}
 	pthread_mutex_unlock(&p->lock);
 	if (ok)
-		atomic_store_explicit(&p->slot[key % PUSH_SLOTS],
-				      (key & ~TIME_MASK) | (now & TIME_MASK) |
-					      (key & ~TIME_MASK ? 0 : 1),
-				      memory_order_relaxed);
+		win_mark(p, key, now, 0);
 	return ok;
 }
 
@@ -126,7 +140,7 @@ static int hot_piece(const fs_model *fm, const tcz_piece *q)
 }
 
 void fs_push_note(tczfs *fs, fs_file *f, const tcz_pieces *l, uint64_t off,
-		  size_t size)
+		  size_t size, unsigned runs)
 {
 	fs_push *p = fs->push;
 	if (!p || !size)
@@ -140,19 +154,28 @@ void fs_push_note(tczfs *fs, fs_file *f, const tcz_pieces *l, uint64_t off,
 	uint64_t now = fs_mono_ms();
 	uint64_t w0 = off / PUSH_WIN, wl = (off + size - 1) / PUSH_WIN;
 	int evicted = 0;
+	int seen;
 	for (uint64_t w = w0; w <= wl; w++) {
 		uint64_t key = win_key(f->fm, f->file, w);
-		uint64_t age = win_age(p, key, now);
-		if (age && age - 1 < RACE_MS)
+		uint64_t age = win_age(p, key, now, &seen);
+		if (!runs && (!age || (seen && age - 1 >= SEEN_MS))) {
+			win_mark(p, key, now, SEEN); /* a first read */
 			continue;
-		evicted |= age != 0;
+		}
+		if (!seen && age && age - 1 < RACE_MS)
+			continue;
+		evicted |= age && !seen;
 		enqueue(p, f->fm, f->file, w, key, now);
 	}
-	for (uint64_t w = wl + 1; w <= wl + PUSH_AHEAD && w * PUSH_WIN < fsize;
+	/* ahead only of a sequential reader: with a random one of a large
+	 * file, every read of a hot tensor pushed 17 MiB that was not read
+	 * again, and its misses elsewhere waited behind those copies */
+	uint64_t ahead = runs ? PUSH_AHEAD : 0;
+	for (uint64_t w = wl + 1; w <= wl + ahead && w * PUSH_WIN < fsize;
 	     w++) {
 		uint64_t key = win_key(f->fm, f->file, w);
-		uint64_t age = win_age(p, key, now);
-		if (age && age - 1 < (evicted ? RACE_MS : TTL_MS))
+		uint64_t age = win_age(p, key, now, &seen);
+		if (!seen && age && age - 1 < (evicted ? RACE_MS : TTL_MS))
 			continue;
 		if (!enqueue(p, f->fm, f->file, w, key, now))
 			break;

@@ -368,7 +368,7 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
 	pthread_mutex_unlock(&f->lock);
 	if (rc == 0 && runs == 0 && size <= PART_MAX &&
 	    part_read(fs, req, f, &l, off, size)) {
-		fs_push_note(fs, f, &l, off, size);
+		fs_push_note(fs, f, &l, off, size, runs);
 		tcz_pieces_free(&l);
 		return;
 	}
@@ -465,6 +465,6 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
 				prefetch(fs, fm, &nx);
 	}
 	if (rc == 0)
-		fs_push_note(fs, f, &l, off, size);
+		fs_push_note(fs, f, &l, off, size, runs);
 	tcz_pieces_free(&l);
 }

@@ -361,6 +361,14 @@ static void *stopper(void *arg)
 	return NULL;
 }
 
+static void close_sig_pipe(void)
+{
+	set_signals(SIG_DFL);
+	for (int i = 0; i < 2; i++)
+		if (sig_pipe[i] >= 0)
+			close(sig_pipe[i]);
+	sig_pipe[0] = sig_pipe[1] = -1;
+}
 
 int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 {
@@ -432,6 +440,7 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 	    fcntl(sig_pipe[1], F_SETFL, O_NONBLOCK) != 0 || /* the handler's */
 	    set_signals(on_signal) != 0 ||
 	    fuse_session_mount(se, o->mountpoint) != 0) {
+		close_sig_pipe();
 		fuse_session_destroy(se);
 		teardown(fs);
 		free(fs);
@@ -443,7 +452,7 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 	int report = -1; /* the pipe to the waiting parent */
 	if (!o->foreground && (report = detach(o, err, errlen)) < 0) {
 		fuse_session_unmount(se);
-		set_signals(SIG_DFL);
+		close_sig_pipe();
 		fuse_session_destroy(se);
 		teardown(fs);
 		free(fs);
@@ -506,9 +515,7 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 	fuse_session_destroy(se);
 	pthread_key_delete(fs->reader_key);
 	free(fs);
-	close(sig_pipe[0]);
-	close(sig_pipe[1]);
-	sig_pipe[0] = sig_pipe[1] = -1;
+	close_sig_pipe();
 	return rc;
 }
 

@@ -124,7 +124,7 @@ static void *maintenance(void *arg)
 	 * when not root; then tried every half second) */
 	int ra_ok = 0;
 	for (int i = 0; i < 300 && !ra_ok && !fs->stopping; i++) {
-		ra_ok = raise_readahead(fs) && raise_readahead(fs);
+		ra_ok = raise_readahead(fs); /* 1 once read back at 16 MiB */
 		struct timespec ts = {0, 10000000L};
 		if (!ra_ok)
 			nanosleep(&ts, NULL);
@@ -495,12 +495,8 @@ int tcz_fs_mount(const tcz_fs_opts *o, char *err, size_t errlen)
 		if (rc > 0)
 			rc = 0; /* ended by a signal: unmount as asked */
 		if (st_ok) {
-			/* ended by an unmount: the stopper has nothing to do
-			 * (a blocking write: the stopper reads until it sees
-			 * this, the pipe being non-blocking for the handler) */
-			int fl = fcntl(sig_pipe[1], F_GETFL);
-			fcntl(sig_pipe[1], F_SETFL, fl & ~O_NONBLOCK);
-			if (write(sig_pipe[1], "q", 1) < 0)
+			/* ended by an unmount: the stopper has nothing to do */
+			if (write(sig_pipe[1], "q", 1) != 1)
 				pthread_cancel(st);
 			pthread_join(st, NULL);
 		}

@@ -27,24 +27,6 @@
 
 #define HOT_PERIOD_MS 2000
 
-typedef struct fill_arg {
-	tczfs *fs;
-	fs_model *fm;
-	const tcz_src *src;
-} fill_arg;
-
-static int fill(void *arg, void *dst, size_t len)
-{
-	(void)len;
-	fill_arg *a = arg;
-	tcz_reader *r = fs_reader(a->fs);
-	if (!r)
-		return -ENOMEM;
-	if (a->src->kind == TCZ_SRC_TENSOR)
-		atomic_fetch_add(&a->fm->st[a->src->index].decodes, 1);
-	return tcz_view_decode(r, a->fm->v, a->src, dst);
-}
-
 static uint64_t tensor_bytes(const tcz_tensor *t)
 {
 	return t->nbytes;
@@ -115,8 +97,7 @@ static tcz_cache_entry **heat(tczfs *fs, fs_model *fm, uint32_t t)
 		tcz_view_src_key(fm->v, &s, key);
 		if (!tcz_cache_has(fs->cache, key))
 			yield_to_readers(fs);
-		fill_arg a = {fs, fm, &s};
-		if (tcz_cache_get(fs->cache, key, s.len, fill, &a, &e[c]) != 0)
+		if (fs_get_src(fs, fm, &s, &e[c]) != 0)
 			goto fail;
 		if (fs->stopping)
 			goto fail;

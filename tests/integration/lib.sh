@@ -101,13 +101,18 @@ mount_store() {
 	fail "mount did not come up"
 }
 
+# wait_exit PID [SECONDS]: waits (10 s) for a process of this shell to
+# exit and reaps it; 1 if it is still there
+wait_exit() {
+	for _ in $(seq $((${2:-10} * 20))); do
+		kill -0 "$1" 2>/dev/null || { wait "$1" 2>/dev/null; return 0; }
+		sleep 0.05
+	done
+	return 1
+}
+
 # umount_store MNT: unmounts and waits for the daemon to exit (10 s)
 umount_store() {
 	"$TCZFS" umount "$1" || fail "umount $1"
-	pid=$(cat "$T/daemon.pid")
-	for _ in $(seq 200); do
-		kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-		sleep 0.05
-	done
-	fail "the daemon did not exit after umount"
+	wait_exit "$(cat "$T/daemon.pid")" || fail "the daemon did not exit after umount"
 }

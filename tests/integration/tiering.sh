@@ -173,19 +173,9 @@ done
 sleep 1
 dpid=$(cat "$T/daemon.pid")
 kill -TERM "$dpid"
-for _ in $(seq 200); do
-	kill -0 "$dpid" 2>/dev/null || break
-	sleep 0.05
-done
-kill -0 "$dpid" 2>/dev/null && fail "the daemon did not exit 10 s after SIGTERM under readers"
-wait "$dpid" 2>/dev/null || true
+wait_exit "$dpid" 10 || fail "the daemon did not exit 10 s after SIGTERM under readers"
 for p in $pids; do
-	for _ in $(seq 100); do
-		kill -0 "$p" 2>/dev/null || break
-		sleep 0.05
-	done
-	kill -0 "$p" 2>/dev/null && fail "a reader still hangs after the daemon exited"
-	wait "$p" 2>/dev/null || true
+	wait_exit "$p" 5 || fail "a reader still hangs after the daemon exited"
 done
 grep -q "reader stopped" "$T"/reader*.out || fail "the readers did not see the daemon go"
 echo "SIGTERM under 3 readers of the hot file: the daemon exited, the readers ended"

@@ -217,6 +217,16 @@ static void teardown(tczfs *fs)
 		fs_streams_save(fs); /* after: reads until the last release */
 	fs_streams_free(fs);
 	fs_models_free(fs);
+	if (fs->store) { /* -EROFS on a read-only store: nothing to do */
+		/* what this daemon's re-encodings replaced is pinned by no view
+		 * of its own now: released unless another process reads it */
+		unsigned released = 0;
+		if (tcz_store_collect(fs->store, &released) == 0 && released)
+			fs_log(fs, LOG_INFO,
+			       "released %u replaced or removed model "
+			       "revision(s) at exit",
+			       released);
+	}
 	fs_remote_free(fs); /* after the views that use it */
 	fs_asic_free(fs);
 	/* this thread's reader, before the store it belongs to */

@@ -86,6 +86,11 @@ static json_t *model_json(const tcz_model *m)
 			(json_int_t)t->stored_bytes, "ratio",
 			ratio(t->nbytes, t->stored_bytes), "rel_error",
 			t->rel_error, "max_abs_error", t->max_abs);
+		if (t->codec != TCZ_CODEC_TT) { /* TT cores are no chunks */
+			json_object_set_new(o, "chunk_bytes",
+					    json_integer(t->chunk_bytes));
+			json_object_set_new(o, "chunks", json_integer(t->n_chunks));
+		}
 		if (t->codec == TCZ_CODEC_QUANT) {
 			json_object_set_new(o, "bits", json_integer(t->bits));
 			json_object_set_new(o, "group", json_integer(t->group_len));

@@ -442,9 +442,21 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
 		}
 		record(fm, &l);
 	}
-	for (size_t i = 0; ents && i < l.n; i++)
-		if (ents[i])
+	for (size_t i = 0; ents && i < l.n; i++) {
+		if (!ents[i])
+			continue;
+		/* A sequential reader that has had a chunk's last byte does not
+		 * come back for it (the kernel caches the file's pages): its
+		 * buffer serves the chunks ahead, which then need no fresh
+		 * memory (page faults were a third of the daemon's CPU in a
+		 * cold cat), and the stream leaves the cache to other readers. */
+		const tcz_piece *p = &l.p[i];
+		if (rc == 0 && runs >= 1 && p->kind == TCZ_PIECE_CHUNK &&
+		    p->off + p->len == p->src.len)
+			tcz_cache_release_consumed(fs->cache, ents[i]);
+		else
 			tcz_cache_release(fs->cache, ents[i]);
+	}
 	free(ents);
 
 	/* A sequential reader gets the next chunks of its tensor decoded

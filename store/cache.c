@@ -17,6 +17,7 @@ struct tcz_cache_entry {
 	size_t len;
 	int state, err;     /* guarded by the shard lock */
 	unsigned refs;      /* guarded by the shard lock */
+	int consumed;       /* guarded by the shard lock: drop when unpinned */
 	tcz_cache_entry *hnext;          /* hash chain */
 	tcz_cache_entry *prev, *next;    /* LRU list, most recent first */
 	struct shard *sh;
@@ -265,6 +266,7 @@ int tcz_cache_get(tcz_cache *c, const unsigned char key[16], size_t len,
 	tcz_cache_entry *e = find(s, key);
 	if (e) {
 		e->refs++;
+		e->consumed = 0; /* wanted again */
 		s->hits++;
 		while (e->state == LOADING)
 			pthread_cond_wait(&s->filled, &s->lock);
@@ -343,17 +345,36 @@ size_t tcz_cache_len(const tcz_cache_entry *e)
 	return e->len;
 }
 
-void tcz_cache_release(tcz_cache *c, tcz_cache_entry *e)
+static void release(tcz_cache *c, tcz_cache_entry *e, int consumed)
 {
 	shard *s = e->sh;
 	pthread_mutex_lock(&s->lock);
 	unsigned left = --e->refs;
 	int orphan = e->state == FAILED; /* already out of the table */
-	if (!orphan)
+	if (!orphan && consumed)
+		e->consumed = 1;
+	if (!orphan && left == 0 && e->consumed && e->state == READY) {
+		lru_unlink(s, e);
+		hash_remove(s, e);
+		s->bytes -= e->len;
+		atomic_fetch_sub(&c->total, e->len);
+		orphan = 1; /* out of the table: freed below */
+	} else if (!orphan) {
 		evict(c, s);
+	}
 	pthread_mutex_unlock(&s->lock);
 	if (orphan && left == 0)
 		entry_free(e);
+}
+
+void tcz_cache_release(tcz_cache *c, tcz_cache_entry *e)
+{
+	release(c, e, 0);
+}
+
+void tcz_cache_release_consumed(tcz_cache *c, tcz_cache_entry *e)
+{
+	release(c, e, 1);
 }
 
 bool tcz_cache_has(tcz_cache *c, const unsigned char key[16])

@@ -38,6 +38,13 @@ size_t tcz_cache_len(const tcz_cache_entry *e);
 /* Unpins an entry from tcz_cache_get. */
 void tcz_cache_release(tcz_cache *c, tcz_cache_entry *e);
 
+/* Unpins e and drops it once no one holds it, unless a get finds it
+ * first: for a chunk whose bytes a sequential reader has now all had
+ * (the kernel's page cache holds them), so that its buffer serves the
+ * next chunk instead of fresh memory, and a streaming read does not push
+ * out what other readers come back to. */
+void tcz_cache_release_consumed(tcz_cache *c, tcz_cache_entry *e);
+
 /* True when key is cached or being filled (prefetchers skip those). */
 bool tcz_cache_has(tcz_cache *c, const unsigned char key[16]);
 

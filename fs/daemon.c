@@ -208,9 +208,10 @@ static void teardown(tczfs *fs)
 		tcz_cache_get_stats(fs->cache, &cs);
 		fs_log(fs, LOG_INFO,
 		       "decoded-chunk cache: %llu hits, %llu misses, %llu "
-		       "evictions",
+		       "evictions, %llu dropped once read through",
 		       (unsigned long long)cs.hits, (unsigned long long)cs.misses,
-		       (unsigned long long)cs.evictions);
+		       (unsigned long long)cs.evictions,
+		       (unsigned long long)cs.consumed);
 	}
 	fs_handles_free(fs); /* stream files commit what they hold */
 	if (fs->store && fs->streams)

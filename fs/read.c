@@ -445,15 +445,10 @@ void fs_read(tczfs *fs, fuse_req_t req, fs_file *f, size_t size, uint64_t off)
 	for (size_t i = 0; ents && i < l.n; i++) {
 		if (!ents[i])
 			continue;
-		/* A sequential reader that has had a chunk's last byte does not
-		 * come back for it (the kernel caches the file's pages): its
-		 * buffer serves the chunks ahead, which then need no fresh
-		 * memory (page faults were a third of the daemon's CPU in a
-		 * cold cat), and the stream leaves the cache to other readers. */
-		const tcz_piece *p = &l.p[i];
-		if (rc == 0 && runs >= 1 && p->kind == TCZ_PIECE_CHUNK &&
-		    p->off + p->len == p->src.len)
-			tcz_cache_release_consumed(fs->cache, ents[i]);
+		/* what a reader had of a chunk: one read through it whole
+		 * (sequential, mmap readahead) drops it (store/cache.h) */
+		if (rc == 0 && l.p[i].kind == TCZ_PIECE_CHUNK)
+			tcz_cache_release_served(fs->cache, ents[i], l.p[i].len);
 		else
 			tcz_cache_release(fs->cache, ents[i]);
 	}

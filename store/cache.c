@@ -17,7 +17,7 @@ struct tcz_cache_entry {
 	size_t len;
 	int state, err;     /* guarded by the shard lock */
 	unsigned refs;      /* guarded by the shard lock */
-	int consumed;       /* guarded by the shard lock: drop when unpinned */
+	size_t served;      /* guarded by the shard lock: bytes given to readers */
 	tcz_cache_entry *hnext;          /* hash chain */
 	tcz_cache_entry *prev, *next;    /* LRU list, most recent first */
 	struct shard *sh;
@@ -32,7 +32,7 @@ typedef struct shard {
 	size_t nbuckets, count;
 	tcz_cache_entry *head, *tail;
 	size_t bytes;
-	uint64_t hits, misses, evictions;
+	uint64_t hits, misses, evictions, consumed;
 } shard;
 
 /* Freed buffers kept for reuse: their pages stay mapped and populated,
@@ -266,7 +266,6 @@ int tcz_cache_get(tcz_cache *c, const unsigned char key[16], size_t len,
 	tcz_cache_entry *e = find(s, key);
 	if (e) {
 		e->refs++;
-		e->consumed = 0; /* wanted again */
 		s->hits++;
 		while (e->state == LOADING)
 			pthread_cond_wait(&s->filled, &s->lock);
@@ -345,19 +344,19 @@ size_t tcz_cache_len(const tcz_cache_entry *e)
 	return e->len;
 }
 
-static void release(tcz_cache *c, tcz_cache_entry *e, int consumed)
+static void release(tcz_cache *c, tcz_cache_entry *e, size_t served)
 {
 	shard *s = e->sh;
 	pthread_mutex_lock(&s->lock);
 	unsigned left = --e->refs;
 	int orphan = e->state == FAILED; /* already out of the table */
-	if (!orphan && consumed)
-		e->consumed = 1;
-	if (!orphan && left == 0 && e->consumed && e->state == READY) {
+	e->served += served;
+	if (!orphan && left == 0 && e->served >= e->len && e->state == READY) {
 		lru_unlink(s, e);
 		hash_remove(s, e);
 		s->bytes -= e->len;
 		atomic_fetch_sub(&c->total, e->len);
+		s->consumed++;
 		orphan = 1; /* out of the table: freed below */
 	} else if (!orphan) {
 		evict(c, s);
@@ -372,9 +371,9 @@ void tcz_cache_release(tcz_cache *c, tcz_cache_entry *e)
 	release(c, e, 0);
 }
 
-void tcz_cache_release_consumed(tcz_cache *c, tcz_cache_entry *e)
+void tcz_cache_release_served(tcz_cache *c, tcz_cache_entry *e, size_t n)
 {
-	release(c, e, 1);
+	release(c, e, n);
 }
 
 bool tcz_cache_has(tcz_cache *c, const unsigned char key[16])
@@ -396,6 +395,7 @@ void tcz_cache_get_stats(tcz_cache *c, tcz_cache_stats *st)
 		st->hits += s->hits;
 		st->misses += s->misses;
 		st->evictions += s->evictions;
+		st->consumed += s->consumed;
 		st->bytes += s->bytes;
 		st->entries += s->count;
 		pthread_mutex_unlock(&s->lock);

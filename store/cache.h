@@ -38,18 +38,20 @@ size_t tcz_cache_len(const tcz_cache_entry *e);
 /* Unpins an entry from tcz_cache_get. */
 void tcz_cache_release(tcz_cache *c, tcz_cache_entry *e);
 
-/* Unpins e and drops it once no one holds it, unless a get finds it
- * first: for a chunk whose bytes a sequential reader has now all had
- * (the kernel's page cache holds them), so that its buffer serves the
- * next chunk instead of fresh memory, and a streaming read does not push
- * out what other readers come back to. */
-void tcz_cache_release_consumed(tcz_cache *c, tcz_cache_entry *e);
+/* Unpins e after n of its bytes went to a reader. Once all its bytes
+ * have (over any number of releases, in any order) it is dropped when
+ * no one holds it: a chunk read through is in the kernel's page cache
+ * now, so its buffer is better used for the chunks ahead (no fresh
+ * memory for each) and a streaming read does not push out what other
+ * readers come back to. A reader that wants it again decodes it again. */
+void tcz_cache_release_served(tcz_cache *c, tcz_cache_entry *e, size_t n);
 
 /* True when key is cached or being filled (prefetchers skip those). */
 bool tcz_cache_has(tcz_cache *c, const unsigned char key[16]);
 
 typedef struct tcz_cache_stats {
 	uint64_t hits, misses, evictions;
+	uint64_t consumed; /* entries dropped once read through */
 	uint64_t bytes, entries; /* now */
 	uint64_t budget;
 } tcz_cache_stats;

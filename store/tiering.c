@@ -231,7 +231,8 @@ static int dense_one(work *w, tcz_import_tx *tx, uint32_t t, tcz_tensor *out)
 		return rc;
 	size_t es = tcz_dtype_size(tn->dtype);
 	uint32_t cb = (uint32_t)(TCZ_CHUNK_MAX / es * es);
-	if (tn->n_chunks > 1 && tn->chunk_bytes < cb &&
+	/* GGUF tensors keep theirs: chunks hold whole ggml blocks */
+	if (tn->n_chunks > 1 && tn->chunk_bytes < cb && !tn->qtype &&
 	    (tn->nbytes + cb - 1) / cb <= UINT32_MAX)
 		rc = dense_rechunk(w, tx, t, cb, out);
 	else

@@ -214,7 +214,8 @@ static int dense_rechunk(work *w, tcz_import_tx *tx, uint32_t t,
 		if (rc == 0)
 			rc = put(tx, TCZ_CODEC_LOSSLESS, tn->dtype, len, w->enc, plen,
 				 keys[ci]);
-		stored += plen + TCZ_CHUNK_HDR;
+		if (rc == 0)
+			stored += plen + TCZ_CHUNK_HDR;
 		throttle(w, len);
 	}
 	out->stored_bytes = stored;
@@ -232,8 +233,7 @@ static int dense_one(work *w, tcz_import_tx *tx, uint32_t t, tcz_tensor *out)
 	size_t es = tcz_dtype_size(tn->dtype);
 	uint32_t cb = (uint32_t)(TCZ_CHUNK_MAX / es * es);
 	/* GGUF tensors keep theirs: chunks hold whole ggml blocks */
-	if (tn->n_chunks > 1 && tn->chunk_bytes < cb && !tn->qtype &&
-	    (tn->nbytes + cb - 1) / cb <= UINT32_MAX)
+	if (tn->n_chunks > 1 && tn->chunk_bytes < cb && !tn->qtype)
 		rc = dense_rechunk(w, tx, t, cb, out);
 	else
 		rc = dense_same_chunks(w, tx, t, out);

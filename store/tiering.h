@@ -4,9 +4,10 @@
  * Cost policy (the default; the bytes served never change): cold tensors
  * stored lossless are re-encoded into the densest lossless form (zstd at
  * a high level over the byte planes, in chunks of TCZ_CHUNK_MAX: fewer
- * LMDB values, fewer half-empty last pages; a tensor of one chunk keeps
- * it, unless the dense coding is not smaller); each new chunk is decoded
- * and compared with the old bytes before anything is committed.
+ * LMDB values, fewer half-empty last pages; a tensor of one chunk, or a
+ * GGUF one, keeps its chunks, each kept as it was when the dense coding
+ * is not smaller); each new chunk is decoded and compared with the old
+ * bytes before anything is committed.
  * Precision policy (opt-in per model): cold tensors are re-quantized to
  * 3 bits, warm ones to the warm width (7, or 5), hot ones kept; a width
  * is used only when the tensor's relative error against the imported

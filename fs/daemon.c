@@ -199,6 +199,7 @@ static void teardown(tczfs *fs)
 		pthread_join(fs->maint, NULL);
 	if (fs->pfq)
 		fs_prefetch_stop(fs);
+	fs_warm_stop(fs);
 	if (fs->store) {
 		fs_flush_stats(fs);
 		fs_asic_save(fs);
@@ -267,7 +268,7 @@ static int start(tczfs *fs, char *err, size_t errlen)
 	unsigned pf = cpus > 0 ? (unsigned)cpus : 1;
 	if (fs->opts.remote && pf < 8)
 		pf = 8; /* remote chunks: mostly waiting for the network */
-	if ((rc = fs_prefetch_start(fs, pf)))
+	if ((rc = fs_prefetch_start(fs, pf)) || (rc = fs_warm_start(fs)))
 		return fail(err, errlen, rc, "out of memory");
 	if (pthread_create(&fs->maint, NULL, maintenance, fs) == 0)
 		fs->maint_started = 1;

@@ -79,6 +79,7 @@ typedef struct fs_tstat {
 	atomic_int pinned;
 	atomic_uint_fast64_t decodes; /* chunks of it this daemon decoded */
 	atomic_int hot; /* in the hot set (tiers.c sets it with hotlock) */
+	atomic_int warmed; /* its index was queued for loading (warm.c) */
 } fs_tstat;
 
 /* A loaded model: its view, immutable, and statistics. The table holds
@@ -116,6 +117,7 @@ typedef struct fs_rent {
 
 typedef struct tczfs tczfs;
 typedef struct fs_push fs_push;       /* the page-cache pusher (push.c) */
+typedef struct fs_warm fs_warm;       /* the index loaders (warm.c) */
 typedef struct fs_sent fs_sent;       /* a stream seen (stream.c) */
 typedef struct fs_streams fs_streams; /* the table of them */
 
@@ -216,6 +218,7 @@ struct tczfs {
 	int rflush_now;       /* guarded by mlock: a flush is wanted now */
 
 	fs_push *push; /* set before the FUSE loop runs, freed after it */
+	fs_warm *warm; /* likewise */
 
 	pthread_t *pf_threads;
 	unsigned pf_count;
@@ -307,6 +310,13 @@ int fs_read_range(tczfs *fs, fs_model *fm, uint32_t file, uint64_t off,
  * Errors: as tcz_view_decode; -ENOMEM. */
 int fs_get_src(tczfs *fs, const fs_model *fm, const tcz_src *s,
 	       tcz_cache_entry **e);
+
+/* warm.c: tensors' index entries loaded ahead of random readers */
+int fs_warm_start(tczfs *fs); /* errors: -ENOMEM */
+void fs_warm_stop(tczfs *fs); /* joins the threads; fine when not started */
+/* Queues the loading of tensor t's index, the first time only (once
+ * queued; a full queue lets a later call try again). No I/O, no wait. */
+void fs_warm_tensor(tczfs *fs, fs_model *fm, uint32_t t);
 
 /* push.c: hot files' pages pushed into the kernel's page cache */
 int fs_push_start(tczfs *fs); /* errors: -ENOMEM */

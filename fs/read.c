@@ -286,6 +286,8 @@ static int part_read(tczfs *fs, fuse_req_t req, fs_file *f,
 			     ? -ENOTSUP
 			     : tcz_view_part_span(r, fm->v, &p->src, p->off,
 						  p->len, &so, &sl);
+		if (rc == 0 && p->src.kind == TCZ_SRC_TENSOR)
+			fs_warm_tensor(fs, fm, p->src.index);
 		if (rc == 0 && touched_before(fs, key))
 			/* its second read in parts: the chunk is likely read
 			 * on, so it is decoded whole behind this read */

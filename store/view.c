@@ -996,6 +996,19 @@ int tcz_view_decode_part(tcz_reader *r, const tcz_mview *v, const tcz_src *s,
 				    off, len, dst);
 }
 
+int tcz_view_index_warm(tcz_reader *r, const tcz_mview *v, uint32_t t,
+			uint32_t first, uint32_t n)
+{
+	tcz_src s = {.kind = TCZ_SRC_TENSOR, .index = t, .chunk = first};
+	const tcz_tensor *tn = part_tensor(v, &s);
+	if (!tn)
+		return 0;
+	uint32_t count = src_count(v, &s);
+	if (n > count - first)
+		n = count - first;
+	return tcz__blocks_warm(r, tn->chunks[first], n);
+}
+
 static int same_src(const tcz_src *a, const tcz_src *b)
 {
 	return a->kind == b->kind && a->index == b->index && a->chunk == b->chunk;

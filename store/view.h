@@ -161,6 +161,17 @@ void tcz_view_src_describe(const tcz_mview *v, const tcz_src *s, char *buf,
 int tcz_view_decode_part(tcz_reader *r, const tcz_mview *v, const tcz_src *s,
 			 uint32_t off, uint32_t len, void *dst);
 
+/* Loads the store's index of chunks [first, first+n) of tensor t (their
+ * block index records and chunk table entries, not their values) into
+ * memory, so that a small read of one of them then waits for its data
+ * alone: a cold part read otherwise faults in a leaf of each table
+ * before its pread, three disk waits in a row. Chunks beyond the
+ * tensor's are ignored; a tensor not read in parts (lossy, TT, a remote
+ * or a source model) is nothing to do. Errors: the store's (-EIO a lost
+ * map). */
+int tcz_view_index_warm(tcz_reader *r, const tcz_mview *v, uint32_t t,
+			uint32_t first, uint32_t n);
+
 /* The whole blocks of source s that cover [off, off+len): its decoded
  * bytes [*span_off, *span_off + *span_len), what a reader caches after a
  * part read (tcz_view_decode_part of the span decodes exactly them).

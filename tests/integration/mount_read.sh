@@ -111,6 +111,24 @@ print("block reads: %d spans for 300 reads in %d chunks" % (n1, chunks))
 PY
 echo "small random reads decode blocks, cached"
 
+# those random reads had the index of the tensors they touched loaded
+# ahead (fs/warm.c); sequential readers never do: their prefetcher looks
+# up the same entries in file order
+last_warm() { grep 'index loaded ahead of random reads' "$T/daemon.log" | tail -1; }
+umount_store "$M"
+case "$(last_warm)" in
+*": 0 tensor(s)"* | "") fail "random reads loaded no index: $(last_warm)" ;;
+esac
+mount_store "$M" --cache-mb 32 --hot-mb 0
+cat "$M/f32/model.safetensors" "$M"/sharded/*.safetensors >/dev/null
+umount_store "$M"
+case "$(last_warm)" in
+*": 0 tensor(s), 0 chunk(s)") ;;
+*) fail "sequential reads loaded the index: $(last_warm)" ;;
+esac
+echo "index loaded ahead of random readers only: $(last_warm | sed 's/.*reads: //') for the sequential ones"
+mount_store "$M" --cache-mb 32 --hot-mb 0
+
 # a chunk read in parts a second time is decoded whole behind the read
 # (the prefetcher, which needs --cache-mb >= 64): a third read of another
 # of its blocks decodes nothing

@@ -2,7 +2,9 @@
  * reads equal the source bytes; a removed model's chunks stay while a
  * view pins it and go after; many threads reading through views and one
  * cache while another removes, imports and saves statistics get the
- * right bytes (run under ThreadSanitizer by tools/test). */
+ * right bytes (run under ThreadSanitizer by tools/test); loading a
+ * tensor's index brings its index pages into the page cache, not its
+ * values. */
 #include <errno.h>
 #include <lmdb.h>
 #include <pthread.h>
@@ -13,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
+#include <fcntl.h>
 
 #include <cmocka.h>
 #include <xxhash.h>
@@ -765,12 +769,171 @@ static void concurrent_readers(void **state)
 	pthread_mutex_destroy(&c.lock);
 }
 
+/* Page numbers of data.mdb (4 KiB pages) */
+typedef struct pageset {
+	size_t n, cap;
+	size_t *pg;
+} pageset;
+
+static void ps_add(pageset *ps, size_t pg)
+{
+	for (size_t i = 0; i < ps->n; i++)
+		if (ps->pg[i] == pg)
+			return;
+	if (ps->n == ps->cap) {
+		ps->cap = ps->cap ? 2 * ps->cap : 64;
+		ps->pg = realloc(ps->pg, ps->cap * sizeof *ps->pg);
+		assert_non_null(ps->pg);
+	}
+	ps->pg[ps->n++] = pg;
+}
+
+/* How many of ps's pages of file path are in the page cache */
+static size_t resident(const char *path, const pageset *ps)
+{
+	int fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	off_t size = lseek(fd, 0, SEEK_END);
+	void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(m != MAP_FAILED);
+	size_t np = ((size_t)size + 4095) / 4096;
+	unsigned char *vec = malloc(np);
+	assert_int_equal(mincore(m, (size_t)size, vec), 0);
+	size_t in = 0;
+	for (size_t i = 0; i < ps->n; i++)
+		in += ps->pg[i] < np && (vec[ps->pg[i]] & 1);
+	free(vec);
+	munmap(m, (size_t)size);
+	close(fd);
+	return in;
+}
+
+/* Where this process maps file path from offset 0 (LMDB's map) */
+static const char *map_base(const char *path)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	assert_non_null(f);
+	char line[1024];
+	const char *base = NULL;
+	while (!base && fgets(line, sizeof line, f)) {
+		unsigned long lo, off;
+		size_t n = strlen(line);
+		if (n && line[n - 1] == '\n')
+			line[--n] = 0;
+		if (n > strlen(path) && strcmp(line + n - strlen(path), path) == 0 &&
+		    sscanf(line, "%lx-%*x %*s %lx", &lo, &off) == 2 && off == 0)
+			base = (const char *)lo;
+	}
+	fclose(f);
+	assert_non_null(base);
+	return base;
+}
+
+/* Loading a model's index (tcz_view_index_warm) brings the leaf pages of
+ * its block index records and chunk table entries into the page cache and
+ * none of the chunk values' pages. Which page holds what is found with
+ * LMDB itself: a record's data and a key point into their leaf. */
+static void index_warm(void **state)
+{
+	(void)state;
+	char sdir[160], data[200];
+	snprintf(sdir, sizeof sdir, "%s/wstore", dir);
+	snprintf(data, sizeof data, "%s/data.mdb", sdir);
+	tcz_store *s;
+	assert_int_equal(tcz_store_open(sdir, TCZ_STORE_CREATE, &s), 0);
+	tcz_import_opts o;
+	tcz_import_opts_default(&o);
+	o.chunk_kib = 32; /* 71 chunks of two 16 KiB blocks */
+	o.name = "m";
+	o.jobs = 1;
+	tcz_import_result res;
+	char err[512];
+	const char *srcs[] = {path_m};
+	assert_int_equal(tcz_import(s, srcs, 1, &o, &res, err, sizeof err), 0);
+	tcz_store_close(s);
+
+	pageset leaves = {0}, values = {0};
+	MDB_env *env = raw_env(sdir, MDB_NOTLS | MDB_RDONLY);
+	MDB_stat st;
+	assert_int_equal(mdb_env_stat(env, &st), 0);
+	assert_int_equal(st.ms_psize, 4096);
+	const char *base = map_base(data);
+	MDB_txn *txn;
+	MDB_dbi bdb, cdb;
+	MDB_cursor *c;
+	MDB_val k, d;
+	assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+	assert_int_equal(mdb_dbi_open(txn, "blocks", 0, &bdb), 0);
+	assert_int_equal(mdb_dbi_open(txn, "chunks", 0, &cdb), 0);
+	size_t nrec = 0;
+	assert_int_equal(mdb_cursor_open(txn, bdb, &c), 0);
+	for (int op = MDB_FIRST; mdb_cursor_get(c, &k, &d, op) == 0; op = MDB_NEXT) {
+		ps_add(&leaves, (size_t)((const char *)d.mv_data - base) / 4096);
+		nrec++;
+	}
+	mdb_cursor_close(c);
+	assert_int_equal(mdb_cursor_open(txn, cdb, &c), 0);
+	for (int op = MDB_FIRST; mdb_cursor_get(c, &k, &d, op) == 0; op = MDB_NEXT) {
+		ps_add(&leaves, (size_t)((const char *)k.mv_data - base) / 4096);
+		size_t first = (size_t)((const char *)d.mv_data - base) / 4096;
+		size_t last = (size_t)((const char *)d.mv_data + d.mv_size - 1 -
+				       base) / 4096;
+		for (size_t pg = first; pg <= last; pg++)
+			ps_add(&values, pg);
+	}
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	assert_true(nrec >= 60);
+	assert_true(leaves.n >= 2);
+
+	/* out of the page cache (mapped nowhere now) */
+	int fd = open(data, O_RDONLY);
+	assert_true(fd >= 0);
+	fdatasync(fd);
+	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	close(fd);
+
+	tcz_mview *v;
+	tcz_reader *r;
+	uint32_t f;
+	assert_int_equal(tcz_store_open(sdir, TCZ_STORE_RDONLY, &s), 0);
+	assert_int_equal(tcz_reader_create(s, &r), 0);
+	assert_int_equal(tcz_view_open_path(s, "m/model.safetensors", &v, &f), 0);
+	size_t l0 = resident(data, &leaves), v0 = resident(data, &values);
+	if (l0 == leaves.n) {
+		tcz_mview_put(v);
+		tcz_reader_free(r);
+		tcz_store_close(s);
+		free(leaves.pg);
+		free(values.pg);
+		fprintf(stderr, "index_warm: the page cache keeps %s (tmpfs?)\n",
+			data);
+		skip();
+	}
+	const tcz_model *m = tcz_mview_model(v);
+	for (uint32_t t = 0; t < m->n_tensors; t++)
+		assert_int_equal(tcz_view_index_warm(r, v, t, 0, UINT32_MAX), 0);
+	/* nothing to do: past the tensors, past a tensor's chunks */
+	assert_int_equal(tcz_view_index_warm(r, v, m->n_tensors, 0, 4), 0);
+	assert_int_equal(tcz_view_index_warm(r, v, 0, 1u << 30, 4), 0);
+	assert_int_equal(resident(data, &leaves), leaves.n);
+	assert_int_equal(resident(data, &values), v0);
+
+	tcz_mview_put(v);
+	tcz_reader_free(r);
+	tcz_store_close(s);
+	free(leaves.pg);
+	free(values.pg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(files_and_sizes),
 		cmocka_unit_test(reads_match),
 		cmocka_unit_test(block_index),
+		cmocka_unit_test(index_warm),
 		cmocka_unit_test(pinned_removal),
 		cmocka_unit_test(concurrent_readers),
 	};

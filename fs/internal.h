@@ -80,6 +80,7 @@ typedef struct fs_tstat {
 	atomic_uint_fast64_t decodes; /* chunks of it this daemon decoded */
 	atomic_int hot; /* in the hot set (tiers.c sets it with hotlock) */
 	atomic_int warmed; /* its index was queued for loading (warm.c) */
+	atomic_uint_fast64_t part_reads; /* its chunk pieces read in parts */
 } fs_tstat;
 
 /* A loaded model: its view, immutable, and statistics. The table holds

@@ -234,19 +234,42 @@ static void span_key(unsigned char key[TCZ_KEY_LEN], uint32_t off,
 		key[8 + i] ^= (unsigned char)(x >> (8 * i));
 }
 
-/* Whether chunk key was read in parts lately (and remembers it now). A
- * random reader that stays in a few chunks (2000 reads of a 64 MiB
- * tensor: 4 per chunk) then reads them from the cache after the second
- * read, as whole-chunk decoding did (p50 33 us in bench-tier), while one
- * spread over a large file (1 read per chunk) never pays for a whole
- * chunk. */
-static int touched_before(tczfs *fs, const unsigned char *key)
+/* Part reads of chunk key lately, this one counted (1 to 3: three or
+ * more say 3). A slot keeps a key's hash in its high bits and the count
+ * in the low two; lock-free, a lost or false count only costs a decode. */
+static unsigned touched_count(tczfs *fs, const unsigned char *key)
 {
 	uint64_t h;
 	memcpy(&h, key, 8);
-	h |= 1; /* 0 is an empty slot */
-	return atomic_exchange_explicit(&fs->touched[(h >> 1) % FS_TOUCHED], h,
-					memory_order_relaxed) == h;
+	h = (h & ~3ull) | 4; /* never 0, the empty slot */
+	_Atomic uint64_t *slot = &fs->touched[(h >> 3) % FS_TOUCHED];
+	uint64_t old = atomic_load_explicit(slot, memory_order_relaxed), nw;
+	do {
+		unsigned n = (old & ~3ull) == h ? (unsigned)(old & 3) : 0;
+		nw = h | (n < 3 ? n + 1 : 3);
+	} while (!atomic_compare_exchange_weak_explicit(
+		slot, &old, nw, memory_order_relaxed, memory_order_relaxed));
+	return (unsigned)(nw & 3);
+}
+
+/* Whether a chunk read in parts now is to be decoded whole behind the
+ * read: at its third part read, or at its second once its tensor has had
+ * as many part reads as it has chunks. A random reader dense in a
+ * tensor (2000 reads of a 64 MiB tensor: 4 per chunk) then reads its
+ * chunks from the cache soon, while one spread over a large file (about
+ * 1 read per chunk) seldom pays for a whole chunk: decoding whole at
+ * every second read, as before, gave a quarter of its chunks a decode
+ * that was rarely read again, and raised its p50 (docs/PERFORMANCE.md). */
+static int whole_behind(tczfs *fs, fs_model *fm, const tcz_src *s,
+			const unsigned char *key)
+{
+	unsigned n = touched_count(fs, key);
+	if (s->kind != TCZ_SRC_TENSOR)
+		return n >= 3;
+	uint64_t reads = atomic_fetch_add_explicit(&fm->st[s->index].part_reads,
+						   1, memory_order_relaxed) + 1;
+	uint32_t chunks = tcz_tensor_chunk_count(&fm->m->tensors[s->index]);
+	return n >= 3 || (n == 2 && reads >= chunks);
 }
 
 /* Serves a small read outside a sequential run: pieces of chunks not in
@@ -288,9 +311,9 @@ static int part_read(tczfs *fs, fuse_req_t req, fs_file *f,
 						  p->len, &so, &sl);
 		if (rc == 0 && p->src.kind == TCZ_SRC_TENSOR)
 			fs_warm_tensor(fs, fm, p->src.index);
-		if (rc == 0 && touched_before(fs, key))
-			/* its second read in parts: the chunk is likely read
-			 * on, so it is decoded whole behind this read */
+		if (rc == 0 && whole_behind(fs, fm, &p->src, key))
+			/* the chunk is likely read on: decoded whole behind
+			 * this read */
 			prefetch(fs, fm, &p->src);
 		if (rc == 0) {
 			part_arg a = {fs, fm, &p->src, so};

@@ -129,9 +129,11 @@ esac
 echo "index loaded ahead of random readers only: $(last_warm | sed 's/.*reads: //') for the sequential ones"
 mount_store "$M" --cache-mb 32 --hot-mb 0
 
-# a chunk read in parts a second time is decoded whole behind the read
-# (the prefetcher, which needs --cache-mb >= 64): a third read of another
-# of its blocks decodes nothing
+# a chunk read in parts a third time is decoded whole behind the read
+# (the prefetcher, which needs --cache-mb >= 64), and so is one read a
+# second time once its tensor had as many part reads as chunks (a reader
+# dense in it); a read of another of its blocks then decodes nothing. A
+# second read in a tensor read sparsely decodes only its span.
 umount_store "$M"
 mount_store "$M" --cache-mb 128 --hot-mb 0
 $PY - "$M/f32/model.safetensors" "$T/f32.safetensors" <<'PY'
@@ -143,23 +145,48 @@ with open(sys.argv[2], "rb") as f:  # the header, from the source
 fd = os.open(mnt, os.O_RDONLY)
 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
 base = 8 + n
-t = next(v for k, v in hdr.items() if k != "__metadata__" and
-         v["data_offsets"][0] > 0 and
-         v["data_offsets"][1] - v["data_offsets"][0] >= 256 << 10)
-start = base + t["data_offsets"][0]  # its first 128 KiB chunk
+big = sorted((v["data_offsets"] for k, v in hdr.items() if k != "__metadata__" and
+              v["data_offsets"][1] - v["data_offsets"][0] >= 512 << 10),
+             key=lambda o: o[0])
+assert len(big) >= 2, "the model has no two tensors of 4 chunks"
 dec = lambda: int(os.getxattr(mnt, "user.tczfs.decodes"))
-a = (start + (8 << 10) + 4095) & ~4095  # pages inside one 16 KiB block
+def page(t, c, b):  # a page inside block b of chunk c of tensor t
+    return (base + t[0] + (c << 17) + (b << 14) + 4095) & ~4095
+def settle():
+    time.sleep(1)
+    return dec()
+# sparse: a third read in parts decodes the chunk whole
+t = big[0]
 d0 = dec()
-os.pread(fd, 4096, a)              # block 0, in parts
-os.pread(fd, 4096, a + (48 << 10)) # block 3: second time, whole behind
-time.sleep(1)
-d1 = dec()
-os.pread(fd, 4096, a + (96 << 10)) # block 6: from the whole chunk
-d2 = dec()
-assert d1 - d0 == 3, "%d decodes for two part reads and the whole chunk" % (d1 - d0)
-assert d2 == d1, "the third read decoded %d" % (d2 - d1)
+os.pread(fd, 4096, page(t, 0, 0))
+os.pread(fd, 4096, page(t, 0, 3))  # second: its span alone
+d1 = settle()
+os.pread(fd, 4096, page(t, 0, 5))  # third: and the whole chunk behind
+d2 = settle()
+os.pread(fd, 4096, page(t, 0, 7))  # from the whole chunk
+d3 = dec()
+assert d1 - d0 == 2, "%d decodes for two part reads of a sparse tensor" % (d1 - d0)
+assert d2 - d1 == 2, "%d decodes for a third part read and the whole chunk" % (d2 - d1)
+assert d3 == d2, "a read after the whole decode decoded %d" % (d3 - d2)
+# dense: as many part reads of the tensor as it has chunks, the last a
+# second read of a chunk
+t = big[1]
+nc = (t[1] - t[0] + (128 << 10) - 1) >> 17
+d0 = dec()
+for c in range(nc - 1):
+    os.pread(fd, 4096, page(t, c, 0))
+d1 = settle()
+os.pread(fd, 4096, page(t, 0, 2))  # read nc, chunk 0's second: whole behind
+d2 = settle()
+os.pread(fd, 4096, page(t, 0, 6))
+d3 = dec()
+assert d1 - d0 == nc - 1, "%d decodes for %d part reads" % (d1 - d0, nc - 1)
+assert d2 - d1 == 2, "%d decodes for a dense second read and the whole chunk" % (d2 - d1)
+assert d3 == d2, "a read after the whole decode decoded %d" % (d3 - d2)
+print("whole chunks behind: the third part read of a sparse tensor, "
+      "the second of a dense one (%d chunks)" % nc)
 PY
-echo "a chunk read twice in parts is decoded whole"
+echo "chunks read on in parts are decoded whole"
 
 # 4 concurrent readers of the same and of different files
 sync

@@ -293,9 +293,9 @@ int tcz__read_chunk_part(tcz_reader *r, const unsigned char *key,
 			 uint32_t len, void *dst);
 
 /* Faults in the index pages of the n chunk keys at keys (TCZ_KEY_LEN
- * bytes each, back to back): the leaf of each key's block index record and of its chunk table entry (not the value).
- * A few keys per read transaction. Errors: the store's (-EIO a lost
- * map). */
+ * bytes each, back to back): the leaf of each key's block index record
+ * and of its chunk table entry (not the value). A few keys per read
+ * transaction. Errors: the store's (-EIO a lost map). */
 int tcz__blocks_warm(tcz_reader *r, const unsigned char *keys, size_t n);
 
 /* Whether a tensor may be stored lossy when nothing names it (import.c):

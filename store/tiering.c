@@ -120,15 +120,19 @@ static int put(tcz_import_tx *tx, tcz_codec codec, tcz_dtype dt, uint32_t len,
 	return rc;
 }
 
-/* Encodes len bytes at src at the dense level into w->enc (*plen), decoded
- * and compared before it may be kept. */
-static int dense_encode(work *w, const tcz_tensor *tn, uint32_t ci,
-			const unsigned char *src, uint32_t len, size_t *plen)
+/* Encodes len bytes at src at the dense level into w->enc (*plen). */
+static int dense_encode(work *w, const tcz_tensor *tn, const unsigned char *src,
+			uint32_t len, size_t *plen)
 {
-	int rc = tcz_lossless_encode(w->lctx, tn->dtype, src, len,
-				     w->c->dense_level, w->enc, w->enc_cap, plen);
-	if (rc == 0)
-		rc = tcz_lossless_decode(w->lctx, w->enc, *plen, w->dec, len);
+	return tcz_lossless_encode(w->lctx, tn->dtype, src, len,
+				   w->c->dense_level, w->enc, w->enc_cap, plen);
+}
+
+/* w->enc (plen bytes) decoded and compared with src before it is kept. */
+static int dense_verify(work *w, const tcz_tensor *tn, uint32_t ci,
+			const unsigned char *src, uint32_t len, size_t plen)
+{
+	int rc = tcz_lossless_decode(w->lctx, w->enc, plen, w->dec, len);
 	if (rc || memcmp(w->dec, src, len) != 0)
 		return tcz__fail(-EIO, "tensor '%s' chunk %u: the dense "
 				       "encoding does not decode to the same "
@@ -157,9 +161,11 @@ static int dense_same_chunks(work *w, tcz_import_tx *tx, uint32_t t,
 		const unsigned char *old = tcz__reader_value(w->r, &oldlen);
 		memcpy(w->val, old, oldlen);
 		size_t plen;
-		if ((rc = dense_encode(w, tn, ci, w->chunk, len, &plen)))
+		if ((rc = dense_encode(w, tn, w->chunk, len, &plen)))
 			break;
 		if (plen + TCZ_CHUNK_HDR < oldlen) {
+			if ((rc = dense_verify(w, tn, ci, w->chunk, len, plen)))
+				break;
 			rc = put(tx, TCZ_CODEC_LOSSLESS, tn->dtype, len, w->enc,
 				 plen, out->chunks[ci]);
 			stored += plen + TCZ_CHUNK_HDR;
@@ -210,7 +216,9 @@ static int dense_rechunk(work *w, tcz_import_tx *tx, uint32_t t,
 		size_t plen;
 		rc = tensor_bytes(w, t, off, len, w->chunk);
 		if (rc == 0)
-			rc = dense_encode(w, tn, (uint32_t)ci, w->chunk, len, &plen);
+			rc = dense_encode(w, tn, w->chunk, len, &plen);
+		if (rc == 0)
+			rc = dense_verify(w, tn, (uint32_t)ci, w->chunk, len, plen);
 		if (rc == 0)
 			rc = put(tx, TCZ_CODEC_LOSSLESS, tn->dtype, len, w->enc, plen,
 				 keys[ci]);

@@ -58,7 +58,7 @@ static void *warmer(void *arg)
 		if (r && tcz_view_index_warm(r, j.fm->v, j.tensor, j.first,
 					     WARM_JOB_CHUNKS) == 0) {
 			uint32_t n = tcz_tensor_chunk_count(
-				&tcz_mview_model(j.fm->v)->tensors[j.tensor]);
+				&j.fm->m->tensors[j.tensor]);
 			atomic_fetch_add(&w->chunks, n - j.first < WARM_JOB_CHUNKS
 							     ? n - j.first
 							     : WARM_JOB_CHUNKS);
@@ -115,11 +115,11 @@ void fs_warm_tensor(tczfs *fs, fs_model *fm, uint32_t t)
 {
 	fs_warm *w = fs->warm;
 	if (!w || !w->nthreads || fm->remote ||
-	    t >= tcz_mview_model(fm->v)->n_tensors ||
+	    t >= fm->m->n_tensors ||
 	    atomic_load_explicit(&fm->st[t].warmed, memory_order_relaxed) ||
 	    atomic_exchange(&fm->st[t].warmed, 1))
 		return;
-	uint32_t n = tcz_tensor_chunk_count(&tcz_mview_model(fm->v)->tensors[t]);
+	uint32_t n = tcz_tensor_chunk_count(&fm->m->tensors[t]);
 	if (n < 2)
 		return; /* the read that asked has loaded its entries */
 	pthread_mutex_lock(&w->lock);

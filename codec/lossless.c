@@ -12,8 +12,10 @@
  * too and the smaller coding kept (tcz_lossless_encode): silero 1.221x. */
 #define ZSTD_STATIC_LINKING_ONLY /* ZSTD_compressSequences */
 #include "codec/lossless.h"
+#include "codec/huff.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +28,11 @@
 #endif
 
 #define LL_MAGIC 0x4c5a4354u /* "TCZL" read as a little-endian u32 */
+/* Version 1: planes raw or zstd. Version 2 adds Huffman planes under one
+ * code per blob (the code follows the plane table). The encoder writes 2
+ * only when a plane uses it; both decode. */
 #define LL_VERSION 1
+#define LL_VERSION_HUFF 2
 #define LL_HDR 24	  /* fixed header; the plane table follows */
 #define LL_ENTRY 5	  /* method u8 + stored length u32 */
 #define LL_MAX_BLOCK (1u << 24) /* decoder's cap on block_len (scratch) */
@@ -51,10 +57,21 @@
  * it only blocks that show exact repeats do (retry_exponent_lz). Literals
  * alone encode 3-5x faster and are as small on trained weights. */
 #define LL_EXP_LZ_LEVEL 6
+/* zstd codes an exponent plane instead of the blob's Huffman code only
+ * when it is 1/LL_HUFF_PREF smaller */
+#define LL_HUFF_PREF 32
+/* Decodes of at least this many exponents (the whole blob, or a block)
+ * build the multi-symbol tables too: ~4 us that pay from here on */
+#define LL_HUFF_MULTI 16384
 
 enum { LL_MODE_RAW = 0, LL_MODE_PLANES = 1 };
 enum { LL_XF_NONE = 0, LL_XF_ROTL1 = 1 };
-enum { LL_M_RAW = 0, LL_M_ZSTD = 1 };
+/* LL_M_HUFF + k: Huffman under the blob's code k */
+enum { LL_M_RAW = 0, LL_M_ZSTD = 1, LL_M_HUFF = 2 };
+/* Codes per blob: the blocks of a chunk that mixes tensors (or rows of
+ * different scales) pick the code that fits them. */
+#define LL_CODES 4
+#define LL_SEC_MAX (1 + LL_CODES * 130)
 
 struct tcz_lossless_ctx {
 	ZSTD_CCtx *cctx;
@@ -63,6 +80,17 @@ struct tcz_lossless_ctx {
 	size_t scratch_cap;
 	unsigned char *alt; /* second candidate coding of one plane */
 	size_t alt_cap;
+	/* encoder: the blob's exponent codes, each block's, histograms */
+	tcz_huff_code code[LL_CODES];
+	unsigned ncodes;
+	unsigned char *pick;
+	uint32_t (*hist)[256];
+	size_t blocks_cap;
+	/* decoder: tables of the codes of the last code section seen */
+	tcz_huff_dtable *dt[LL_CODES];
+	unsigned dt_built; /* bit k: dt[k] holds code k */
+	unsigned char dt_key[LL_SEC_MAX];
+	size_t dt_key_len;
 };
 
 tcz_lossless_ctx *tcz_lossless_ctx_create(void)
@@ -87,6 +115,10 @@ void tcz_lossless_ctx_free(tcz_lossless_ctx *ctx)
 	ZSTD_freeDCtx(ctx->dctx);
 	free(ctx->scratch);
 	free(ctx->alt);
+	for (int k = 0; k < LL_CODES; k++)
+		free(ctx->dt[k]);
+	free(ctx->pick);
+	free(ctx->hist);
 	free(ctx);
 }
 
@@ -412,6 +444,147 @@ static void merge_planes(const unsigned char *const *pl, size_t es, size_t n,
 
 /* ---- encoder ------------------------------------------------------------ */
 
+static void top_byte_counts(const unsigned char *s, size_t n, size_t es,
+			    uint32_t cnt[256]);
+
+/* Bits of the block histogram h under code c; SIZE_MAX when h has a
+ * symbol c lacks. */
+static uint64_t code_cost(const tcz_huff_code *c, const uint32_t *h)
+{
+	uint64_t bits = 0;
+	for (unsigned s = 0; s < 256; s++) {
+		if (!h[s])
+			continue;
+		if (!c->len[s] && c->nsym > 1)
+			return UINT64_MAX;
+		if (c->nsym == 1 && s != c->first)
+			return UINT64_MAX;
+		bits += (uint64_t)h[s] * c->len[s];
+	}
+	return bits;
+}
+
+/* Codes built from the blocks that picked them, then every block moves
+ * to the code that codes it smallest (its own code always codes it, so
+ * a block never lacks one); *bits gets the total, code sections
+ * included. */
+static void refine(tcz_lossless_ctx *ctx, size_t nb, unsigned k,
+		   tcz_huff_code *codes, unsigned char *pick, uint64_t *bits)
+{
+	for (int round = 0; round < 3; round++) {
+		unsigned used = 0, map[LL_CODES];
+		for (unsigned c = 0; c < k; c++) {
+			uint32_t cnt[256] = {0};
+			int any = 0;
+			for (size_t b = 0; b < nb; b++)
+				if (pick[b] == c) {
+					any = 1;
+					for (unsigned s = 0; s < 256; s++)
+						cnt[s] += ctx->hist[b][s];
+				}
+			map[c] = used;
+			if (any)
+				tcz_huff_build(cnt, &codes[used++]);
+		}
+		for (size_t b = 0; b < nb; b++)
+			pick[b] = (unsigned char)map[pick[b]];
+		k = used;
+		*bits = 0;
+		for (size_t b = 0; b < nb; b++) {
+			uint64_t best = code_cost(&codes[pick[b]], ctx->hist[b]);
+			for (unsigned c = 0; c < k; c++) {
+				uint64_t x = code_cost(&codes[c], ctx->hist[b]);
+				if (x < best)
+					best = x, pick[b] = (unsigned char)c;
+			}
+			*bits += best;
+		}
+	}
+	/* drop codes no block picks any more */
+	unsigned used = 0, map[LL_CODES];
+	for (unsigned c = 0; c < k; c++) {
+		int any = 0;
+		for (size_t b = 0; b < nb && !any; b++)
+			any = pick[b] == c;
+		map[c] = used;
+		if (any)
+			codes[used++] = codes[c];
+	}
+	for (size_t b = 0; b < nb; b++)
+		pick[b] = (unsigned char)map[pick[b]];
+	ctx->ncodes = used;
+	for (unsigned c = 0; c < used; c++)
+		*bits += 8 * tcz_huff_code_size(&codes[c]);
+}
+
+/* The exponent codes of a blob: 1 to LL_CODES, each block of the blob
+ * picking one (ctx->code, ctx->ncodes, ctx->pick). Starting from k runs
+ * of consecutive blocks (a chunk that mixes tensors holds them in runs)
+ * for each k, the k with the fewest bits wins. */
+static int choose_codes(tcz_lossless_ctx *ctx, const unsigned char *src,
+			size_t len, size_t es, size_t blk, size_t nb)
+{
+	if (ctx->blocks_cap < nb) {
+		unsigned char *p = malloc(nb);
+		uint32_t(*h)[256] = malloc(nb * sizeof *h);
+		if (!p || !h) {
+			free(p);
+			free(h);
+			return -ENOMEM;
+		}
+		free(ctx->pick);
+		free(ctx->hist);
+		ctx->pick = p;
+		ctx->hist = h;
+		ctx->blocks_cap = nb;
+	}
+	for (size_t b = 0; b < nb; b++) {
+		size_t bl = len - b * blk < blk ? len - b * blk : blk;
+		memset(ctx->hist[b], 0, sizeof ctx->hist[b]);
+		top_byte_counts(src + b * blk, bl / es, es, ctx->hist[b]);
+	}
+	tcz_huff_code try[LL_CODES];
+	unsigned char *pick = ctx->pick, tpick[256];
+	uint64_t best = UINT64_MAX;
+	unsigned kmax = nb < LL_CODES ? (unsigned)nb : LL_CODES;
+	if (nb > sizeof tpick)
+		kmax = 1; /* long blobs: one code (not from the encoder) */
+	for (unsigned k = 1; k <= kmax; k++) {
+		uint64_t bits;
+		unsigned char *pk = k == 1 ? pick : tpick;
+		for (size_t b = 0; b < nb; b++)
+			pk[b] = (unsigned char)(b * k / nb);
+		unsigned saved = ctx->ncodes;
+		refine(ctx, nb, k, k == 1 ? ctx->code : try, pk, &bits);
+		if (k == 1 || bits < best) {
+			if (k > 1) {
+				memcpy(ctx->code, try,
+				       ctx->ncodes * sizeof *try);
+				memcpy(pick, tpick, nb);
+			}
+			best = bits;
+		} else {
+			ctx->ncodes = saved;
+		}
+	}
+	return 0;
+}
+
+/* Counts of the exponent-plane byte (the top byte after the rotation) of
+ * n elements: bits 8*es-9 .. 8*es-2 of each. */
+static void top_byte_counts(const unsigned char *s, size_t n, size_t es,
+			    uint32_t cnt[256])
+{
+	unsigned sh = (unsigned)(8 * es - 9);
+	if (es == 2) {
+		for (size_t i = 0; i < n; i++)
+			cnt[(s[2 * i] >> 7 | s[2 * i + 1] << 1) & 255]++;
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		cnt[(load_le(s + i * es, es) >> sh) & 255]++;
+}
+
 static size_t block_len_for(size_t es, int long_blocks)
 {
 	if (es == 1)
@@ -441,12 +614,25 @@ static size_t zsize(size_t r)
  * and keep the smaller. Mantissa planes go through plain zstd, which finds
  * the repeats and stores near-random bytes quickly. */
 static void code_plane(tcz_lossless_ctx *ctx, const unsigned char *p, size_t n,
-		      int exponent, int level, unsigned char *dst, size_t cap,
-		      size_t *out)
+		      int exponent, const tcz_huff_code *code, int level,
+		      unsigned char *dst, size_t cap, size_t *out, int *method)
 {
 	size_t lit, lz;
 
 	*out = 0;
+	*method = LL_M_ZSTD;
+	if (exponent && code) {
+		size_t h = tcz_huff_encode(code, p, n, dst, cap);
+		if (h) {
+			*out = h;
+			*method = LL_M_HUFF;
+			/* zstd's own tables per 8 KiB must win clearly: the
+			 * shared code decodes faster */
+			cap = h - 1 - h / LL_HUFF_PREF;
+			if (!cap || level < LL_EXP_LZ_LEVEL)
+				return;
+		}
+	}
 	if (exponent) {
 		ZSTD_Sequence seq[LL_EXP_SEQS];
 		size_t ns = 0;
@@ -466,6 +652,7 @@ static void code_plane(tcz_lossless_ctx *ctx, const unsigned char *p, size_t n,
 		if (lit && lit <= cap) {
 			memcpy(dst, ctx->alt, lit);
 			*out = lit;
+			*method = LL_M_ZSTD;
 			cap = lit - 1; /* LZ must beat it */
 		}
 		if (level < LL_EXP_LZ_LEVEL || !cap)
@@ -479,6 +666,7 @@ static void code_plane(tcz_lossless_ctx *ctx, const unsigned char *p, size_t n,
 		if (lz_dst != dst)
 			memcpy(dst, lz_dst, lz);
 		*out = lz;
+		*method = LL_M_ZSTD;
 	}
 }
 
@@ -518,15 +706,23 @@ static int encode_planes(tcz_lossless_ctx *ctx, tcz_dtype dt,
 	size_t blk = block_len_for(es, long_blocks);
 	size_t nblocks = (len + blk - 1) / blk;
 	size_t limit = len + LL_HDR; /* the blob must end below this */
-	size_t tab_len, pos;
-	int rc;
+	size_t tab_len, pos, sec = 0;
+	const tcz_huff_code *code = NULL;
+	int rc, huffs = 0;
 
 	*out = 0;
 	*repeats = 0;
 	if (nblocks > (limit - LL_HDR) / (LL_ENTRY * es))
 		return 0; /* the table alone would not pay */
 	tab_len = nblocks * es * LL_ENTRY;
-	pos = LL_HDR + tab_len;
+	if (rot) {
+		if ((rc = choose_codes(ctx, src, len, es, blk, nblocks)))
+			return rc;
+		sec = 1;
+		for (unsigned k = 0; k < ctx->ncodes; k++)
+			sec += tcz_huff_code_size(&ctx->code[k]);
+	}
+	pos = LL_HDR + tab_len + sec;
 	if (pos >= limit)
 		return 0;
 
@@ -559,15 +755,21 @@ static int encode_planes(tcz_lossless_ctx *ctx, tcz_dtype dt,
 				pl[j] = w[j] = ctx->scratch + j * n;
 			split_planes(src + off, es, n, rot, w);
 		}
+		if (rot)
+			code = &ctx->code[ctx->pick[off / blk]];
 		for (size_t j = 0; j < es; j++) {
 			size_t room = limit - 1 - pos, z = 0;
 			size_t cap = n - 1 < room ? n - 1 : room;
+			int method = LL_M_ZSTD;
 			if (cap) {
-				code_plane(ctx, pl[j], n, rot && j == 0, level,
-					   dst + pos, cap, &z);
+				code_plane(ctx, pl[j], n, rot && j == 0,
+					   code, level, dst + pos, cap, &z,
+					   &method);
 			}
 			if (z) {
-				ent[0] = LL_M_ZSTD;
+				ent[0] = (unsigned char)(method == LL_M_HUFF
+					? LL_M_HUFF + ctx->pick[off / blk]
+					: method);
 			} else {
 				if (n > room)
 					return 0;
@@ -586,16 +788,31 @@ static int encode_planes(tcz_lossless_ctx *ctx, tcz_dtype dt,
 			retry_exponent_lz(ctx, pl[0], n, dst,
 					  ent - es * LL_ENTRY, bpos, &pos);
 		}
+		huffs += ent[-(ptrdiff_t)es * LL_ENTRY] >= LL_M_HUFF;
 	}
 
+	if (sec && !huffs) { /* no plane uses the code: a version-1 blob */
+		memmove(dst + LL_HDR + tab_len, dst + LL_HDR + tab_len + sec,
+			pos - LL_HDR - tab_len - sec);
+		pos -= sec;
+		sec = 0;
+	}
+	if (sec) {
+		unsigned char *w = dst + LL_HDR + tab_len;
+		*w++ = (unsigned char)ctx->ncodes;
+		for (unsigned k = 0; k < ctx->ncodes; k++) {
+			tcz_huff_code_write(&ctx->code[k], w);
+			w += tcz_huff_code_size(&ctx->code[k]);
+		}
+	}
 	put32(dst, LL_MAGIC);
-	dst[4] = LL_VERSION;
+	dst[4] = sec ? LL_VERSION_HUFF : LL_VERSION;
 	dst[5] = (unsigned char)dt;
 	dst[6] = LL_MODE_PLANES;
 	dst[7] = rot ? LL_XF_ROTL1 : LL_XF_NONE;
 	put64(dst + 8, len);
 	put32(dst + 16, (uint32_t)blk);
-	put32(dst + 20, header_check(dst, dst + LL_HDR, tab_len));
+	put32(dst + 20, header_check(dst, dst + LL_HDR, tab_len + sec));
 	*out = pos;
 	return 0;
 }
@@ -671,6 +888,9 @@ struct ll_hdr {
 	size_t blk;	/* planes mode: bytes per block */
 	size_t nblocks;
 	const unsigned char *tab; /* planes mode: entry table */
+	const unsigned char *sec; /* version 2: the codes' section */
+	size_t sec_len;		  /*   (0 in version 1) */
+	unsigned ncodes;
 	size_t data;	/* offset of the first stored byte */
 };
 
@@ -682,13 +902,30 @@ struct ll_hdr {
 #define CHECK_OK(got, want) ((got) == (want))
 #endif
 
+/* The codes' section of a version-2 blob at s (len bytes available): a
+ * count (1..LL_CODES), then that many codes. */
+static int codes_check(const unsigned char *s, size_t len, size_t *used,
+		       unsigned *ncodes)
+{
+	if (len < 1 || s[0] < 1 || s[0] > LL_CODES)
+		return -EBADMSG;
+	size_t at = 1, u;
+	for (unsigned k = 0; k < s[0]; k++, at += u)
+		if (tcz_huff_code_check(s + at, len - at, &u))
+			return -EBADMSG;
+	*used = at;
+	*ncodes = s[0];
+	return 0;
+}
+
 /* Validates the header fields, the check and the table entries of a blob
  * of which len bytes are at s (all of it, or a prefix holding at least
  * the header and the table); *total is the whole blob's length. */
 static int parse_prefix(const unsigned char *s, size_t len, struct ll_hdr *h,
 			size_t *total)
 {
-	if (!s || len < LL_HDR || get32(s) != LL_MAGIC || s[4] != LL_VERSION)
+	if (!s || len < LL_HDR || get32(s) != LL_MAGIC ||
+	    (s[4] != LL_VERSION && s[4] != LL_VERSION_HUFF))
 		return -EBADMSG;
 	memset(h, 0, sizeof(*h));
 	if (s[5] >= TCZ_DT_COUNT)
@@ -707,7 +944,7 @@ static int parse_prefix(const unsigned char *s, size_t len, struct ll_hdr *h,
 	h->dlen = (size_t)dlen;
 
 	if (h->mode == LL_MODE_RAW) {
-		if (blk || h->rot ||
+		if (blk || h->rot || s[4] != LL_VERSION ||
 		    !CHECK_OK(get32(s + 20), header_check(s, NULL, 0)) ||
 		    h->dlen > SIZE_MAX - LL_HDR)
 			return -EBADMSG;
@@ -725,9 +962,16 @@ static int parse_prefix(const unsigned char *s, size_t len, struct ll_hdr *h,
 		return -EBADMSG;
 	size_t tab_len = h->nblocks * h->es * LL_ENTRY;
 	h->tab = s + LL_HDR;
-	if (!CHECK_OK(get32(s + 20), header_check(s, h->tab, tab_len)))
+	if (s[4] == LL_VERSION_HUFF) {
+		h->sec = h->tab + tab_len;
+		if (codes_check(h->sec, len - LL_HDR - tab_len, &h->sec_len,
+				&h->ncodes))
+			return -EBADMSG;
+	}
+	if (!CHECK_OK(get32(s + 20),
+		      header_check(s, h->tab, tab_len + h->sec_len)))
 		return -EBADMSG;
-	h->data = LL_HDR + tab_len;
+	h->data = LL_HDR + tab_len + h->sec_len;
 
 	size_t pos = h->data;
 	const unsigned char *e = h->tab;
@@ -737,7 +981,10 @@ static int parse_prefix(const unsigned char *s, size_t len, struct ll_hdr *h,
 		for (size_t j = 0; j < h->es; j++, e += LL_ENTRY) {
 			size_t z = get32(e + 1);
 			if ((e[0] == LL_M_RAW && z != n) ||
-			    (e[0] == LL_M_ZSTD && z == 0) || e[0] > LL_M_ZSTD ||
+			    (e[0] == LL_M_ZSTD && z == 0) ||
+			    (e[0] >= LL_M_HUFF &&
+			     (e[0] - LL_M_HUFF >= (int)h->ncodes ||
+			      z < TCZ_HUFF_STREAM_HDR)) ||
 			    z > SIZE_MAX - pos)
 				return -EBADMSG;
 			pos += z;
@@ -778,12 +1025,48 @@ static int unzstd(ZSTD_DCtx *dctx, unsigned char *dst, size_t n,
 	return r == n ? 0 : -EBADMSG;
 }
 
+/* The decoding tables of h's code k in ctx, built unless they are from
+ * the same code section as the last ones (a chunk read block by block
+ * keeps its codes). */
+static int code_tables(tcz_lossless_ctx *ctx, const struct ll_hdr *h,
+		       unsigned k, size_t n)
+{
+	int multi = n >= LL_HUFF_MULTI;
+	if (ctx->dt_key_len != h->sec_len ||
+	    memcmp(ctx->dt_key, h->sec, h->sec_len) != 0) {
+		if (h->sec_len > sizeof ctx->dt_key)
+			return -EBADMSG; /* parse_prefix checked it */
+		memcpy(ctx->dt_key, h->sec, h->sec_len);
+		ctx->dt_key_len = h->sec_len;
+		ctx->dt_built = 0;
+	}
+	if (ctx->dt_built & 1u << k) {
+		if (multi)
+			tcz_huff_dtable_multi(ctx->dt[k]);
+		return 0;
+	}
+	tcz_huff_code c;
+	size_t at = 1, used;
+	for (unsigned i = 0;; i++, at += used) {
+		if (tcz_huff_code_read(h->sec + at, h->sec_len - at, &c, &used))
+			return -EBADMSG;
+		if (i == k)
+			break;
+	}
+	if (!ctx->dt[k] && !(ctx->dt[k] = malloc(sizeof *ctx->dt[k])))
+		return -ENOMEM;
+	tcz_huff_dtable_build(&c, ctx->dt[k], multi);
+	ctx->dt_built |= 1u << k;
+	return 0;
+}
+
 /* Decodes one block of n elements whose table entries are at e and whose
  * stored planes start at src, into dst (n * es bytes); ctx->scratch holds
- * n * es bytes when es > 1. */
+ * n * es bytes when es > 1. call_n: the elements the caller decodes in
+ * all (how much building decoding tables pays). */
 static int decode_block(tcz_lossless_ctx *ctx, const struct ll_hdr *h,
 			const unsigned char *e, const unsigned char *src,
-			size_t n, unsigned char *dst)
+			size_t n, size_t call_n, unsigned char *dst)
 {
 	size_t es = h->es, pos = 0;
 	const unsigned char *pl[8];
@@ -797,6 +1080,13 @@ static int decode_block(tcz_lossless_ctx *ctx, const struct ll_hdr *h,
 			if (es == 1)
 				memcpy(to, src + pos, n);
 			pl[j] = src + pos; /* merged from in place */
+		} else if (e[0] >= LL_M_HUFF) {
+			unsigned k = e[0] - LL_M_HUFF;
+			if ((rc = code_tables(ctx, h, k, call_n)) ||
+			    (rc = tcz_huff_decode(ctx->dt[k], src + pos, z, to,
+						  n)))
+				return rc;
+			pl[j] = to;
 		} else {
 			rc = unzstd(ctx->dctx, to, n, src + pos, z);
 			if (rc)
@@ -822,7 +1112,8 @@ static int decode_planes(tcz_lossless_ctx *ctx, const struct ll_hdr *h,
 		return rc;
 	for (size_t off = 0; off < h->dlen; off += h->blk, e += es * LL_ENTRY) {
 		size_t bl = h->dlen - off < h->blk ? h->dlen - off : h->blk;
-		if ((rc = decode_block(ctx, h, e, src + pos, bl / es, dst + off)))
+		if ((rc = decode_block(ctx, h, e, src + pos, bl / es,
+					h->dlen / es, dst + off)))
 			return rc;
 		for (size_t j = 0; j < es; j++)
 			pos += get32(e + j * LL_ENTRY + 1);
@@ -835,7 +1126,8 @@ static int decode_planes(tcz_lossless_ctx *ctx, const struct ll_hdr *h,
 int tcz_lossless_prefix_len(const void *src, size_t len, size_t *out)
 {
 	const unsigned char *s = src;
-	if (!s || len < LL_HDR || get32(s) != LL_MAGIC || s[4] != LL_VERSION ||
+	if (!s || len < LL_HDR || get32(s) != LL_MAGIC ||
+	    (s[4] != LL_VERSION && s[4] != LL_VERSION_HUFF) ||
 	    s[5] >= TCZ_DT_COUNT)
 		return -EBADMSG;
 	if (s[6] != LL_MODE_PLANES)
@@ -846,9 +1138,21 @@ int tcz_lossless_prefix_len(const void *src, size_t len, size_t *out)
 	if (!blk || blk % es || blk > LL_MAX_BLOCK || !dlen || dlen % es)
 		return -EBADMSG;
 	uint64_t nb = dlen / blk + (dlen % blk != 0);
-	if (nb > (SIZE_MAX - LL_HDR) / LL_ENTRY / es)
+	if (nb > (SIZE_MAX - LL_HDR - LL_SEC_MAX) / LL_ENTRY / es)
 		return -EBADMSG;
-	*out = LL_HDR + (size_t)nb * es * LL_ENTRY;
+	size_t at = LL_HDR + (size_t)nb * es * LL_ENTRY;
+	if (s[4] == LL_VERSION_HUFF) {
+		/* and the codes: a count, then first, last, nibbles each */
+		if (len <= at || s[at] < 1 || s[at] > LL_CODES)
+			return -EBADMSG;
+		unsigned k = s[at++];
+		while (k--) {
+			if (len < at + 2 || s[at] > s[at + 1])
+				return -EBADMSG;
+			at += 2 + ((size_t)(s[at + 1] - s[at]) + 2) / 2;
+		}
+	}
+	*out = at;
 	return 0;
 }
 
@@ -914,7 +1218,7 @@ int tcz_lossless_decode_block(tcz_lossless_ctx *ctx, const void *prefix,
 		rc = grow(&ctx->scratch, &ctx->scratch_cap, dst_len);
 	if (rc == 0)
 		rc = decode_block(ctx, &h, h.tab + i * h.es * LL_ENTRY, data,
-				  dst_len / h.es, dst);
+				  dst_len / h.es, dst_len / h.es, dst);
 	tcz_lossless_ctx_free(own);
 	return rc;
 }

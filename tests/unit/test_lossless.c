@@ -79,11 +79,25 @@ static size_t table_len(const unsigned char *b)
 	return (size_t)((L + B - 1) / B) * es * ENTRY;
 }
 
-/* Recomputes the header check after a deliberate edit, so that the
- * structural validation behind it is what gets tested. */
-static void reseal(unsigned char *b, size_t tab_len)
+/* Version 2: the Huffman codes after the plane table: their count, then
+ * each as first, last and a nibble per symbol in between. */
+static size_t sec_len(const unsigned char *b)
 {
-	set32(b + 20, fnv(b + HDR, tab_len, fnv(b, 20, 2166136261u)));
+	if (b[4] != 2 || b[6] != 1 || !le32(b + 16))
+		return 0;
+	size_t at = HDR + table_len(b), start = at;
+	unsigned k = b[at++];
+	while (k--)
+		at += 2 + ((size_t)(b[at + 1] - b[at]) + 2) / 2;
+	return at - start;
+}
+
+/* Recomputes the header check (over the n bytes after the header: the
+ * plane table, and in version 2 the code) after a deliberate edit, so
+ * that the structural validation behind it is what gets tested. */
+static void reseal(unsigned char *b, size_t n)
+{
+	set32(b + 20, fnv(b + HDR, n, fnv(b, 20, 2166136261u)));
 }
 
 /* Bit patterns of float specials for an es-byte float type. */
@@ -310,6 +324,104 @@ static void planes_layout_by_hand(void **state)
 	assert_int_equal(pos, got);
 }
 
+/* Version 2 byte by byte, derived from docs/formats.md: 4096 BF16 values
+ * whose exponent is 126, 126, 126, 127 over and over, sign and mantissa
+ * random (a raw plane). Two symbols get one bit each, 126 the code 0 and
+ * 127 the code 1 (canonical order); each of the four streams holds 1024
+ * symbols, i.e. 128 bytes of 0b10001000, the first symbol lowest. */
+static void huffman_layout_by_hand(void **state)
+{
+	(void)state;
+	enum { N = 4096 };
+	unsigned char src[2 * N], blob[2 * N + HDR], out[2 * N], lo[N];
+	size_t got;
+	for (size_t i = 0; i < N; i++) {
+		unsigned e = i % 4 == 3 ? 127 : 126, sm = (unsigned)rnd() & 0xff;
+		/* rotated: e in the top byte, mantissa << 1 | sign below */
+		unsigned x = (sm & 1) << 15 | e << 7 | sm >> 1;
+		put_elem(src + 2 * i, 2, x);
+		lo[i] = (unsigned char)sm;
+	}
+	assert_int_equal(tcz_lossless_encode(NULL, TCZ_DT_BF16, src, 2 * N, 3,
+					     blob, sizeof blob, &got),
+			 0);
+	unsigned char want[HDR + 2 * ENTRY + 4 + 518];
+	memcpy(want, "TCZL\x02\x0a\x01\x01", 8);
+	set64(want + 8, 2 * N);
+	set32(want + 16, 16384);
+	unsigned char *t = want + HDR;
+	t[0] = 2; /* Huffman, code 0 */
+	set32(t + 1, 518);
+	t[5] = 0; /* raw */
+	set32(t + 6, N);
+	memcpy(t + 10, "\x01\x7e\x7f\x11", 4); /* one code, 126..127, 1 1 */
+	unsigned char *pl = t + 14;
+	memcpy(pl, "\x80\x00\x80\x00\x80\x00", 6); /* streams of 128 B */
+	memset(pl + 6, 0x88, 512);
+	set32(want + 20, fnv(want + HDR, 2 * ENTRY + 4,
+			     fnv(want, 20, 2166136261u)));
+	assert_int_equal(got, sizeof want + N);
+	assert_memory_equal(blob, want, sizeof want);
+	assert_memory_equal(blob + sizeof want, lo, N);
+	assert_int_equal(tcz_lossless_decode(NULL, blob, got, out, 2 * N), 0);
+	assert_memory_equal(out, src, 2 * N);
+}
+
+/* A version-1 blob (what stores written before version 2 hold) still
+ * decodes, whole and block by block: built here from the format, the
+ * exponent plane coded with libzstd directly. */
+static void version1_still_decodes(void **state)
+{
+	(void)state;
+	enum { N = 8192 + 1000 }; /* two blocks, the second short */
+	unsigned char src[2 * N], out[2 * N], pl[2][N];
+	fill(TCZ_DT_BF16, src, N);
+	size_t cap = 2 * N + 1024, pos, z[2][2];
+	unsigned char *blob = malloc(cap);
+	assert_non_null(blob);
+	memcpy(blob, "TCZL\x01\x0a\x01\x01", 8);
+	set64(blob + 8, 2 * N);
+	set32(blob + 16, 16384);
+	pos = HDR + 2 * 2 * ENTRY;
+	for (size_t b = 0; b < 2; b++) {
+		size_t n = b ? N - 8192 : 8192;
+		for (size_t i = 0; i < n; i++) {
+			unsigned x = src[2 * (8192 * b + i)] |
+				     src[2 * (8192 * b + i) + 1] << 8;
+			x = (x << 1 | x >> 15) & 0xffff;
+			pl[0][i] = (unsigned char)(x >> 8);
+			pl[1][i] = (unsigned char)x;
+		}
+		z[b][0] = ZSTD_compress(blob + pos, cap - pos, pl[0], n, 3);
+		assert_false(ZSTD_isError(z[b][0]));
+		assert_true(z[b][0] < n);
+		pos += z[b][0];
+		memcpy(blob + pos, pl[1], n);
+		z[b][1] = n;
+		pos += n;
+		for (size_t j = 0; j < 2; j++) {
+			unsigned char *e = blob + HDR + (2 * b + j) * ENTRY;
+			e[0] = j == 0 ? 1 : 0;
+			set32(e + 1, (uint32_t)z[b][j]);
+		}
+	}
+	set32(blob + 20, fnv(blob + HDR, 4 * ENTRY, fnv(blob, 20, 2166136261u)));
+	assert_int_equal(tcz_lossless_decode(NULL, blob, pos, out, 2 * N), 0);
+	assert_memory_equal(out, src, 2 * N);
+	size_t plen;
+	assert_int_equal(tcz_lossless_prefix_len(blob, pos, &plen), 0);
+	assert_int_equal(plen, HDR + 4 * ENTRY);
+	tcz_lossless_block bl;
+	assert_int_equal(tcz_lossless_block_at(blob, plen, 1, &bl, NULL), 0);
+	memset(out, 0, sizeof out);
+	assert_int_equal(tcz_lossless_decode_block(NULL, blob, plen, 1,
+						   blob + bl.data_off,
+						   bl.data_len, out, bl.dec_len),
+			 0);
+	assert_memory_equal(out, src + 16384, bl.dec_len);
+	free(blob);
+}
+
 /* BF16 with a fair coin for the exponent (120/121) and uniform sign and
  * mantissa: 9 bits of entropy per 16, so the ratio is at most 16/9; a
  * two-symbol Huffman code spends exactly 1 bit, so it should come close. */
@@ -380,7 +492,10 @@ static void blocks_one_at_a_time(void **state)
 		assert_int_equal(le32(blob + 16), 16384 / es * es);
 		size_t want_nb = (len + 16383) / 16384;
 		assert_int_equal(tcz_lossless_prefix_len(blob, got, &plen), 0);
-		assert_int_equal(plen, HDR + want_nb * es * ENTRY);
+		/* floats: version 2, the exponent plane's code after the
+		 * plane table */
+		assert_int_equal(blob[4], tcz_dtype_is_float(dt) ? 2 : 1);
+		assert_int_equal(plen, HDR + want_nb * es * ENTRY + sec_len(blob));
 		/* the prefix alone, exactly sized: ASan sees any over-read */
 		unsigned char *pre = malloc(plen);
 		assert_non_null(pre);
@@ -587,13 +702,13 @@ static void wrong_decoded_length(void **state)
 	assert_int_equal(try_decode(b, len, dlen + 2), -EINVAL);
 	assert_int_equal(try_decode(b, len, 0), -EINVAL);
 	/* a resealed header claiming a different length no longer tiles */
-	size_t tl = table_len(b);
+	size_t ck = table_len(b) + sec_len(b);
 	unsigned char *c = dup_blob(b, len);
 	set64(c + 8, dlen + 2);
-	reseal(c, tl);
+	reseal(c, ck);
 	assert_int_equal(try_decode(c, len, dlen + 2), -EBADMSG);
 	set64(c + 8, dlen + 1); /* not a whole element */
-	reseal(c, tl);
+	reseal(c, ck);
 	assert_int_equal(try_decode(c, len, dlen + 1), -EBADMSG);
 	free(c);
 	free(b);
@@ -605,38 +720,62 @@ static void resealed_mutations(void **state)
 	(void)state;
 	size_t len, dlen;
 	unsigned char *b = small_blob(&len, &dlen);
-	size_t tl = table_len(b);
+	size_t tl = table_len(b), ck = tl + sec_len(b);
 	size_t nent = tl / ENTRY;
 	unsigned char *c;
 	int zi = -1, ri = -1;
 	for (size_t k = 0; k < nent; k++) {
 		unsigned char m = b[HDR + k * ENTRY];
-		if (m == 1 && zi < 0)
+		if ((m == 1 || m == 2) && zi < 0)
 			zi = (int)k;
 		if (m == 0 && ri < 0)
 			ri = (int)k;
 	}
 	assert_true(zi >= 0 && ri >= 0); /* exponents coded, mantissas raw */
+	assert_int_equal(b[4], 2);	 /* under the blob's Huffman code */
+	assert_int_equal(b[HDR + (size_t)zi * ENTRY], 2);
+	assert_int_equal(b[HDR + tl], 1); /* one code: first, last, nibbles */
+	size_t sec = HDR + tl + 1;
 
 	struct {
 		size_t off;
 		unsigned char v;
 	} bytes[] = {
-		{4, 2},			/* version */
+		{4, 3},			/* version */
+		{4, 1},			/* Huffman planes in version 1 */
 		{5, TCZ_DT_COUNT},	/* dtype */
 		{5, TCZ_DT_U16},	/* rotation on an integer dtype */
 		{5, TCZ_DT_F32},	/* other element size */
 		{6, 2},			/* mode */
 		{6, 0},			/* raw mode with a table */
 		{7, 2},			/* transform */
-		{HDR + (size_t)zi * ENTRY, 2}, /* method */
+		{HDR + (size_t)zi * ENTRY, 3}, /* method */
 		{HDR + (size_t)zi * ENTRY, 0}, /* zstd plane called raw */
 		{HDR + (size_t)ri * ENTRY, 1}, /* raw plane called zstd */
 	};
 	for (size_t i = 0; i < sizeof(bytes) / sizeof(*bytes); i++) {
 		c = dup_blob(b, len);
 		c[bytes[i].off] = bytes[i].v;
-		reseal(c, tl);
+		reseal(c, c[4] == 1 ? tl : ck);
+		assert_int_equal(try_decode(c, len, dlen), -EBADMSG);
+		free(c);
+	}
+	/* the code: a length above 11, lengths that are not a complete
+	 * code (one length raised: Kraft sum below 1), the first symbol
+	 * absent, first > last; the nibbles' count stays the same */
+	for (int k = 0; k < 4; k++) {
+		c = dup_blob(b, len);
+		unsigned char *nib = c + sec + 2;
+		if (k == 0)
+			nib[0] = (unsigned char)((nib[0] & 0xf0) | 12);
+		else if (k == 1)
+			nib[0] = (unsigned char)((nib[0] & 0xf0) |
+						 ((nib[0] & 15) + 1));
+		else if (k == 2)
+			nib[0] &= 0xf0;
+		else
+			c[sec] = 1, c[sec + 1] = 0;
+		reseal(c, ck);
 		assert_int_equal(try_decode(c, len, dlen), -EBADMSG);
 		free(c);
 	}
@@ -644,24 +783,24 @@ static void resealed_mutations(void **state)
 	for (size_t i = 0; i < 4; i++) {
 		c = dup_blob(b, len);
 		set32(c + 16, blocks[i]);
-		reseal(c, tl);
+		reseal(c, ck);
 		assert_int_equal(try_decode(c, len, dlen), -EBADMSG);
 		free(c);
 	}
-	/* lengths: raw != n, zstd == 0, zstd one longer (trailing garbage
-	 * in the frame, blob extended to keep the tiling) */
+	/* lengths: raw != n, coded == 0, coded one longer (a trailing byte
+	 * behind the last stream, blob extended to keep the tiling) */
 	c = dup_blob(b, len);
 	set32(c + HDR + (size_t)ri * ENTRY + 1,
 	      le32(c + HDR + (size_t)ri * ENTRY + 1) - 1);
-	reseal(c, tl);
+	reseal(c, ck);
 	assert_int_equal(try_decode(c, len - 1, dlen), -EBADMSG);
 	free(c);
 	c = dup_blob(b, len);
 	set32(c + HDR + (size_t)zi * ENTRY + 1, 0);
-	reseal(c, tl);
+	reseal(c, ck);
 	assert_int_equal(try_decode(c, len, dlen), -EBADMSG);
 	free(c);
-	size_t zoff = HDR + tl;
+	size_t zoff = HDR + tl + sec_len(b);
 	for (int k = 0; k < zi; k++)
 		zoff += le32(b + HDR + (size_t)k * ENTRY + 1);
 	size_t zlen = le32(b + HDR + (size_t)zi * ENTRY + 1);
@@ -671,10 +810,10 @@ static void resealed_mutations(void **state)
 	c[zoff + zlen] = 0x00;
 	memcpy(c + zoff + zlen + 1, b + zoff + zlen, len - zoff - zlen);
 	set32(c + HDR + (size_t)zi * ENTRY + 1, (uint32_t)zlen + 1);
-	reseal(c, tl);
+	reseal(c, ck);
 	assert_int_equal(try_decode(c, len + 1, dlen), -EBADMSG);
 	free(c);
-	/* zstd frame magic destroyed */
+	/* stream lengths destroyed */
 	c = dup_blob(b, len);
 	c[zoff] ^= 0xff;
 	assert_int_equal(try_decode(c, len, dlen), -EBADMSG);
@@ -815,6 +954,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(random_data_goes_raw),
 		cmocka_unit_test(empty_input),
 		cmocka_unit_test(planes_layout_by_hand),
+		cmocka_unit_test(huffman_layout_by_hand),
+		cmocka_unit_test(version1_still_decodes),
 		cmocka_unit_test(entropy_bound_bf16),
 		cmocka_unit_test(repeats_are_found),
 		cmocka_unit_test(blocks_one_at_a_time),

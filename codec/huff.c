@@ -224,7 +224,21 @@ size_t tcz_huff_encode(const tcz_huff_code *c, const unsigned char *sym,
 		size_t start = pos;
 		uint64_t acc = 0;
 		unsigned nb = 0;
-		for (size_t k = lo; k < hi; k++) {
+		size_t k = lo;
+		/* four codes (<= 44 bits) on top of < 8 pending, then the
+		 * whole bytes out with one 8-byte store */
+		for (; k + 4 <= hi && cap - pos >= 8; k += 4) {
+			for (int j = 0; j < 4; j++) {
+				acc |= (uint64_t)c->bits[sym[k + j]] << nb;
+				nb += c->len[sym[k + j]];
+			}
+			uint64_t le = acc;
+			memcpy(dst + pos, &le, 8);
+			pos += nb >> 3;
+			acc >>= nb & ~7u; /* <= 48: 7 + 44 bits at most */
+			nb &= 7;
+		}
+		for (; k < hi; k++) {
 			acc |= (uint64_t)c->bits[sym[k]] << nb;
 			nb += c->len[sym[k]];
 			if (nb >= 32) {

@@ -72,6 +72,7 @@ enum { LL_M_RAW = 0, LL_M_ZSTD = 1, LL_M_HUFF = 2 };
  * different scales) pick the code that fits them. */
 #define LL_CODES 4
 #define LL_SEC_MAX (1 + LL_CODES * 130)
+#define LL_DT_CACHE 8 /* decoding tables kept per context (12 KiB each) */
 
 struct tcz_lossless_ctx {
 	ZSTD_CCtx *cctx;
@@ -86,11 +87,15 @@ struct tcz_lossless_ctx {
 	unsigned char *pick;
 	uint32_t (*hist)[256];
 	size_t blocks_cap;
-	/* decoder: tables of the codes of the last code section seen */
-	tcz_huff_dtable *dt[LL_CODES];
-	unsigned dt_built; /* bit k: dt[k] holds code k */
-	unsigned char dt_key[LL_SEC_MAX];
-	size_t dt_key_len;
+	/* decoder: tables of the codes seen last, by their serialized
+	 * bytes (the chunks of a tensor often share codes) */
+	struct ll_dt {
+		tcz_huff_dtable *t;
+		unsigned char key[130];
+		size_t klen;
+		uint64_t last; /* LRU stamp */
+	} dt[LL_DT_CACHE];
+	uint64_t dt_clock;
 };
 
 tcz_lossless_ctx *tcz_lossless_ctx_create(void)
@@ -115,8 +120,8 @@ void tcz_lossless_ctx_free(tcz_lossless_ctx *ctx)
 	ZSTD_freeDCtx(ctx->dctx);
 	free(ctx->scratch);
 	free(ctx->alt);
-	for (int k = 0; k < LL_CODES; k++)
-		free(ctx->dt[k]);
+	for (int k = 0; k < LL_DT_CACHE; k++)
+		free(ctx->dt[k].t);
 	free(ctx->pick);
 	free(ctx->hist);
 	free(ctx);
@@ -447,12 +452,22 @@ static void merge_planes(const unsigned char *const *pl, size_t es, size_t n,
 static void top_byte_counts(const unsigned char *s, size_t n, size_t es,
 			    uint32_t cnt[256]);
 
+static inline uint32_t le32toh_(uint32_t x)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+	return __builtin_bswap32(x);
+#else
+	return x;
+#endif
+}
+
 /* Bits of the block histogram h under code c; SIZE_MAX when h has a
  * symbol c lacks. */
-static uint64_t code_cost(const tcz_huff_code *c, const uint32_t *h)
+static uint64_t code_cost(const tcz_huff_code *c, const uint32_t *h,
+			  unsigned lo, unsigned hi)
 {
 	uint64_t bits = 0;
-	for (unsigned s = 0; s < 256; s++) {
+	for (unsigned s = lo; s <= hi; s++) {
 		if (!h[s])
 			continue;
 		if (!c->len[s] && c->nsym > 1)
@@ -469,9 +484,10 @@ static uint64_t code_cost(const tcz_huff_code *c, const uint32_t *h)
  * a block never lacks one); *bits gets the total, code sections
  * included. */
 static void refine(tcz_lossless_ctx *ctx, size_t nb, unsigned k,
-		   tcz_huff_code *codes, unsigned char *pick, uint64_t *bits)
+		   unsigned lo, unsigned hi, tcz_huff_code *codes,
+		   unsigned char *pick, uint64_t *bits)
 {
-	for (int round = 0; round < 3; round++) {
+	for (int round = 0; round < 2; round++) {
 		unsigned used = 0, map[LL_CODES];
 		for (unsigned c = 0; c < k; c++) {
 			uint32_t cnt[256] = {0};
@@ -479,7 +495,7 @@ static void refine(tcz_lossless_ctx *ctx, size_t nb, unsigned k,
 			for (size_t b = 0; b < nb; b++)
 				if (pick[b] == c) {
 					any = 1;
-					for (unsigned s = 0; s < 256; s++)
+					for (unsigned s = lo; s <= hi; s++)
 						cnt[s] += ctx->hist[b][s];
 				}
 			map[c] = used;
@@ -491,9 +507,11 @@ static void refine(tcz_lossless_ctx *ctx, size_t nb, unsigned k,
 		k = used;
 		*bits = 0;
 		for (size_t b = 0; b < nb; b++) {
-			uint64_t best = code_cost(&codes[pick[b]], ctx->hist[b]);
-			for (unsigned c = 0; c < k; c++) {
-				uint64_t x = code_cost(&codes[c], ctx->hist[b]);
+			uint64_t best = code_cost(&codes[pick[b]], ctx->hist[b],
+						  lo, hi);
+			for (unsigned c = 0; c < k && k > 1; c++) {
+				uint64_t x = code_cost(&codes[c], ctx->hist[b],
+						       lo, hi);
 				if (x < best)
 					best = x, pick[b] = (unsigned char)c;
 			}
@@ -520,7 +538,8 @@ static void refine(tcz_lossless_ctx *ctx, size_t nb, unsigned k,
 /* The exponent codes of a blob: 1 to LL_CODES, each block of the blob
  * picking one (ctx->code, ctx->ncodes, ctx->pick). Starting from k runs
  * of consecutive blocks (a chunk that mixes tensors holds them in runs)
- * for each k, the k with the fewest bits wins. */
+ * for each k, the k with the fewest bits wins (k grows while it
+ * pays). */
 static int choose_codes(tcz_lossless_ctx *ctx, const unsigned char *src,
 			size_t len, size_t es, size_t blk, size_t nb)
 {
@@ -538,10 +557,16 @@ static int choose_codes(tcz_lossless_ctx *ctx, const unsigned char *src,
 		ctx->hist = h;
 		ctx->blocks_cap = nb;
 	}
+	unsigned lo = 255, hi = 0;
 	for (size_t b = 0; b < nb; b++) {
 		size_t bl = len - b * blk < blk ? len - b * blk : blk;
 		memset(ctx->hist[b], 0, sizeof ctx->hist[b]);
 		top_byte_counts(src + b * blk, bl / es, es, ctx->hist[b]);
+		for (unsigned s = 0; s < 256; s++)
+			if (ctx->hist[b][s]) {
+				lo = s < lo ? s : lo;
+				hi = s > hi ? s : hi;
+			}
 	}
 	tcz_huff_code try[LL_CODES];
 	unsigned char *pick = ctx->pick, tpick[256];
@@ -555,7 +580,8 @@ static int choose_codes(tcz_lossless_ctx *ctx, const unsigned char *src,
 		for (size_t b = 0; b < nb; b++)
 			pk[b] = (unsigned char)(b * k / nb);
 		unsigned saved = ctx->ncodes;
-		refine(ctx, nb, k, k == 1 ? ctx->code : try, pk, &bits);
+		refine(ctx, nb, k, lo, hi, k == 1 ? ctx->code : try, pk,
+		       &bits);
 		if (k == 1 || bits < best) {
 			if (k > 1) {
 				memcpy(ctx->code, try,
@@ -565,24 +591,40 @@ static int choose_codes(tcz_lossless_ctx *ctx, const unsigned char *src,
 			best = bits;
 		} else {
 			ctx->ncodes = saved;
+			break; /* more codes rarely help once one did not */
 		}
 	}
 	return 0;
 }
 
 /* Counts of the exponent-plane byte (the top byte after the rotation) of
- * n elements: bits 8*es-9 .. 8*es-2 of each. */
+ * n elements: bits 8*es-9 .. 8*es-2 of each. Four tables, summed at the
+ * end, so that runs of one exponent do not wait on one counter. */
 static void top_byte_counts(const unsigned char *s, size_t n, size_t es,
 			    uint32_t cnt[256])
 {
+	uint32_t c[4][256];
 	unsigned sh = (unsigned)(8 * es - 9);
+	size_t i = 0;
+	memset(c, 0, sizeof c);
 	if (es == 2) {
-		for (size_t i = 0; i < n; i++)
-			cnt[(s[2 * i] >> 7 | s[2 * i + 1] << 1) & 255]++;
-		return;
+		for (; i + 4 <= n; i += 4)
+			for (int j = 0; j < 4; j++) {
+				const unsigned char *p = s + 2 * (i + j);
+				c[j][(p[0] >> 7 | p[1] << 1) & 255]++;
+			}
+	} else if (es == 4) {
+		for (; i + 4 <= n; i += 4)
+			for (int j = 0; j < 4; j++) {
+				uint32_t x;
+				memcpy(&x, s + 4 * (i + j), 4);
+				c[j][(le32toh_(x) >> 23) & 255]++;
+			}
 	}
-	for (size_t i = 0; i < n; i++)
-		cnt[(load_le(s + i * es, es) >> sh) & 255]++;
+	for (; i < n; i++)
+		c[0][(load_le(s + i * es, es) >> sh) & 255]++;
+	for (unsigned k = 0; k < 256; k++)
+		cnt[k] += c[0][k] + c[1][k] + c[2][k] + c[3][k];
 }
 
 static size_t block_len_for(size_t es, int long_blocks)
@@ -891,6 +933,8 @@ struct ll_hdr {
 	const unsigned char *sec; /* version 2: the codes' section */
 	size_t sec_len;		  /*   (0 in version 1) */
 	unsigned ncodes;
+	size_t code_off[LL_CODES]; /* code k: sec + code_off[k], */
+	size_t code_len[LL_CODES]; /*   code_len[k] bytes */
 	size_t data;	/* offset of the first stored byte */
 };
 
@@ -904,17 +948,19 @@ struct ll_hdr {
 
 /* The codes' section of a version-2 blob at s (len bytes available): a
  * count (1..LL_CODES), then that many codes. */
-static int codes_check(const unsigned char *s, size_t len, size_t *used,
-		       unsigned *ncodes)
+static int codes_check(const unsigned char *s, size_t len, struct ll_hdr *h)
 {
 	if (len < 1 || s[0] < 1 || s[0] > LL_CODES)
 		return -EBADMSG;
 	size_t at = 1, u;
-	for (unsigned k = 0; k < s[0]; k++, at += u)
+	for (unsigned k = 0; k < s[0]; k++, at += u) {
 		if (tcz_huff_code_check(s + at, len - at, &u))
 			return -EBADMSG;
-	*used = at;
-	*ncodes = s[0];
+		h->code_off[k] = at;
+		h->code_len[k] = u;
+	}
+	h->sec_len = at;
+	h->ncodes = s[0];
 	return 0;
 }
 
@@ -964,8 +1010,7 @@ static int parse_prefix(const unsigned char *s, size_t len, struct ll_hdr *h,
 	h->tab = s + LL_HDR;
 	if (s[4] == LL_VERSION_HUFF) {
 		h->sec = h->tab + tab_len;
-		if (codes_check(h->sec, len - LL_HDR - tab_len, &h->sec_len,
-				&h->ncodes))
+		if (codes_check(h->sec, len - LL_HDR - tab_len, h))
 			return -EBADMSG;
 	}
 	if (!CHECK_OK(get32(s + 20),
@@ -1025,48 +1070,50 @@ static int unzstd(ZSTD_DCtx *dctx, unsigned char *dst, size_t n,
 	return r == n ? 0 : -EBADMSG;
 }
 
-/* The decoding tables of h's code k in ctx, built unless they are from
- * the same code section as the last ones (a chunk read block by block
- * keeps its codes). */
+/* The decoding tables of h's code k, from ctx's cache or built into it;
+ * n: the symbols the caller decodes with it (whether the multi-symbol
+ * table pays). */
 static int code_tables(tcz_lossless_ctx *ctx, const struct ll_hdr *h,
-		       unsigned k, size_t n)
+		       unsigned k, size_t n, const tcz_huff_dtable **out)
 {
+	const unsigned char *key = h->sec + h->code_off[k];
+	size_t klen = h->code_len[k];
 	int multi = n >= LL_HUFF_MULTI;
-	if (ctx->dt_key_len != h->sec_len ||
-	    memcmp(ctx->dt_key, h->sec, h->sec_len) != 0) {
-		if (h->sec_len > sizeof ctx->dt_key)
+	struct ll_dt *d = NULL, *old = &ctx->dt[0];
+	for (int i = 0; i < LL_DT_CACHE && !d; i++) {
+		struct ll_dt *c = &ctx->dt[i];
+		if (c->t && c->klen == klen && memcmp(c->key, key, klen) == 0)
+			d = c;
+		else if (c->last < old->last)
+			old = c;
+	}
+	if (!d) {
+		tcz_huff_code c;
+		size_t used;
+		if (klen > sizeof old->key ||
+		    tcz_huff_code_read(key, klen, &c, &used))
 			return -EBADMSG; /* parse_prefix checked it */
-		memcpy(ctx->dt_key, h->sec, h->sec_len);
-		ctx->dt_key_len = h->sec_len;
-		ctx->dt_built = 0;
+		if (!old->t && !(old->t = malloc(sizeof *old->t)))
+			return -ENOMEM;
+		tcz_huff_dtable_build(&c, old->t, multi);
+		memcpy(old->key, key, klen);
+		old->klen = klen;
+		d = old;
+	} else if (multi) {
+		tcz_huff_dtable_multi(d->t);
 	}
-	if (ctx->dt_built & 1u << k) {
-		if (multi)
-			tcz_huff_dtable_multi(ctx->dt[k]);
-		return 0;
-	}
-	tcz_huff_code c;
-	size_t at = 1, used;
-	for (unsigned i = 0;; i++, at += used) {
-		if (tcz_huff_code_read(h->sec + at, h->sec_len - at, &c, &used))
-			return -EBADMSG;
-		if (i == k)
-			break;
-	}
-	if (!ctx->dt[k] && !(ctx->dt[k] = malloc(sizeof *ctx->dt[k])))
-		return -ENOMEM;
-	tcz_huff_dtable_build(&c, ctx->dt[k], multi);
-	ctx->dt_built |= 1u << k;
+	d->last = ++ctx->dt_clock;
+	*out = d->t;
 	return 0;
 }
 
 /* Decodes one block of n elements whose table entries are at e and whose
  * stored planes start at src, into dst (n * es bytes); ctx->scratch holds
- * n * es bytes when es > 1. call_n: the elements the caller decodes in
- * all (how much building decoding tables pays). */
+ * n * es bytes when es > 1. call_n[k]: the symbols the caller decodes
+ * with code k in all (how much building decoding tables pays). */
 static int decode_block(tcz_lossless_ctx *ctx, const struct ll_hdr *h,
 			const unsigned char *e, const unsigned char *src,
-			size_t n, size_t call_n, unsigned char *dst)
+			size_t n, const size_t *call_n, unsigned char *dst)
 {
 	size_t es = h->es, pos = 0;
 	const unsigned char *pl[8];
@@ -1082,9 +1129,9 @@ static int decode_block(tcz_lossless_ctx *ctx, const struct ll_hdr *h,
 			pl[j] = src + pos; /* merged from in place */
 		} else if (e[0] >= LL_M_HUFF) {
 			unsigned k = e[0] - LL_M_HUFF;
-			if ((rc = code_tables(ctx, h, k, call_n)) ||
-			    (rc = tcz_huff_decode(ctx->dt[k], src + pos, z, to,
-						  n)))
+			const tcz_huff_dtable *t;
+			if ((rc = code_tables(ctx, h, k, call_n[k], &t)) ||
+			    (rc = tcz_huff_decode(t, src + pos, z, to, n)))
 				return rc;
 			pl[j] = to;
 		} else {
@@ -1110,10 +1157,16 @@ static int decode_planes(tcz_lossless_ctx *ctx, const struct ll_hdr *h,
 	if (es > 1 && (rc = grow(&ctx->scratch, &ctx->scratch_cap,
 				 h->blk < h->dlen ? h->blk : h->dlen)))
 		return rc;
+	size_t per_code[LL_CODES] = {0};
+	for (size_t b = 0; b < h->nblocks; b++) {
+		unsigned m = h->tab[b * es * LL_ENTRY];
+		if (m >= LL_M_HUFF)
+			per_code[m - LL_M_HUFF] += h->blk / es;
+	}
 	for (size_t off = 0; off < h->dlen; off += h->blk, e += es * LL_ENTRY) {
 		size_t bl = h->dlen - off < h->blk ? h->dlen - off : h->blk;
-		if ((rc = decode_block(ctx, h, e, src + pos, bl / es,
-					h->dlen / es, dst + off)))
+		if ((rc = decode_block(ctx, h, e, src + pos, bl / es, per_code,
+				       dst + off)))
 			return rc;
 		for (size_t j = 0; j < es; j++)
 			pos += get32(e + j * LL_ENTRY + 1);
@@ -1216,9 +1269,12 @@ int tcz_lossless_decode_block(tcz_lossless_ctx *ctx, const void *prefix,
 		return -ENOMEM;
 	if (h.es > 1)
 		rc = grow(&ctx->scratch, &ctx->scratch_cap, dst_len);
+	size_t n = dst_len / h.es, per_code[LL_CODES];
+	for (int k = 0; k < LL_CODES; k++)
+		per_code[k] = n;
 	if (rc == 0)
 		rc = decode_block(ctx, &h, h.tab + i * h.es * LL_ENTRY, data,
-				  dst_len / h.es, dst_len / h.es, dst);
+				  n, per_code, dst);
 	tcz_lossless_ctx_free(own);
 	return rc;
 }

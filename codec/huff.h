@@ -23,7 +23,7 @@ typedef struct tcz_huff_code {
 	uint16_t nsym;	     /* number of present symbols, >= 1 */
 } tcz_huff_code;
 
-/* Decoding tables built from a code (12 KiB; build once per code). */
+/* Decoding tables built from a code (13 KiB; build once per code). */
 typedef struct tcz_huff_dtable {
 	uint16_t one[1u << TCZ_HUFF_MAX_BITS];	 /* symbol | length << 8 */
 	uint32_t multi[1u << TCZ_HUFF_MAX_BITS]; /* bits | count << 6 |
@@ -31,6 +31,9 @@ typedef struct tcz_huff_dtable {
 	uint8_t single;	   /* 1: one symbol, no bits */
 	uint8_t sym;	   /* that symbol */
 	uint8_t has_multi; /* multi is built */
+	uint16_t nsym;	   /* the present symbols by code length: */
+	uint8_t lsym[256], llen[256];
+	uint16_t lcode[256];
 } tcz_huff_dtable;
 
 /* A length-limited Huffman code for these symbol counts (at least one

@@ -62,7 +62,9 @@
 #define LL_HUFF_PREF 32
 /* Decodes of at least this many exponents (the whole blob, or a block)
  * build the multi-symbol tables too: ~4 us that pay from here on */
+#ifndef LL_HUFF_MULTI
 #define LL_HUFF_MULTI 16384
+#endif
 
 enum { LL_MODE_RAW = 0, LL_MODE_PLANES = 1 };
 enum { LL_XF_NONE = 0, LL_XF_ROTL1 = 1 };

@@ -99,7 +99,8 @@ static unsigned huffman(const uint64_t *cnt, uint8_t *len)
 	return mx;
 }
 
-int tcz_huff_build(const uint32_t counts[256], tcz_huff_code *c)
+int tcz_huff_build(const uint32_t counts[256], unsigned max_bits,
+		   tcz_huff_code *c)
 {
 	uint64_t cnt[256];
 	unsigned present = 0;
@@ -112,7 +113,9 @@ int tcz_huff_build(const uint32_t counts[256], tcz_huff_code *c)
 	/* Halving the counts flattens the tree; at worst all become 1 and
 	 * the depth is 8. Codes longer than 11 bits only come from counts
 	 * spread over ~2^11, so this costs almost nothing. */
-	while (huffman(cnt, c->len) > MAXB)
+	if (max_bits < 8 || max_bits > MAXB)
+		return -EINVAL;
+	while (huffman(cnt, c->len) > max_bits)
 		for (unsigned s = 0; s < 256; s++)
 			cnt[s] = cnt[s] ? (cnt[s] + 1) / 2 : 0;
 	c->nsym = 0;
@@ -273,14 +276,21 @@ void tcz_huff_dtable_build(const tcz_huff_code *c, tcz_huff_dtable *t,
 	if (t->single)
 		return;
 	t->nsym = 0;
-	for (unsigned l = 1; l <= MAXB; l++) /* by length, for the walk */
+	t->bits = 0;
+	for (unsigned s = c->first; s <= c->last; s++)
+		t->bits = c->len[s] > t->bits ? c->len[s] : t->bits;
+	/* tables of 2^(longest code) entries: a small blob's code is
+	 * limited to fewer bits, and its tables build faster */
+	const unsigned mask = (1u << t->bits) - 1;
+	t->mask = mask;
+	for (unsigned l = 1; l <= t->bits; l++) /* by length, for the walk */
 		for (unsigned s = c->first; s <= c->last; s++) {
 			if (c->len[s] != l)
 				continue;
 			t->lsym[t->nsym] = (uint8_t)s;
 			t->llen[t->nsym] = (uint8_t)l;
 			t->lcode[t->nsym++] = c->bits[s];
-			for (unsigned k = c->bits[s]; k <= MASK; k += 1u << l)
+			for (unsigned k = c->bits[s]; k <= mask; k += 1u << l)
 				t->one[k] = (uint16_t)(s | l << 8);
 		}
 	if (multi)
@@ -299,28 +309,28 @@ void tcz_huff_dtable_multi(tcz_huff_dtable *t)
 	 * exactly one code continues any pattern). The codes are in order
 	 * of length, which ends each walk early: ~4x faster than decoding
 	 * each of the 2048 patterns. */
-	const unsigned n = t->nsym;
+	const unsigned n = t->nsym, tb = t->bits, mask = t->mask;
 	const uint8_t *ls = t->lsym, *ll = t->llen;
 	const uint16_t *lc = t->lcode;
-	for (unsigned p = 0; p <= MASK; p++) {
+	for (unsigned p = 0; p <= mask; p++) {
 		uint16_t e = t->one[p];
 		t->multi[p] = (uint32_t)(e >> 8) | 1u << 6 |
 			      (uint32_t)(e & 255) << 8;
 	}
 	for (unsigned a = 0; a < n; a++) {
-		for (unsigned b = 0; b < n && ll[a] + ll[b] <= MAXB; b++) {
+		for (unsigned b = 0; b < n && ll[a] + ll[b] <= tb; b++) {
 			unsigned u2 = ll[a] + ll[b];
 			unsigned p2 = lc[a] | (unsigned)lc[b] << ll[a];
 			uint32_t s2 = ls[a] | (uint32_t)ls[b] << 8;
 			uint32_t e2 = u2 | 2u << 6 | s2 << 8;
-			for (unsigned p = p2; p <= MASK; p += 1u << u2)
+			for (unsigned p = p2; p <= mask; p += 1u << u2)
 				t->multi[p] = e2;
-			for (unsigned c = 0; c < n && u2 + ll[c] <= MAXB; c++) {
+			for (unsigned c = 0; c < n && u2 + ll[c] <= tb; c++) {
 				unsigned u3 = u2 + ll[c];
 				uint32_t e3 = u3 | 3u << 6 |
 					      (s2 | (uint32_t)ls[c] << 16) << 8;
 				for (unsigned p = p2 | (unsigned)lc[c] << u2;
-				     p <= MASK; p += 1u << u3)
+				     p <= mask; p += 1u << u3)
 					t->multi[p] = e3;
 			}
 		}
@@ -383,6 +393,7 @@ int tcz_huff_decode(const tcz_huff_dtable *t, const unsigned char *src,
 	unsigned char *const e0 = oe[0], *const e1 = oe[1], *const e2 = oe[2],
 			     *const e3 = oe[3];
 	uint64_t b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+	const unsigned mask = t->mask;
 	size_t r0 = (size_t)(end - p0), r1 = (size_t)(end - p1),
 	       r2 = (size_t)(end - p2), r3 = (size_t)(end - p3);
 #define ROOM(k, m) ((e##k - o##k >= (m)) & (r##k >= (b##k >> 3) + 8))
@@ -402,7 +413,7 @@ int tcz_huff_decode(const tcz_huff_dtable *t, const unsigned char *src,
 			LOAD(3);
 #define STEP(k)                                                   \
 	do {                                                      \
-		uint32_t x = M[v##k & MASK], y = x >> 8;          \
+		uint32_t x = M[v##k & mask], y = x >> 8;          \
 		memcpy(o##k, &y, 4);                              \
 		o##k += (x >> 6) & 3;                             \
 		v##k >>= x & 63;                                  \
@@ -426,7 +437,7 @@ int tcz_huff_decode(const tcz_huff_dtable *t, const unsigned char *src,
 			LOAD(3);
 #define STEP(k)                                                   \
 	do {                                                      \
-		uint16_t x = T[v##k & MASK];                      \
+		uint16_t x = T[v##k & mask];                      \
 		*o##k++ = (unsigned char)x;                       \
 		v##k >>= x >> 8;                                  \
 		b##k += x >> 8;                                   \
@@ -447,7 +458,7 @@ int tcz_huff_decode(const tcz_huff_dtable *t, const unsigned char *src,
 	for (int i = 0; i < 4; i++) {
 		size_t len = (size_t)(end - p[i]);
 		while (o[i] < oe[i]) {
-			uint16_t e = t->one[peek(p[i], len, b[i]) & MASK];
+			uint16_t e = t->one[peek(p[i], len, b[i]) & mask];
 			*o[i]++ = (unsigned char)e;
 			b[i] += e >> 8;
 		}

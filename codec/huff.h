@@ -31,14 +31,18 @@ typedef struct tcz_huff_dtable {
 	uint8_t single;	   /* 1: one symbol, no bits */
 	uint8_t sym;	   /* that symbol */
 	uint8_t has_multi; /* multi is built */
+	uint8_t bits;	   /* longest code: the tables' index bits */
+	uint16_t mask;	   /* 2^bits - 1 */
 	uint16_t nsym;	   /* the present symbols by code length: */
 	uint8_t lsym[256], llen[256];
 	uint16_t lcode[256];
 } tcz_huff_dtable;
 
-/* A length-limited Huffman code for these symbol counts (at least one
- * non-zero). Errors: -EINVAL all counts are zero. */
-int tcz_huff_build(const uint32_t counts[256], tcz_huff_code *c);
+/* A Huffman code for these symbol counts (at least one non-zero), no
+ * code longer than max_bits (8..11: 8 bits always suffice for 256
+ * symbols). Errors: -EINVAL all counts are zero, or max_bits. */
+int tcz_huff_build(const uint32_t counts[256], unsigned max_bits,
+		   tcz_huff_code *c);
 
 /* Bytes of the serialized code (first, last, 4-bit lengths). */
 size_t tcz_huff_code_size(const tcz_huff_code *c);

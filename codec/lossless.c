@@ -89,7 +89,7 @@ struct tcz_lossless_ctx {
 	size_t alt_cap;
 	/* encoder: the blob's exponent codes, each block's, histograms */
 	tcz_huff_code code[LL_CODES];
-	unsigned ncodes;
+	unsigned ncodes, max_bits;
 	unsigned char *pick;
 	uint32_t (*hist)[256];
 	size_t blocks_cap;
@@ -506,7 +506,8 @@ static void refine(tcz_lossless_ctx *ctx, size_t nb, unsigned k,
 				}
 			map[c] = used;
 			if (any)
-				tcz_huff_build(cnt, &codes[used++]);
+				tcz_huff_build(cnt, ctx->max_bits,
+					       &codes[used++]);
 		}
 		for (size_t b = 0; b < nb; b++)
 			pick[b] = (unsigned char)map[pick[b]];
@@ -563,6 +564,11 @@ static int choose_codes(tcz_lossless_ctx *ctx, const unsigned char *src,
 		ctx->hist = h;
 		ctx->blocks_cap = nb;
 	}
+	/* Shorter codes for small blobs: the decoder's tables have 2^(the
+	 * longest code) entries, and building them is most of the cost of
+	 * decoding a blob of a few thousand values */
+	size_t nsym = len / es;
+	ctx->max_bits = nsym >= 32768 ? 11 : nsym >= 8192 ? 10 : 9;
 	unsigned lo = 255, hi = 0;
 	for (size_t b = 0; b < nb; b++) {
 		size_t bl = len - b * blk < blk ? len - b * blk : blk;

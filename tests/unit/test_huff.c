@@ -38,12 +38,13 @@ static void geometric(unsigned char *p, size_t n, double r, unsigned base)
 
 /* Encodes, decodes with both tables into exact-size buffers; returns
  * the coded size. */
-static size_t round_trip(const unsigned char *p, size_t n, tcz_huff_code *c)
+static size_t round_trip(const unsigned char *p, size_t n, unsigned bits,
+			 tcz_huff_code *c)
 {
 	uint32_t cnt[256] = {0};
 	for (size_t i = 0; i < n; i++)
 		cnt[p[i]]++;
-	assert_int_equal(tcz_huff_build(cnt, c), 0);
+	assert_int_equal(tcz_huff_build(cnt, bits, c), 0);
 	size_t cap = n * 2 + 64;
 	unsigned char *z = malloc(cap);
 	assert_non_null(z);
@@ -68,12 +69,12 @@ static size_t round_trip(const unsigned char *p, size_t n, tcz_huff_code *c)
 	return got;
 }
 
-static void kraft_complete(const tcz_huff_code *c)
+static void kraft_complete(const tcz_huff_code *c, unsigned bits)
 {
 	uint32_t k = 0;
 	unsigned present = 0;
 	for (unsigned s = 0; s < 256; s++) {
-		assert_true(c->len[s] <= TCZ_HUFF_MAX_BITS);
+		assert_true(c->len[s] <= bits);
 		if (c->len[s]) {
 			k += 1u << (TCZ_HUFF_MAX_BITS - c->len[s]);
 			present++;
@@ -95,8 +96,8 @@ static void round_trips_near_entropy(void **state)
 			unsigned char *p = malloc(n);
 			assert_non_null(p);
 			geometric(p, n, rs[b], 100);
-			size_t got = round_trip(p, n, &c);
-			kraft_complete(&c);
+			size_t got = round_trip(p, n, 11, &c);
+			kraft_complete(&c, 11);
 			/* empirical entropy: a Huffman code is within one
 			 * bit per symbol of it; + 4 bytes of stream ends */
 			uint32_t cnt[256] = {0};
@@ -115,7 +116,7 @@ static void round_trips_near_entropy(void **state)
 	unsigned char u[4096];
 	for (size_t i = 0; i < sizeof u; i++)
 		u[i] = (unsigned char)i;
-	assert_int_equal(round_trip(u, sizeof u, &c),
+	assert_int_equal(round_trip(u, sizeof u, 11, &c),
 			 TCZ_HUFF_STREAM_HDR + sizeof u);
 	assert_int_equal(c.first, 0);
 	assert_int_equal(c.last, 255);
@@ -123,8 +124,8 @@ static void round_trips_near_entropy(void **state)
 }
 
 /* Counts 1, 1, 2, 3, 5, 8, ... over 22 symbols: the unlimited Huffman
- * code goes 21 deep; the limit keeps every code within 11 bits and the
- * code complete. */
+ * code goes 21 deep; a limit of 8 to 11 bits holds, the code stays
+ * complete, and the decoder's tables of 2^limit entries decode it. */
 static void length_limit(void **state)
 {
 	(void)state;
@@ -140,13 +141,18 @@ static void length_limit(void **state)
 			p[at++] = (unsigned char)(10 + i);
 	assert_int_equal(at, n);
 	tcz_huff_code c;
-	round_trip(p, n, &c);
-	kraft_complete(&c);
-	unsigned mx = 0;
-	for (unsigned s = 0; s < 256; s++)
-		mx = c.len[s] > mx ? c.len[s] : mx;
-	assert_true(mx <= TCZ_HUFF_MAX_BITS && mx >= 5);
-	assert_int_equal(c.nsym, 22);
+	for (unsigned bits = 8; bits <= TCZ_HUFF_MAX_BITS; bits++) {
+		round_trip(p, n, bits, &c);
+		kraft_complete(&c, bits);
+		unsigned mx = 0;
+		for (unsigned s = 0; s < 256; s++)
+			mx = c.len[s] > mx ? c.len[s] : mx;
+		assert_int_equal(mx, bits); /* 21 without the limit */
+		assert_int_equal(c.nsym, 22);
+	}
+	uint32_t cnt[256] = {1};
+	assert_int_equal(tcz_huff_build(cnt, 7, &c), -EINVAL);
+	assert_int_equal(tcz_huff_build(cnt, 12, &c), -EINVAL);
 	free(p);
 }
 
@@ -156,7 +162,7 @@ static void lone_symbol(void **state)
 	unsigned char p[1000], z[64], out[1000];
 	memset(p, 7, sizeof p);
 	tcz_huff_code c;
-	assert_int_equal(round_trip(p, sizeof p, &c), TCZ_HUFF_STREAM_HDR);
+	assert_int_equal(round_trip(p, sizeof p, 11, &c), TCZ_HUFF_STREAM_HDR);
 	assert_int_equal(c.len[7], 0);
 	assert_int_equal(tcz_huff_code_size(&c), 3);
 	tcz_huff_code_write(&c, z);
@@ -167,7 +173,7 @@ static void lone_symbol(void **state)
 	memcpy(z, "\x01\x00\x00\x00\x00\x00\xff", 7);
 	assert_int_equal(tcz_huff_decode(&t, z, 7, out, sizeof out), -EBADMSG);
 	uint32_t zero[256] = {0};
-	assert_int_equal(tcz_huff_build(zero, &c), -EINVAL);
+	assert_int_equal(tcz_huff_build(zero, 11, &c), -EINVAL);
 }
 
 static void serialized_code_checks(void **state)
@@ -216,7 +222,7 @@ static void damaged_streams(void **state)
 	uint32_t cnt[256] = {0};
 	for (size_t i = 0; i < N; i++)
 		cnt[p[i]]++;
-	assert_int_equal(tcz_huff_build(cnt, &c), 0);
+	assert_int_equal(tcz_huff_build(cnt, 11, &c), 0);
 	size_t got = tcz_huff_encode(&c, p, N, z, sizeof z);
 	assert_true(got > 0);
 	tcz_huff_dtable *t = malloc(sizeof *t);

@@ -603,7 +603,9 @@ static int choose_codes(tcz_lossless_ctx *ctx, const unsigned char *src,
 			best = bits;
 		} else {
 			ctx->ncodes = saved;
-			break; /* more codes rarely help once one did not */
+			if (bits >= best)
+				break; /* no gain at all: more codes rarely
+					* find one */
 		}
 	}
 	return 0;

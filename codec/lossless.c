@@ -1,4 +1,5 @@
-/* Lossless codec: byte planes + zstd. Blob layout: docs/formats.md.
+/* Lossless codec: byte planes, Huffman-coded exponents, zstd where it
+ * pays. Blob layout: docs/formats.md.
  *
  * The input is cut into blocks of LL_BLOCK_BYTES bytes, each decodable on
  * its own (tcz_lossless_decode_block), so that a 4 KiB read of a chunk
@@ -29,8 +30,8 @@
 
 #define LL_MAGIC 0x4c5a4354u /* "TCZL" read as a little-endian u32 */
 /* Version 1: planes raw or zstd. Version 2 adds Huffman planes under one
- * code per blob (the code follows the plane table). The encoder writes 2
- * only when a plane uses it; both decode. */
+ * of 1..LL_CODES codes per blob (the codes follow the plane table). The
+ * encoder writes 2 only when a plane uses them; both decode. */
 #define LL_VERSION 1
 #define LL_VERSION_HUFF 2
 #define LL_HDR 24	  /* fixed header; the plane table follows */
@@ -60,8 +61,9 @@
 /* zstd codes an exponent plane instead of the blob's Huffman code only
  * when it is 1/LL_HUFF_PREF smaller */
 #define LL_HUFF_PREF 32
-/* Decodes of at least this many exponents (the whole blob, or a block)
- * build the multi-symbol tables too: ~4 us that pay from here on */
+/* A code that decodes at least this many exponents in one call (the
+ * blocks of a blob that use it, or one block) gets the multi-symbol
+ * table too: ~6 us that pay from here on */
 #ifndef LL_HUFF_MULTI
 #define LL_HUFF_MULTI 16384
 #endif
@@ -78,7 +80,7 @@ enum { LL_M_RAW = 0, LL_M_ZSTD = 1, LL_M_HUFF = 2 };
  * costs the decoder a table (~1-5 us), and on i.i.d. weights more codes
  * only fit noise (K = 2..4 in 70 % of chunks, for < 0.1 %). */
 #define LL_CODE_GAIN 128
-#define LL_DT_CACHE 8 /* decoding tables kept per context (12 KiB each) */
+#define LL_DT_CACHE 8 /* decoding tables kept per context (13 KiB each) */
 
 struct tcz_lossless_ctx {
 	ZSTD_CCtx *cctx;
@@ -467,8 +469,8 @@ static inline uint32_t le32toh_(uint32_t x)
 #endif
 }
 
-/* Bits of the block histogram h under code c; SIZE_MAX when h has a
- * symbol c lacks. */
+/* Bits of the block histogram h (symbols lo..hi) under code c;
+ * UINT64_MAX when h has a symbol c lacks. */
 static uint64_t code_cost(const tcz_huff_code *c, const uint32_t *h,
 			  unsigned lo, unsigned hi)
 {
@@ -545,8 +547,8 @@ static void refine(tcz_lossless_ctx *ctx, size_t nb, unsigned k,
 /* The exponent codes of a blob: 1 to LL_CODES, each block of the blob
  * picking one (ctx->code, ctx->ncodes, ctx->pick). Starting from k runs
  * of consecutive blocks (a chunk that mixes tensors holds them in runs)
- * for each k, the k with the fewest bits wins (k grows while it
- * pays). */
+ * for each k, a larger k is kept when it saves 1/LL_CODE_GAIN of the
+ * bits of the best so far; the search ends at a k that saves nothing. */
 static int choose_codes(tcz_lossless_ctx *ctx, const unsigned char *src,
 			size_t len, size_t es, size_t blk, size_t nb)
 {

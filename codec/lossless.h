@@ -1,13 +1,15 @@
-/* Lossless tensor codec: byte planes + zstd (SPEC section 5).
+/* Lossless tensor codec: byte planes, Huffman and zstd (SPEC section 5).
  *
  * Float elements are rotated left by one bit so that the sign moves below
  * the exponent and the exponent starts the top byte (BF16/F32: the top byte
  * is exactly the exponent), then split into byte planes (all top bytes
  * together, then each lower byte position); other dtypes are split into
- * plain byte planes. Each plane is zstd-coded, or kept raw when coding does
- * not make it smaller; a blob whose coding does not shrink the input at all
- * stores it raw in one piece. Exact bytes come back for every dtype and
- * every length, including 0.
+ * plain byte planes. A float's exponent plane is Huffman-coded under one
+ * of up to four codes per blob (codec/huff.h), the other planes are
+ * zstd-coded, and a plane stays raw when coding does not make it
+ * smaller; a blob whose coding does not shrink the input at all stores it
+ * raw in one piece. Exact bytes come back for every dtype and every
+ * length, including 0.
  *
  * The blob layout is documented in docs/formats.md. */
 #ifndef TCZ_LOSSLESS_H

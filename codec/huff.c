@@ -18,7 +18,6 @@
 #endif
 
 #define MAXB TCZ_HUFF_MAX_BITS
-#define MASK ((1u << MAXB) - 1)
 
 static unsigned reverse(unsigned code, unsigned len)
 {

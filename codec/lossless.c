@@ -1238,6 +1238,26 @@ static int parse_planes_prefix(const void *prefix, size_t plen,
 	return parse_prefix(prefix, plen, h, total);
 }
 
+/* Where block i (< h->nblocks) of a parsed blob lies. */
+static void locate_block(const struct ll_hdr *h, size_t i,
+			 tcz_lossless_block *b)
+{
+	size_t pos = h->data;
+	const unsigned char *e = h->tab;
+	for (size_t k = 0; k <= i; k++)
+		for (size_t j = 0; j < h->es; j++, e += LL_ENTRY) {
+			size_t z = get32(e + 1);
+			if (k == i) {
+				if (j == 0)
+					b->data_off = pos, b->data_len = 0;
+				b->data_len += z;
+			}
+			pos += z;
+		}
+	b->dec_off = i * h->blk;
+	b->dec_len = i + 1 < h->nblocks ? h->blk : h->dlen - i * h->blk;
+}
+
 int tcz_lossless_block_at(const void *prefix, size_t plen, size_t i,
 			  tcz_lossless_block *b, size_t *nblocks)
 {
@@ -1250,20 +1270,7 @@ int tcz_lossless_block_at(const void *prefix, size_t plen, size_t i,
 		*nblocks = h.nblocks;
 	if (i >= h.nblocks)
 		return -ERANGE;
-	size_t pos = h.data;
-	const unsigned char *e = h.tab;
-	for (size_t k = 0; k <= i; k++)
-		for (size_t j = 0; j < h.es; j++, e += LL_ENTRY) {
-			size_t z = get32(e + 1);
-			if (k == i) {
-				if (j == 0)
-					b->data_off = pos, b->data_len = 0;
-				b->data_len += z;
-			}
-			pos += z;
-		}
-	b->dec_off = i * h.blk;
-	b->dec_len = i + 1 < h.nblocks ? h.blk : h.dlen - i * h.blk;
+	locate_block(&h, i, b);
 	return 0;
 }
 
@@ -1274,13 +1281,16 @@ int tcz_lossless_decode_block(tcz_lossless_ctx *ctx, const void *prefix,
 	struct ll_hdr h;
 	tcz_lossless_block b;
 	tcz_lossless_ctx *own = NULL;
-	int rc = tcz_lossless_block_at(prefix, plen, i, &b, NULL);
+	size_t total;
+	/* the prefix is parsed once: a random read's path */
+	int rc = parse_planes_prefix(prefix, plen, &h, &total);
 	if (rc)
 		return rc;
+	if (i >= h.nblocks)
+		return -ERANGE;
+	locate_block(&h, i, &b);
 	if (b.data_len != data_len || b.dec_len != dst_len || !data || !dst)
 		return -EINVAL;
-	size_t total;
-	(void)parse_planes_prefix(prefix, plen, &h, &total); /* checked above */
 	if (!ctx && !(ctx = own = tcz_lossless_ctx_create()))
 		return -ENOMEM;
 	if (h.es > 1)

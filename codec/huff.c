@@ -398,19 +398,27 @@ int tcz_huff_decode(const tcz_huff_dtable *t, const unsigned char *src,
 	       r2 = (size_t)(end - p2), r3 = (size_t)(end - p3);
 #define ROOM(k, m) ((e##k - o##k >= (m)) & (r##k >= (b##k >> 3) + 8))
 #define LOAD(k) uint64_t v##k = load64(p##k + (b##k >> 3)) >> (b##k & 7)
+/* Rounds of five look-ups per stream while every stream has room for m
+ * more symbols: one 8-byte load gives >= 57 bits and five look-ups use
+ * <= 55. A stream may read into the next one's bytes (never past end);
+ * a corrupt stream that runs long is caught by the length check below. */
+#define ROUNDS(m)                                                        \
+	while (ROOM(0, m) & ROOM(1, m) & ROOM(2, m) & ROOM(3, m)) {      \
+		LOAD(0);                                                 \
+		LOAD(1);                                                 \
+		LOAD(2);                                                 \
+		LOAD(3);                                                 \
+		for (int r = 0; r < 5; r++) {                            \
+			STEP(0);                                         \
+			STEP(1);                                         \
+			STEP(2);                                         \
+			STEP(3);                                         \
+		}                                                        \
+	}
 	if (t->has_multi) {
 		const uint32_t *M = t->multi;
-		/* Rounds of five look-ups per stream: one 8-byte load gives
-		 * >= 57 bits, five look-ups use <= 55, and at most 15
-		 * symbols (plus one byte of the 4-byte store) are written.
-		 * A stream may read into the next one's bytes (never past
-		 * end); a corrupt stream that runs long is caught by the
-		 * length check below. */
-		while (ROOM(0, 16) & ROOM(1, 16) & ROOM(2, 16) & ROOM(3, 16)) {
-			LOAD(0);
-			LOAD(1);
-			LOAD(2);
-			LOAD(3);
+		/* up to 3 symbols per look-up, 15 per round, plus one byte
+		 * of the 4-byte store */
 #define STEP(k)                                                   \
 	do {                                                      \
 		uint32_t x = M[v##k & mask], y = x >> 8;          \
@@ -419,22 +427,10 @@ int tcz_huff_decode(const tcz_huff_dtable *t, const unsigned char *src,
 		v##k >>= x & 63;                                  \
 		b##k += x & 15;                                   \
 	} while (0)
-			for (int r = 0; r < 5; r++) {
-				STEP(0);
-				STEP(1);
-				STEP(2);
-				STEP(3);
-			}
+		ROUNDS(16)
 #undef STEP
-		}
 	} else {
-		const uint16_t *T = t->one;
-		/* the same with one symbol per look-up: five per load */
-		while (ROOM(0, 5) & ROOM(1, 5) & ROOM(2, 5) & ROOM(3, 5)) {
-			LOAD(0);
-			LOAD(1);
-			LOAD(2);
-			LOAD(3);
+		const uint16_t *T = t->one; /* one symbol per look-up */
 #define STEP(k)                                                   \
 	do {                                                      \
 		uint16_t x = T[v##k & mask];                      \
@@ -442,15 +438,10 @@ int tcz_huff_decode(const tcz_huff_dtable *t, const unsigned char *src,
 		v##k >>= x >> 8;                                  \
 		b##k += x >> 8;                                   \
 	} while (0)
-			for (int r = 0; r < 5; r++) {
-				STEP(0);
-				STEP(1);
-				STEP(2);
-				STEP(3);
-			}
+		ROUNDS(5)
 #undef STEP
-		}
 	}
+#undef ROUNDS
 #undef ROOM
 #undef LOAD
 	o[0] = o0, o[1] = o1, o[2] = o2, o[3] = o3;

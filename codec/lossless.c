@@ -34,6 +34,9 @@
  * encoder writes 2 only when a plane uses them; both decode. */
 #define LL_VERSION 1
 #define LL_VERSION_HUFF 2
+/* Version 3 adds shifted Huffman planes (LL_M_SHIFT); written only when a
+ * block uses one. */
+#define LL_VERSION_SHIFT 3
 #define LL_HDR 24	  /* fixed header; the plane table follows */
 #define LL_ENTRY 5	  /* method u8 + stored length u32 */
 #define LL_MAX_BLOCK (1u << 24) /* decoder's cap on block_len (scratch) */
@@ -70,8 +73,9 @@
 
 enum { LL_MODE_RAW = 0, LL_MODE_PLANES = 1 };
 enum { LL_XF_NONE = 0, LL_XF_ROTL1 = 1 };
-/* LL_M_HUFF + k: Huffman under the blob's code k */
-enum { LL_M_RAW = 0, LL_M_ZSTD = 1, LL_M_HUFF = 2 };
+/* LL_M_HUFF + k: Huffman under the blob's code k; LL_M_SHIFT + k: the
+ * same after the shift below (version 3) */
+enum { LL_M_RAW = 0, LL_M_ZSTD = 1, LL_M_HUFF = 2, LL_M_SHIFT = 6 };
 /* Codes per blob: the blocks of a chunk that mixes tensors (or rows of
  * different scales) pick the code that fits them. */
 #define LL_CODES 4
@@ -81,6 +85,21 @@ enum { LL_M_RAW = 0, LL_M_ZSTD = 1, LL_M_HUFF = 2 };
  * only fit noise (K = 2..4 in 70 % of chunks, for < 0.1 %). */
 #define LL_CODE_GAIN 128
 #define LL_DT_CACHE 8 /* decoding tables kept per context (13 KiB each) */
+/* Shifted planes: the block's exponents in segments of 2^s values
+ * (LL_SHIFT_MIN <= s <= LL_SHIFT_MAX), each exponent replaced by its
+ * distance below the segment's maximum, the maxima stored in w bits each
+ * above their least. Rows of a weight matrix often differ in scale (the
+ * rows of retsim's proj1, the kernels of silero's convolutions): an
+ * order-0 code over the whole block pays for every scale at once, the
+ * distances do not. A block is shifted when the estimate saves
+ * 1/LL_SHIFT_GAIN of its exponent bits (the side information included);
+ * on i.i.d. weights the distances code no smaller and nothing changes. */
+#define LL_SHIFT_MIN 4
+#define LL_SHIFT_MAX 8
+#define LL_SHIFT_HDR 3 /* s, least maximum, w */
+#ifndef LL_SHIFT_GAIN
+#define LL_SHIFT_GAIN 32
+#endif
 
 struct tcz_lossless_ctx {
 	ZSTD_CCtx *cctx;
@@ -93,8 +112,13 @@ struct tcz_lossless_ctx {
 	tcz_huff_code code[LL_CODES];
 	unsigned ncodes, max_bits;
 	unsigned char *pick;
+	unsigned char *shift; /* per block: s, 0 when not shifted */
 	uint32_t (*hist)[256];
 	size_t blocks_cap;
+	/* encoder: one block's exponents, distances, segment maxima at each
+	 * s, and its shifted coding */
+	unsigned char *eb;
+	size_t eb_cap;
 	/* decoder: tables of the codes seen last, by their serialized
 	 * bytes (the chunks of a tensor often share codes) */
 	struct ll_dt {
@@ -131,7 +155,9 @@ void tcz_lossless_ctx_free(tcz_lossless_ctx *ctx)
 	for (int k = 0; k < LL_DT_CACHE; k++)
 		free(ctx->dt[k].t);
 	free(ctx->pick);
+	free(ctx->shift);
 	free(ctx->hist);
+	free(ctx->eb);
 	free(ctx);
 }
 
@@ -457,8 +483,11 @@ static void merge_planes(const unsigned char *const *pl, size_t es, size_t n,
 
 /* ---- encoder ------------------------------------------------------------ */
 
-static void top_byte_counts(const unsigned char *s, size_t n, size_t es,
-			    uint32_t cnt[256]);
+static void top_bytes(const unsigned char *s, size_t n, size_t es,
+		      unsigned char *e);
+static void byte_counts(const unsigned char *e, size_t n, uint32_t cnt[256]);
+static unsigned pick_shift(const unsigned char *e, size_t n,
+			   unsigned char *mx, uint32_t h[256]);
 
 static inline uint32_t le32toh_(uint32_t x)
 {
@@ -544,6 +573,28 @@ static void refine(tcz_lossless_ctx *ctx, size_t nb, unsigned k,
 		*bits += 8 * tcz_huff_code_size(&codes[c]);
 }
 
+/* k codes to start from: runs of consecutive blocks, the shifted blocks
+ * (whose distances look nothing like exponents) and the others in runs
+ * of their own, the codes shared out by their numbers. */
+static void initial_runs(const unsigned char *shift, size_t nb, unsigned k,
+			 unsigned char *pk)
+{
+	size_t ns = 0;
+	for (size_t b = 0; b < nb; b++)
+		ns += shift[b] != 0;
+	if (k < 2 || ns == 0 || ns == nb) {
+		for (size_t b = 0; b < nb; b++)
+			pk[b] = (unsigned char)(b * k / nb);
+		return;
+	}
+	size_t ks = (k * ns + nb / 2) / nb;
+	ks = ks < 1 ? 1 : ks > k - 1 ? k - 1 : ks;
+	size_t is = 0, ip = 0, kp = k - ks;
+	for (size_t b = 0; b < nb; b++)
+		pk[b] = (unsigned char)(shift[b] ? kp + is++ * ks / ns
+						 : ip++ * kp / (nb - ns));
+}
+
 /* The exponent codes of a blob: 1 to LL_CODES, each block of the blob
  * picking one (ctx->code, ctx->ncodes, ctx->pick). Starting from k runs
  * of consecutive blocks (a chunk that mixes tensors holds them in runs)
@@ -553,19 +604,26 @@ static int choose_codes(tcz_lossless_ctx *ctx, const unsigned char *src,
 			size_t len, size_t es, size_t blk, size_t nb)
 {
 	if (ctx->blocks_cap < nb) {
-		unsigned char *p = malloc(nb);
+		unsigned char *p = malloc(nb), *sh = malloc(nb);
 		uint32_t(*h)[256] = malloc(nb * sizeof *h);
-		if (!p || !h) {
+		if (!p || !sh || !h) {
 			free(p);
+			free(sh);
 			free(h);
 			return -ENOMEM;
 		}
 		free(ctx->pick);
+		free(ctx->shift);
 		free(ctx->hist);
 		ctx->pick = p;
+		ctx->shift = sh;
 		ctx->hist = h;
 		ctx->blocks_cap = nb;
 	}
+	size_t ne = blk / es;
+	int rc = grow(&ctx->eb, &ctx->eb_cap, 4 * ne + 64);
+	if (rc)
+		return rc;
 	/* Shorter codes for small blobs: the decoder's tables have 2^(the
 	 * longest code) entries, and building them is most of the cost of
 	 * decoding a blob of a few thousand values */
@@ -575,7 +633,10 @@ static int choose_codes(tcz_lossless_ctx *ctx, const unsigned char *src,
 	for (size_t b = 0; b < nb; b++) {
 		size_t bl = len - b * blk < blk ? len - b * blk : blk;
 		memset(ctx->hist[b], 0, sizeof ctx->hist[b]);
-		top_byte_counts(src + b * blk, bl / es, es, ctx->hist[b]);
+		top_bytes(src + b * blk, bl / es, es, ctx->eb);
+		byte_counts(ctx->eb, bl / es, ctx->hist[b]);
+		ctx->shift[b] = (unsigned char)pick_shift(
+			ctx->eb, bl / es, ctx->eb + 2 * ne, ctx->hist[b]);
 		for (unsigned s = 0; s < 256; s++)
 			if (ctx->hist[b][s]) {
 				lo = s < lo ? s : lo;
@@ -591,8 +652,7 @@ static int choose_codes(tcz_lossless_ctx *ctx, const unsigned char *src,
 	for (unsigned k = 1; k <= kmax; k++) {
 		uint64_t bits;
 		unsigned char *pk = k == 1 ? pick : tpick;
-		for (size_t b = 0; b < nb; b++)
-			pk[b] = (unsigned char)(b * k / nb);
+		initial_runs(ctx->shift, nb, k, pk);
 		unsigned saved = ctx->ncodes;
 		refine(ctx, nb, k, lo, hi, k == 1 ? ctx->code : try, pk,
 		       &bits);
@@ -613,34 +673,250 @@ static int choose_codes(tcz_lossless_ctx *ctx, const unsigned char *src,
 	return 0;
 }
 
-/* Counts of the exponent-plane byte (the top byte after the rotation) of
- * n elements: bits 8*es-9 .. 8*es-2 of each. Four tables, summed at the
- * end, so that runs of one exponent do not wait on one counter. */
-static void top_byte_counts(const unsigned char *s, size_t n, size_t es,
-			    uint32_t cnt[256])
+/* The exponent-plane byte (the top byte after the rotation) of n
+ * elements: bits 8*es-9 .. 8*es-2 of each. */
+static void top_bytes(const unsigned char *s, size_t n, size_t es,
+		      unsigned char *e)
 {
-	uint32_t c[4][256];
 	unsigned sh = (unsigned)(8 * es - 9);
 	size_t i = 0;
-	memset(c, 0, sizeof c);
+#if defined(__SSE2__) && !(defined(__BYTE_ORDER__) &&                        \
+			   __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__)
+	const __m128i ff = _mm_set1_epi16(0xff);
 	if (es == 2) {
-		for (; i + 4 <= n; i += 4)
-			for (int j = 0; j < 4; j++) {
-				const unsigned char *p = s + 2 * (i + j);
-				c[j][(p[0] >> 7 | p[1] << 1) & 255]++;
-			}
+		for (; i + 16 <= n; i += 16) {
+			__m128i a = _mm_loadu_si128((const __m128i *)(s + 2 * i));
+			__m128i b = _mm_loadu_si128(
+				(const __m128i *)(s + 2 * i + 16));
+			a = _mm_and_si128(_mm_srli_epi16(a, 7), ff);
+			b = _mm_and_si128(_mm_srli_epi16(b, 7), ff);
+			_mm_storeu_si128((__m128i *)(e + i),
+					 _mm_packus_epi16(a, b));
+		}
 	} else if (es == 4) {
-		for (; i + 4 <= n; i += 4)
-			for (int j = 0; j < 4; j++) {
-				uint32_t x;
-				memcpy(&x, s + 4 * (i + j), 4);
-				c[j][(le32toh_(x) >> 23) & 255]++;
-			}
+		const __m128i f32 = _mm_set1_epi32(0xff);
+		for (; i + 16 <= n; i += 16) {
+			__m128i v[4];
+			for (int k = 0; k < 4; k++)
+				v[k] = _mm_and_si128(
+					_mm_srli_epi32(
+						_mm_loadu_si128((const __m128i *)(s + 4 * i + 16 * k)),
+						23),
+					f32);
+			_mm_storeu_si128(
+				(__m128i *)(e + i),
+				_mm_packus_epi16(_mm_packs_epi32(v[0], v[1]),
+						 _mm_packs_epi32(v[2], v[3])));
+		}
+	}
+#endif
+	if (es == 2) {
+		for (; i < n; i++)
+			e[i] = (unsigned char)(s[2 * i] >> 7 | s[2 * i + 1] << 1);
+	} else if (es == 4) {
+		for (; i < n; i++) {
+			uint32_t x;
+			memcpy(&x, s + 4 * i, 4);
+			e[i] = (unsigned char)(le32toh_(x) >> 23);
+		}
 	}
 	for (; i < n; i++)
-		c[0][(load_le(s + i * es, es) >> sh) & 255]++;
+		e[i] = (unsigned char)(load_le(s + i * es, es) >> sh);
+}
+
+/* Adds the counts of n bytes to cnt; four tables summed at the end, so
+ * that runs of one value do not wait on one counter. */
+static void byte_counts(const unsigned char *e, size_t n, uint32_t cnt[256])
+{
+	uint32_t c[4][256];
+	size_t i = 0;
+	memset(c, 0, sizeof c);
+	for (; i + 4 <= n; i += 4)
+		for (int j = 0; j < 4; j++)
+			c[j][e[i + j]]++;
+	for (; i < n; i++)
+		c[0][e[i]]++;
 	for (unsigned k = 0; k < 256; k++)
 		cnt[k] += c[0][k] + c[1][k] + c[2][k] + c[3][k];
+}
+
+/* log2(x) for x >= 1 within ~0.005: an estimate's precision (the
+ * polynomial gives 1 + log2 of the mantissa) */
+static float flog2(float x)
+{
+	union {
+		float f;
+		uint32_t u;
+	} v = {x};
+	float e = (float)((int)(v.u >> 23) - 128);
+	v.u = (v.u & 0x7fffffu) | 0x3f800000u;
+	return e + (-0.34484843f * v.f + 2.02466578f) * v.f - 0.67487759f;
+}
+
+/* Order-0 bits of the counts h (symbols lo..hi), tot of them: the sum of
+ * c * log2(tot / c) */
+static float est_bits(const uint32_t h[256], unsigned lo, unsigned hi,
+		      uint32_t tot)
+{
+	float b = 0, lt = flog2((float)tot);
+	for (unsigned s = lo; s <= hi; s++)
+		if (h[s])
+			b += (float)h[s] * (lt - flog2((float)h[s]));
+	return b;
+}
+
+static unsigned char umax(unsigned char a, unsigned char b)
+{
+	return a > b ? a : b;
+}
+
+/* Maxima of e (n > 0 bytes) over segments of 2^s, into mx */
+static size_t seg_maxima(const unsigned char *e, size_t n, unsigned s,
+			 unsigned char *mx)
+{
+	size_t seg = (size_t)1 << s, k = 0, a = 0;
+#ifdef __SSE2__
+	/* whole segments: 16 bytes at a time, then across the vector */
+	for (; a + seg <= n; a += seg, k++) {
+		__m128i m = _mm_loadu_si128((const __m128i *)(e + a));
+		for (size_t j = 16; j < seg; j += 16)
+			m = _mm_max_epu8(m, _mm_loadu_si128(
+						    (const __m128i *)(e + a + j)));
+		m = _mm_max_epu8(m, _mm_srli_si128(m, 8));
+		m = _mm_max_epu8(m, _mm_srli_si128(m, 4));
+		m = _mm_max_epu8(m, _mm_srli_si128(m, 2));
+		m = _mm_max_epu8(m, _mm_srli_si128(m, 1));
+		mx[k] = (unsigned char)_mm_cvtsi128_si32(m);
+	}
+#endif
+	for (; a < n; a += seg, k++) {
+		size_t b = n - a < seg ? n - a : seg;
+		unsigned char m = 0;
+		for (size_t j = 0; j < b; j++)
+			m = umax(m, e[a + j]);
+		mx[k] = m;
+	}
+	return k;
+}
+
+/* Least of the k maxima and the bits their spread above it needs */
+static unsigned spread_bits(const unsigned char *mx, size_t k,
+			    unsigned *least)
+{
+	unsigned lo = 255, hi = 0, w = 0;
+	for (size_t i = 0; i < k; i++) {
+		lo = mx[i] < lo ? mx[i] : lo;
+		hi = mx[i] > hi ? mx[i] : hi;
+	}
+	while ((1u << w) <= hi - lo)
+		w++;
+	*least = lo;
+	return w;
+}
+
+/* Whether the block's exponents e (n of them, histogram h) are coded
+ * shifted, and by which s (0: not). Estimated on every eighth group of
+ * 2^LL_SHIFT_MIN values (every fourth, or all of them, in small blocks):
+ * the search costs less than one more pass over the exponents. A shifted block's h becomes
+ * the distances' histogram. mx: room for 2n/16 + 8 maxima, then n
+ * bytes. */
+static unsigned pick_shift(const unsigned char *e, size_t n,
+			   unsigned char *mx, uint32_t h[256])
+{
+	enum { L = LL_SHIFT_MAX - LL_SHIFT_MIN + 1, G = 1 << LL_SHIFT_MIN };
+	if (n < 4 * G)
+		return 0;
+	unsigned char *lv[L];
+	size_t ng[L];
+	lv[0] = mx;
+	ng[0] = seg_maxima(e, n, LL_SHIFT_MIN, mx);
+	for (int l = 1; l < L; l++) {
+		lv[l] = lv[l - 1] + ng[l - 1];
+		ng[l] = (ng[l - 1] + 1) / 2;
+		for (size_t i = 0; i < ng[l]; i++)
+			lv[l][i] = 2 * i + 1 < ng[l - 1]
+				? umax(lv[l - 1][2 * i], lv[l - 1][2 * i + 1])
+				: lv[l - 1][2 * i];
+	}
+	size_t step = ng[0] >= 128 ? 8 : ng[0] >= 64 ? 4 : 1;
+	uint32_t hs[L][2][256], h0[256] = {0}, ns = 0;
+	unsigned lo = 255, hi = lv[L - 1][0];
+	for (size_t i = 1; i < ng[L - 1]; i++)
+		hi = umax((unsigned char)hi, lv[L - 1][i]);
+	memset(hs, 0, sizeof hs);
+	for (size_t g = 0; g < ng[0]; g += step) {
+		size_t a = g * G, b = n - a < G ? n : a + G;
+		for (size_t j = a; j < b; j++) {
+			h0[e[j]]++;
+			lo = e[j] < lo ? e[j] : lo;
+		}
+		/* two tables: a run of one value would otherwise wait on
+		 * its own counter at every step */
+		for (int l = 0; l < L; l++) {
+			unsigned char m = lv[l][g >> l];
+			size_t j = a;
+			for (; j + 2 <= b; j += 2) {
+				hs[l][0][(unsigned char)(m - e[j])]++;
+				hs[l][1][(unsigned char)(m - e[j + 1])]++;
+			}
+			if (j < b)
+				hs[l][0][(unsigned char)(m - e[j])]++;
+		}
+		ns += (uint32_t)(b - a);
+	}
+	for (int l = 0; l < L; l++)
+		for (unsigned k = 0; k <= hi - lo; k++)
+			hs[l][0][k] += hs[l][1][k];
+	float scale = (float)n / (float)ns;
+	float plain = est_bits(h0, lo, hi, ns) * scale, best = plain;
+	int pick = -1;
+	for (int l = 0; l < L; l++) {
+		unsigned least;
+		unsigned w = spread_bits(lv[l], ng[l], &least);
+		float c = est_bits(hs[l][0], 0, hi - lo, ns) * scale +
+			  (float)(8 * LL_SHIFT_HDR + w * ng[l]);
+		if (c < best)
+			best = c, pick = l;
+	}
+	if (pick < 0 || best > plain - plain / LL_SHIFT_GAIN)
+		return 0;
+	unsigned char *d = lv[L - 1] + ng[L - 1]; /* n bytes of room */
+	for (size_t j = 0; j < n; j++)
+		d[j] = (unsigned char)(lv[pick][j >> (LL_SHIFT_MIN + pick)] - e[j]);
+	memset(h, 0, 256 * sizeof *h);
+	byte_counts(d, n, h);
+	return LL_SHIFT_MIN + (unsigned)pick;
+}
+
+/* Codes the exponents e (n) shifted by s under code c into dst (cap
+ * bytes): s, the least maximum, w, the maxima above it in w bits each
+ * (LSB first), then the distances' Huffman streams. d and mx: room for
+ * n distances and n/16 + 1 maxima. Returns the size, or 0 when it does
+ * not fit. */
+static size_t shift_encode(const tcz_huff_code *c, const unsigned char *e,
+			   size_t n, unsigned s, unsigned char *d,
+			   unsigned char *mx, unsigned char *dst, size_t cap)
+{
+	size_t k = seg_maxima(e, n, s, mx);
+	unsigned least, w = spread_bits(mx, k, &least);
+	size_t side = (k * w + 7) / 8, at = LL_SHIFT_HDR + side;
+	if (cap <= at)
+		return 0;
+	dst[0] = (unsigned char)s;
+	dst[1] = (unsigned char)least;
+	dst[2] = (unsigned char)w;
+	memset(dst + LL_SHIFT_HDR, 0, side);
+	for (size_t i = 0; i < k && w; i++) {
+		size_t bit = i * w;
+		unsigned v = (unsigned)(mx[i] - least) << (bit & 7);
+		dst[LL_SHIFT_HDR + bit / 8] |= (unsigned char)v;
+		if ((bit & 7) + w > 8)
+			dst[LL_SHIFT_HDR + bit / 8 + 1] |= (unsigned char)(v >> 8);
+	}
+	for (size_t j = 0; j < n; j++)
+		d[j] = (unsigned char)(mx[j >> s] - e[j]);
+	size_t z = tcz_huff_encode(c, d, n, dst + at, cap - at);
+	return z ? at + z : 0;
 }
 
 static size_t block_len_for(size_t es, int long_blocks)
@@ -752,6 +1028,33 @@ static void retry_exponent_lz(tcz_lossless_ctx *ctx, const unsigned char *p,
 	*pos -= old - lz;
 }
 
+/* A shifted exponent plane p (n values, by s, under code) into dst (cap
+ * bytes) as code_plane does; ne: the elements of a whole block (the
+ * layout of ctx->eb). zstd is tried too at dense levels, and alone when
+ * the shifted coding does not fit (the code lacks the plain exponents). */
+static void shift_plane(tcz_lossless_ctx *ctx, const unsigned char *p,
+			size_t n, unsigned s, const tcz_huff_code *code,
+			int level, size_t ne, unsigned char *dst, size_t cap,
+			size_t *out, int *method)
+{
+	unsigned char *d = ctx->eb + ne, *mx = ctx->eb + 2 * ne;
+	unsigned char *sb = mx + ne / 8 + 8;
+	size_t z = shift_encode(code, p, n, s, d, mx, sb, cap);
+
+	if (z && level >= LL_EXP_LZ_LEVEL && z - 1 - z / LL_HUFF_PREF)
+		code_plane(ctx, p, n, 1, NULL, level, dst,
+			   z - 1 - z / LL_HUFF_PREF, out, method);
+	else if (!z)
+		code_plane(ctx, p, n, 1, NULL, level, dst, cap, out, method);
+	else
+		*out = 0;
+	if (z && !*out) {
+		memcpy(dst, sb, z);
+		*out = z;
+		*method = LL_M_SHIFT;
+	}
+}
+
 /* Writes a planes-mode blob and sets *out to its size, or to 0 when it
  * would not be smaller than the raw blob (len + LL_HDR). */
 static int encode_planes(tcz_lossless_ctx *ctx, tcz_dtype dt,
@@ -766,7 +1069,7 @@ static int encode_planes(tcz_lossless_ctx *ctx, tcz_dtype dt,
 	size_t limit = len + LL_HDR; /* the blob must end below this */
 	size_t tab_len, pos, sec = 0;
 	const tcz_huff_code *code = NULL;
-	int rc, huffs = 0;
+	int rc, huffs = 0, shifts = 0;
 
 	*out = 0;
 	*repeats = 0;
@@ -819,15 +1122,22 @@ static int encode_planes(tcz_lossless_ctx *ctx, tcz_dtype dt,
 			size_t room = limit - 1 - pos, z = 0;
 			size_t cap = n - 1 < room ? n - 1 : room;
 			int method = LL_M_ZSTD;
-			if (cap) {
+			unsigned sh = rot && j == 0 ? ctx->shift[off / blk] : 0;
+			if (cap && sh) {
+				shift_plane(ctx, pl[0], n, sh, code, level,
+					    blk / es, dst + pos, cap, &z,
+					    &method);
+			} else if (cap) {
 				code_plane(ctx, pl[j], n, rot && j == 0,
 					   code, level, dst + pos, cap, &z,
 					   &method);
 			}
 			if (z) {
-				ent[0] = (unsigned char)(method == LL_M_HUFF
-					? LL_M_HUFF + ctx->pick[off / blk]
-					: method);
+				unsigned k = rot ? ctx->pick[off / blk] : 0;
+				ent[0] = (unsigned char)(
+					method == LL_M_HUFF    ? LL_M_HUFF + k
+					: method == LL_M_SHIFT ? LL_M_SHIFT + k
+							       : (unsigned)method);
 			} else {
 				if (n > room)
 					return 0;
@@ -847,6 +1157,7 @@ static int encode_planes(tcz_lossless_ctx *ctx, tcz_dtype dt,
 					  ent - es * LL_ENTRY, bpos, &pos);
 		}
 		huffs += ent[-(ptrdiff_t)es * LL_ENTRY] >= LL_M_HUFF;
+		shifts += ent[-(ptrdiff_t)es * LL_ENTRY] >= LL_M_SHIFT;
 	}
 
 	if (sec && !huffs) { /* no plane uses the code: a version-1 blob */
@@ -864,7 +1175,7 @@ static int encode_planes(tcz_lossless_ctx *ctx, tcz_dtype dt,
 		}
 	}
 	put32(dst, LL_MAGIC);
-	dst[4] = sec ? LL_VERSION_HUFF : LL_VERSION;
+	dst[4] = shifts ? LL_VERSION_SHIFT : sec ? LL_VERSION_HUFF : LL_VERSION;
 	dst[5] = (unsigned char)dt;
 	dst[6] = LL_MODE_PLANES;
 	dst[7] = rot ? LL_XF_ROTL1 : LL_XF_NONE;
@@ -987,7 +1298,7 @@ static int parse_prefix(const unsigned char *s, size_t len, struct ll_hdr *h,
 			size_t *total)
 {
 	if (!s || len < LL_HDR || get32(s) != LL_MAGIC ||
-	    (s[4] != LL_VERSION && s[4] != LL_VERSION_HUFF))
+	    s[4] < LL_VERSION || s[4] > LL_VERSION_SHIFT)
 		return -EBADMSG;
 	memset(h, 0, sizeof(*h));
 	if (s[5] >= TCZ_DT_COUNT)
@@ -1024,7 +1335,7 @@ static int parse_prefix(const unsigned char *s, size_t len, struct ll_hdr *h,
 		return -EBADMSG;
 	size_t tab_len = h->nblocks * h->es * LL_ENTRY;
 	h->tab = s + LL_HDR;
-	if (s[4] == LL_VERSION_HUFF) {
+	if (s[4] >= LL_VERSION_HUFF) {
 		h->sec = h->tab + tab_len;
 		if (codes_check(h->sec, len - LL_HDR - tab_len, h))
 			return -EBADMSG;
@@ -1043,9 +1354,13 @@ static int parse_prefix(const unsigned char *s, size_t len, struct ll_hdr *h,
 			size_t z = get32(e + 1);
 			if ((e[0] == LL_M_RAW && z != n) ||
 			    (e[0] == LL_M_ZSTD && z == 0) ||
-			    (e[0] >= LL_M_HUFF &&
+			    (e[0] >= LL_M_HUFF && e[0] < LL_M_SHIFT &&
 			     (e[0] - LL_M_HUFF >= (int)h->ncodes ||
 			      z < TCZ_HUFF_STREAM_HDR)) ||
+			    (e[0] >= LL_M_SHIFT &&
+			     (s[4] < LL_VERSION_SHIFT ||
+			      e[0] - LL_M_SHIFT >= (int)h->ncodes ||
+			      z < LL_SHIFT_HDR + TCZ_HUFF_STREAM_HDR)) ||
 			    z > SIZE_MAX - pos)
 				return -EBADMSG;
 			pos += z;
@@ -1123,6 +1438,56 @@ static int code_tables(tcz_lossless_ctx *ctx, const struct ll_hdr *h,
 	return 0;
 }
 
+/* A shifted plane (shift_encode) of n values from the z bytes at src.
+ * Errors: -EBADMSG s or w out of range, truncated, a maximum above 255,
+ * a distance above its maximum, or the streams' own errors. */
+static int shift_decode(const tcz_huff_dtable *t, const unsigned char *src,
+			size_t z, unsigned char *dst, size_t n)
+{
+	unsigned s = src[0], least = src[1], w = src[2];
+	if (s < LL_SHIFT_MIN || s > LL_SHIFT_MAX || w > 8)
+		return -EBADMSG;
+	size_t seg = (size_t)1 << s, k = (n + seg - 1) >> s;
+	size_t side = (k * w + 7) / 8, at = LL_SHIFT_HDR + side;
+	if (z < at)
+		return -EBADMSG;
+	int rc = tcz_huff_decode(t, src + at, z - at, dst, n);
+	if (rc)
+		return rc;
+	const unsigned char *sd = src + LL_SHIFT_HDR;
+	unsigned bad = 0;
+	for (size_t i = 0; i < k; i++) {
+		unsigned v = 0;
+		if (w) {
+			size_t bit = i * w, by = bit / 8;
+			unsigned x = sd[by];
+			if (by + 1 < side)
+				x |= (unsigned)sd[by + 1] << 8;
+			v = (x >> (bit & 7)) & ((1u << w) - 1);
+		}
+		if (least + v > 255)
+			return -EBADMSG;
+		unsigned char m = (unsigned char)(least + v);
+		size_t j = i << s, b = n - j < seg ? n : j + seg;
+#ifdef __SSE2__
+		__m128i vm = _mm_set1_epi8((char)m), ok = _mm_set1_epi8(-1);
+		for (; j + 16 <= b; j += 16) {
+			__m128i x = _mm_loadu_si128((const __m128i *)(dst + j));
+			ok = _mm_and_si128(
+				ok, _mm_cmpeq_epi8(_mm_max_epu8(x, vm), vm));
+			_mm_storeu_si128((__m128i *)(dst + j),
+					 _mm_sub_epi8(vm, x));
+		}
+		bad |= _mm_movemask_epi8(ok) != 0xffff;
+#endif
+		for (; j < b; j++) {
+			bad |= dst[j] > m;
+			dst[j] = (unsigned char)(m - dst[j]);
+		}
+	}
+	return bad ? -EBADMSG : 0;
+}
+
 /* Decodes one block of n elements whose table entries are at e and whose
  * stored planes start at src, into dst (n * es bytes); ctx->scratch holds
  * n * es bytes when es > 1. call_n[k]: the symbols the caller decodes
@@ -1144,10 +1509,13 @@ static int decode_block(tcz_lossless_ctx *ctx, const struct ll_hdr *h,
 				memcpy(to, src + pos, n);
 			pl[j] = src + pos; /* merged from in place */
 		} else if (e[0] >= LL_M_HUFF) {
-			unsigned k = e[0] - LL_M_HUFF;
+			int shifted = e[0] >= LL_M_SHIFT;
+			unsigned k = e[0] - (shifted ? LL_M_SHIFT : LL_M_HUFF);
 			const tcz_huff_dtable *t;
 			if ((rc = code_tables(ctx, h, k, call_n[k], &t)) ||
-			    (rc = tcz_huff_decode(t, src + pos, z, to, n)))
+			    (rc = shifted ? shift_decode(t, src + pos, z, to, n)
+					  : tcz_huff_decode(t, src + pos, z,
+							    to, n)))
 				return rc;
 			pl[j] = to;
 		} else {
@@ -1177,7 +1545,8 @@ static int decode_planes(tcz_lossless_ctx *ctx, const struct ll_hdr *h,
 	for (size_t b = 0; b < h->nblocks; b++) {
 		unsigned m = h->tab[b * es * LL_ENTRY];
 		if (m >= LL_M_HUFF)
-			per_code[m - LL_M_HUFF] += h->blk / es;
+			per_code[m - (m >= LL_M_SHIFT ? LL_M_SHIFT : LL_M_HUFF)] +=
+				h->blk / es;
 	}
 	for (size_t off = 0; off < h->dlen; off += h->blk, e += es * LL_ENTRY) {
 		size_t bl = h->dlen - off < h->blk ? h->dlen - off : h->blk;
@@ -1196,7 +1565,7 @@ int tcz_lossless_prefix_len(const void *src, size_t len, size_t *out)
 {
 	const unsigned char *s = src;
 	if (!s || len < LL_HDR || get32(s) != LL_MAGIC ||
-	    (s[4] != LL_VERSION && s[4] != LL_VERSION_HUFF) ||
+	    s[4] < LL_VERSION || s[4] > LL_VERSION_SHIFT ||
 	    s[5] >= TCZ_DT_COUNT)
 		return -EBADMSG;
 	if (s[6] != LL_MODE_PLANES)
@@ -1210,7 +1579,7 @@ int tcz_lossless_prefix_len(const void *src, size_t len, size_t *out)
 	if (nb > (SIZE_MAX - LL_HDR - LL_SEC_MAX) / LL_ENTRY / es)
 		return -EBADMSG;
 	size_t at = LL_HDR + (size_t)nb * es * LL_ENTRY;
-	if (s[4] == LL_VERSION_HUFF) {
+	if (s[4] >= LL_VERSION_HUFF) {
 		/* and the codes: a count, then first, last, nibbles each */
 		if (len <= at || s[at] < 1 || s[at] > LL_CODES)
 			return -EBADMSG;

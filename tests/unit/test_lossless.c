@@ -367,6 +367,69 @@ static void huffman_layout_by_hand(void **state)
 	assert_memory_equal(out, src, 2 * N);
 }
 
+/* Version 3 by hand (docs/formats.md, "Shifted planes"): 16 segments of
+ * 256 BF16 values whose exponents alternate between {126, 127} and
+ * {118, 119} (the larger one at every fourth value). Order 0 needs 1.81
+ * bits per exponent; below each segment's maximum (127 or 119) every
+ * value is 0 or 1 away, one bit each, plus 4 bits of maximum per
+ * segment. */
+static unsigned char *dup_blob(const unsigned char *b, size_t len);
+static int try_decode(const unsigned char *b, size_t len, size_t dst_len);
+
+static void shifted_layout_by_hand(void **state)
+{
+	(void)state;
+	enum { N = 4096, Z = 3 + 8 + 6 + 512 };
+	unsigned char src[2 * N], blob[2 * N + HDR], out[2 * N], lo[N];
+	size_t got;
+	for (size_t i = 0; i < N; i++) {
+		unsigned top = (i / 256) % 2 ? 119 : 127;
+		unsigned e = i % 4 == 3 ? top : top - 1;
+		unsigned sm = (unsigned)rnd() & 0xff;
+		put_elem(src + 2 * i, 2, (sm & 1) << 15 | e << 7 | sm >> 1);
+		lo[i] = (unsigned char)sm;
+	}
+	assert_int_equal(tcz_lossless_encode(NULL, TCZ_DT_BF16, src, 2 * N, 3,
+					     blob, sizeof blob, &got),
+			 0);
+	unsigned char want[HDR + 2 * ENTRY + 4 + Z];
+	memcpy(want, "TCZL\x03\x0a\x01\x01", 8);
+	set64(want + 8, 2 * N);
+	set32(want + 16, 16384);
+	unsigned char *t = want + HDR;
+	t[0] = 6; /* shifted, code 0 */
+	set32(t + 1, Z);
+	t[5] = 0; /* raw */
+	set32(t + 6, N);
+	memcpy(t + 10, "\x01\x00\x01\x11", 4); /* one code, 0..1, 1 1 */
+	unsigned char *pl = t + 14;
+	memcpy(pl, "\x08\x77\x04", 3); /* s = 8, least maximum 119, w = 4 */
+	memset(pl + 3, 0x08, 8);	   /* maxima 119 + 8, 119 + 0, ... */
+	memcpy(pl + 11, "\x80\x00\x80\x00\x80\x00", 6);
+	memset(pl + 17, 0x77, 512); /* distances 1 1 1 0, LSB first */
+	set32(want + 20, fnv(want + HDR, 2 * ENTRY + 4,
+			     fnv(want, 20, 2166136261u)));
+	assert_int_equal(got, sizeof want + N);
+	assert_memory_equal(blob, want, sizeof want);
+	assert_memory_equal(blob + sizeof want, lo, N);
+	assert_int_equal(tcz_lossless_decode(NULL, blob, got, out, 2 * N), 0);
+	assert_memory_equal(out, src, 2 * N);
+	/* what the decoder refuses in the plane (not under the header's
+	 * check): s outside 4..8, w above 8, a maximum above 255, a distance
+	 * above its maximum, side information of another length */
+	const struct {
+		size_t at;
+		unsigned char v;
+	} bad[] = {{0, 3}, {0, 9}, {2, 9}, {1, 250}, {1, 0}, {2, 0}, {2, 8}};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		unsigned char *c = dup_blob(blob, got);
+		size_t at = sizeof want - Z + bad[i].at;
+		c[at] = bad[i].v; /* least 0: the odd segments' maxima are 0 */
+		assert_int_equal(try_decode(c, got, 2 * N), -EBADMSG);
+		free(c);
+	}
+}
+
 /* A version-1 blob (what stores written before version 2 hold) still
  * decodes, whole and block by block: built here from the format, the
  * exponent plane coded with libzstd directly. */
@@ -741,7 +804,8 @@ static void resealed_mutations(void **state)
 		size_t off;
 		unsigned char v;
 	} bytes[] = {
-		{4, 3},			/* version */
+		{4, 4},			/* version */
+		{HDR + (size_t)zi * ENTRY, 6}, /* shifted plane in version 2 */
 		{4, 1},			/* Huffman planes in version 1 */
 		{5, TCZ_DT_COUNT},	/* dtype */
 		{5, TCZ_DT_U16},	/* rotation on an integer dtype */
@@ -955,6 +1019,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(empty_input),
 		cmocka_unit_test(planes_layout_by_hand),
 		cmocka_unit_test(huffman_layout_by_hand),
+		cmocka_unit_test(shifted_layout_by_hand),
 		cmocka_unit_test(version1_still_decodes),
 		cmocka_unit_test(entropy_bound_bf16),
 		cmocka_unit_test(repeats_are_found),

@@ -83,7 +83,7 @@ static size_t table_len(const unsigned char *b)
  * each as first, last and a nibble per symbol in between. */
 static size_t sec_len(const unsigned char *b)
 {
-	if (b[4] != 2 || b[6] != 1 || !le32(b + 16))
+	if (b[4] < 2 || b[6] != 1 || !le32(b + 16))
 		return 0;
 	size_t at = HDR + table_len(b), start = at;
 	unsigned k = b[at++];
@@ -93,7 +93,7 @@ static size_t sec_len(const unsigned char *b)
 }
 
 /* Recomputes the header check (over the n bytes after the header: the
- * plane table, and in version 2 the code) after a deliberate edit, so
+ * plane table, and in versions 2 and 3 the codes) after a deliberate edit, so
  * that the structural validation behind it is what gets tested. */
 static void reseal(unsigned char *b, size_t n)
 {
@@ -528,13 +528,33 @@ static void repeats_are_found(void **state)
 
 /* docs/formats.md: short blocks of 16 KiB (es > 1), each decodable alone
  * from the blob's prefix and its own stored bytes, tiling the blob. */
+/* Weights whose scale changes every run of 256 values (rows) in the
+ * first half and every 16 (kernels) in the second, by up to 2^-7: what
+ * version 3's shifted planes are for. The specials of fill() stay. */
+static void fill_scaled(tcz_dtype dt, unsigned char *p, size_t n)
+{
+	size_t es = tcz_dtype_size(dt);
+	fill(dt, p, n);
+	float f[16], scale = 1;
+	for (size_t i = 0; i < n; i += 16) {
+		size_t run = i < n / 2 ? 256 : 16, k = n - i < 16 ? n - i : 16;
+		if (i % run == 0)
+			scale = 1.0f / (float)(1u << (rnd() % 8));
+		for (size_t j = 0; j < k; j++)
+			f[j] = (float)(0.02 * gauss()) * scale;
+		assert_int_equal(tcz_dtype_from_f32(dt, f, k, p + i * es), 0);
+	}
+}
+
 static void blocks_one_at_a_time(void **state)
 {
 	(void)state;
 	const tcz_dtype dts[] = {TCZ_DT_BF16, TCZ_DT_F16, TCZ_DT_F32,
-				 TCZ_DT_F64, TCZ_DT_I32};
+				 TCZ_DT_F64, TCZ_DT_I32, TCZ_DT_BF16,
+				 TCZ_DT_F16,  TCZ_DT_F32, TCZ_DT_F64};
 	for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++) {
 		tcz_dtype dt = dts[d];
+		int scaled = d > 4; /* the second round: version 3 */
 		size_t es = tcz_dtype_size(dt);
 		size_t len = (131072 + 3000) / es * es; /* a short last block */
 		unsigned char *src = malloc(len), *blob = malloc(len + HDR);
@@ -542,7 +562,10 @@ static void blocks_one_at_a_time(void **state)
 		assert_non_null(src);
 		assert_non_null(blob);
 		assert_non_null(out);
-		fill(dt, src, len / es);
+		if (scaled)
+			fill_scaled(dt, src, len / es);
+		else
+			fill(dt, src, len / es);
 		if (es == 8) /* f32-exact doubles have zero low planes, and
 			      * constant planes earn long blocks: noise */
 			for (size_t i = 0; i < len; i += 8)
@@ -556,8 +579,10 @@ static void blocks_one_at_a_time(void **state)
 		size_t want_nb = (len + 16383) / 16384;
 		assert_int_equal(tcz_lossless_prefix_len(blob, got, &plen), 0);
 		/* floats: version 2, the exponent plane's code after the
-		 * plane table */
-		assert_int_equal(blob[4], tcz_dtype_is_float(dt) ? 2 : 1);
+		 * plane table; 3 when the scale moves inside blocks */
+		assert_int_equal(blob[4], scaled			? 3
+					  : tcz_dtype_is_float(dt) ? 2
+								   : 1);
 		assert_int_equal(plen, HDR + want_nb * es * ENTRY + sec_len(blob));
 		/* the prefix alone, exactly sized: ASan sees any over-read */
 		unsigned char *pre = malloc(plen);

@@ -5,7 +5,9 @@
  * is exactly the exponent), then split into byte planes (all top bytes
  * together, then each lower byte position); other dtypes are split into
  * plain byte planes. A float's exponent plane is Huffman-coded under one
- * of up to four codes per blob (codec/huff.h), the other planes are
+ * of up to four codes per blob (codec/huff.h), in blocks where the scale
+ * changes (rows of a matrix) as distances below each segment's maximum
+ * (blob version 3), the other planes are
  * zstd-coded, and a plane stays raw when coding does not make it
  * smaller; a blob whose coding does not shrink the input at all stores it
  * raw in one piece. Exact bytes come back for every dtype and every

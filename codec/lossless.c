@@ -97,7 +97,7 @@ enum { LL_M_RAW = 0, LL_M_ZSTD = 1, LL_M_HUFF = 2, LL_M_SHIFT = 6 };
 #define LL_SHIFT_MIN 4
 #define LL_SHIFT_MAX 8
 #define LL_SHIFT_HDR 3 /* s, least maximum, w */
-#ifndef LL_SHIFT_GAIN
+#ifndef LL_SHIFT_GAIN /* measurements: -DLL_SHIFT_GAIN=1 never shifts */
 #define LL_SHIFT_GAIN 32
 #endif
 
@@ -817,9 +817,9 @@ static unsigned spread_bits(const unsigned char *mx, size_t k,
 /* Whether the block's exponents e (n of them, histogram h) are coded
  * shifted, and by which s (0: not). Estimated on every eighth group of
  * 2^LL_SHIFT_MIN values (every fourth, or all of them, in small blocks):
- * the search costs less than one more pass over the exponents. A shifted block's h becomes
- * the distances' histogram. mx: room for 2n/16 + 8 maxima, then n
- * bytes. */
+ * the search costs less than one more pass over the exponents. A shifted
+ * block's h becomes the distances' histogram. mx: room for 2n/16 + 8
+ * maxima, then n bytes. */
 static unsigned pick_shift(const unsigned char *e, size_t n,
 			   unsigned char *mx, uint32_t h[256])
 {

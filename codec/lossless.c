@@ -1041,7 +1041,7 @@ static void shift_plane(tcz_lossless_ctx *ctx, const unsigned char *p,
 	unsigned char *sb = mx + ne / 8 + 8;
 	size_t z = shift_encode(code, p, n, s, d, mx, sb, cap);
 
-	if (z && level >= LL_EXP_LZ_LEVEL && z - 1 - z / LL_HUFF_PREF)
+	if (z && level >= LL_EXP_LZ_LEVEL) /* z >= 9: a cap is left */
 		code_plane(ctx, p, n, 1, NULL, level, dst,
 			   z - 1 - z / LL_HUFF_PREF, out, method);
 	else if (!z)
@@ -1257,7 +1257,7 @@ struct ll_hdr {
 	size_t blk;	/* planes mode: bytes per block */
 	size_t nblocks;
 	const unsigned char *tab; /* planes mode: entry table */
-	const unsigned char *sec; /* version 2: the codes' section */
+	const unsigned char *sec; /* versions 2, 3: the codes' section */
 	size_t sec_len;		  /*   (0 in version 1) */
 	unsigned ncodes;
 	size_t code_off[LL_CODES]; /* code k: sec + code_off[k], */
@@ -1440,7 +1440,8 @@ static int code_tables(tcz_lossless_ctx *ctx, const struct ll_hdr *h,
 
 /* A shifted plane (shift_encode) of n values from the z bytes at src.
  * Errors: -EBADMSG s or w out of range, truncated, a maximum above 255,
- * a distance above its maximum, or the streams' own errors. */
+ * a distance above its maximum, set padding bits after the maxima, or
+ * the streams' own errors. */
 static int shift_decode(const tcz_huff_dtable *t, const unsigned char *src,
 			size_t z, unsigned char *dst, size_t n)
 {
@@ -1485,6 +1486,9 @@ static int shift_decode(const tcz_huff_dtable *t, const unsigned char *src,
 			dst[j] = (unsigned char)(m - dst[j]);
 		}
 	}
+	/* the bits after the last maximum are zero: one coding per plane */
+	if ((k * w) % 8 && sd[side - 1] >> ((k * w) % 8))
+		return -EBADMSG;
 	return bad ? -EBADMSG : 0;
 }
 

@@ -123,10 +123,25 @@ static void put_elem(unsigned char *p, size_t es, uint64_t v)
 
 /* n elements of dt: weights-like floats with NaN/inf/subnormals/-0 mixed
  * in, or smallish integers with an occasional full-width one. */
-static void fill(tcz_dtype dt, unsigned char *p, size_t n)
+/* NaN, infinities, subnormals, -0 and 0 put among n floats of dt, one
+ * every 1..gap elements */
+static void put_specials(tcz_dtype dt, unsigned char *p, size_t n,
+			 unsigned gap)
 {
 	size_t es = tcz_dtype_size(dt);
 	uint64_t sign = 1ull << (8 * es - 1);
+	uint64_t all = es == 8 ? ~0ull : (1ull << (8 * es)) - 1;
+	const uint64_t special[] = {
+		inf_bits(dt), inf_bits(dt) | sign, all /* NaN */,
+		inf_bits(dt) | 1 /* signalling NaN */, 1, sign | 1,
+		sign /* -0 */, 0};
+	for (size_t i = 0; i < n; i += 1 + rnd() % gap)
+		put_elem(p + i * es, es, special[rnd() % 8]);
+}
+
+static void fill(tcz_dtype dt, unsigned char *p, size_t n)
+{
+	size_t es = tcz_dtype_size(dt);
 	uint64_t all = es == 8 ? ~0ull : (1ull << (8 * es)) - 1;
 
 	if (tcz_dtype_is_float(dt)) {
@@ -139,12 +154,7 @@ static void fill(tcz_dtype dt, unsigned char *p, size_t n)
 							     p + i * es),
 					 0);
 		}
-		const uint64_t special[] = {
-			inf_bits(dt), inf_bits(dt) | sign, all /* NaN */,
-			inf_bits(dt) | 1 /* signalling NaN */, 1, sign | 1,
-			sign /* -0 */, 0};
-		for (size_t i = 0; i < n; i += 1 + rnd() % 97)
-			put_elem(p + i * es, es, special[rnd() % 8]);
+		put_specials(dt, p, n, 97);
 	} else {
 		for (size_t i = 0; i < n; i++) {
 			uint64_t v = rnd() % 3000;
@@ -367,7 +377,7 @@ static void huffman_layout_by_hand(void **state)
 	assert_memory_equal(out, src, 2 * N);
 }
 
-/* Version 3 by hand (docs/formats.md, "Shifted planes"): 16 segments of
+/* Version 3 by hand (docs/formats.md, "A shifted plane"): 16 segments of
  * 256 BF16 values whose exponents alternate between {126, 127} and
  * {118, 119} (the larger one at every fourth value). Order 0 needs 1.81
  * bits per exponent; below each segment's maximum (127 or 119) every
@@ -376,8 +386,36 @@ static void huffman_layout_by_hand(void **state)
 static unsigned char *dup_blob(const unsigned char *b, size_t len);
 static int try_decode(const unsigned char *b, size_t len, size_t dst_len);
 
+/* The pattern of shifted_layout_by_hand over 17 segments: 17 maxima of 4
+ * bits leave 4 padding bits, which must be zero. */
+static void shifted_padding(void)
+{
+	enum { N = 17 * 256 };
+	unsigned char src[2 * N], blob[2 * N + HDR];
+	size_t got, plen;
+	for (size_t i = 0; i < N; i++) {
+		unsigned top = (i / 256) % 2 ? 119 : 127;
+		unsigned e = i % 4 == 3 ? top : top - 1;
+		put_elem(src + 2 * i, 2, e << 7 | ((unsigned)rnd() & 0x807f));
+	}
+	assert_int_equal(tcz_lossless_encode(NULL, TCZ_DT_BF16, src, 2 * N, 3,
+					     blob, sizeof blob, &got),
+			 0);
+	assert_int_equal(blob[4], 3);
+	assert_int_equal(tcz_lossless_prefix_len(blob, got, &plen), 0);
+	const unsigned char *pl = blob + plen; /* block 0, plane 0 */
+	assert_memory_equal(pl, "\x08\x77\x04", 3);
+	assert_int_equal(pl[3 + 8], 0x08); /* the 17th maximum, 4 bits */
+	assert_int_equal(try_decode(blob, got, 2 * N), 0);
+	unsigned char *c = dup_blob(blob, got);
+	c[plen + 3 + 8] |= 0x80;
+	assert_int_equal(try_decode(c, got, 2 * N), -EBADMSG);
+	free(c);
+}
+
 static void shifted_layout_by_hand(void **state)
 {
+	shifted_padding(); /* defined below: 17 segments */
 	(void)state;
 	enum { N = 4096, Z = 3 + 8 + 6 + 512 };
 	unsigned char src[2 * N], blob[2 * N + HDR], out[2 * N], lo[N];
@@ -415,16 +453,21 @@ static void shifted_layout_by_hand(void **state)
 	assert_int_equal(tcz_lossless_decode(NULL, blob, got, out, 2 * N), 0);
 	assert_memory_equal(out, src, 2 * N);
 	/* what the decoder refuses in the plane (not under the header's
-	 * check): s outside 4..8, w above 8, a maximum above 255, a distance
-	 * above its maximum, side information of another length */
+	 * check): s = 9 with w = 8 (8 maxima in the same 8 bytes: the streams
+	 * stay in place, so only the range check can refuse it), w = 9 (18
+	 * bytes of maxima), a maximum above 255, a distance above its maximum
+	 * (least 0: the odd segments' maxima are 0), maxima of another
+	 * length (w = 0, 8) */
 	const struct {
 		size_t at;
-		unsigned char v;
-	} bad[] = {{0, 3}, {0, 9}, {2, 9}, {1, 250}, {1, 0}, {2, 0}, {2, 8}};
+		unsigned char v, at2, v2;
+	} bad[] = {{0, 9, 2, 8},	{2, 9, 0, 8}, {1, 250, 1, 250},
+		   {1, 0, 1, 0},	{2, 0, 2, 0}, {2, 8, 2, 8}};
 	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
 		unsigned char *c = dup_blob(blob, got);
-		size_t at = sizeof want - Z + bad[i].at;
-		c[at] = bad[i].v; /* least 0: the odd segments' maxima are 0 */
+		size_t at = sizeof want - Z;
+		c[at + bad[i].at] = bad[i].v;
+		c[at + bad[i].at2] = bad[i].v2;
 		assert_int_equal(try_decode(c, got, 2 * N), -EBADMSG);
 		free(c);
 	}
@@ -526,15 +569,13 @@ static void repeats_are_found(void **state)
 	free(p);
 }
 
-/* docs/formats.md: short blocks of 16 KiB (es > 1), each decodable alone
- * from the blob's prefix and its own stored bytes, tiling the blob. */
 /* Weights whose scale changes every run of 256 values (rows) in the
  * first half and every 16 (kernels) in the second, by up to 2^-7: what
- * version 3's shifted planes are for. The specials of fill() stay. */
+ * version 3's shifted planes are for. Specials sparser than fill()'s (a
+ * NaN makes its segment's maximum 255). */
 static void fill_scaled(tcz_dtype dt, unsigned char *p, size_t n)
 {
 	size_t es = tcz_dtype_size(dt);
-	fill(dt, p, n);
 	float f[16], scale = 1;
 	for (size_t i = 0; i < n; i += 16) {
 		size_t run = i < n / 2 ? 256 : 16, k = n - i < 16 ? n - i : 16;
@@ -544,8 +585,11 @@ static void fill_scaled(tcz_dtype dt, unsigned char *p, size_t n)
 			f[j] = (float)(0.02 * gauss()) * scale;
 		assert_int_equal(tcz_dtype_from_f32(dt, f, k, p + i * es), 0);
 	}
+	put_specials(dt, p, n, 2000);
 }
 
+/* docs/formats.md: short blocks of 16 KiB (es > 1), each decodable alone
+ * from the blob's prefix and its own stored bytes, tiling the blob. */
 static void blocks_one_at_a_time(void **state)
 {
 	(void)state;
@@ -847,6 +891,11 @@ static void resealed_mutations(void **state)
 		c[bytes[i].off] = bytes[i].v;
 		reseal(c, c[4] == 1 ? tl : ck);
 		assert_int_equal(try_decode(c, len, dlen), -EBADMSG);
+		if (bytes[i].v == 6) { /* refused by the parse alone */
+			size_t ds;
+			assert_int_equal(tcz_lossless_decoded_size(c, len, &ds),
+					 -EBADMSG);
+		}
 		free(c);
 	}
 	/* the code: a length above 11, lengths that are not a complete

@@ -121,8 +121,6 @@ static void put_elem(unsigned char *p, size_t es, uint64_t v)
 		p[b] = (unsigned char)(v >> (8 * b));
 }
 
-/* n elements of dt: weights-like floats with NaN/inf/subnormals/-0 mixed
- * in, or smallish integers with an occasional full-width one. */
 /* NaN, infinities, subnormals, -0 and 0 put among n floats of dt, one
  * every 1..gap elements */
 static void put_specials(tcz_dtype dt, unsigned char *p, size_t n,
@@ -139,6 +137,8 @@ static void put_specials(tcz_dtype dt, unsigned char *p, size_t n,
 		put_elem(p + i * es, es, special[rnd() % 8]);
 }
 
+/* n elements of dt: weights-like floats with NaN/inf/subnormals/-0 mixed
+ * in, or smallish integers with an occasional full-width one. */
 static void fill(tcz_dtype dt, unsigned char *p, size_t n)
 {
 	size_t es = tcz_dtype_size(dt);
@@ -377,12 +377,6 @@ static void huffman_layout_by_hand(void **state)
 	assert_memory_equal(out, src, 2 * N);
 }
 
-/* Version 3 by hand (docs/formats.md, "A shifted plane"): 16 segments of
- * 256 BF16 values whose exponents alternate between {126, 127} and
- * {118, 119} (the larger one at every fourth value). Order 0 needs 1.81
- * bits per exponent; below each segment's maximum (127 or 119) every
- * value is 0 or 1 away, one bit each, plus 4 bits of maximum per
- * segment. */
 static unsigned char *dup_blob(const unsigned char *b, size_t len);
 static int try_decode(const unsigned char *b, size_t len, size_t dst_len);
 
@@ -413,10 +407,16 @@ static void shifted_padding(void)
 	free(c);
 }
 
+/* Version 3 by hand (docs/formats.md, "A shifted plane"): 16 segments of
+ * 256 BF16 values whose exponents alternate between {126, 127} and
+ * {118, 119} (the larger one at every fourth value). Order 0 needs 1.81
+ * bits per exponent; below each segment's maximum (127 or 119) every
+ * value is 0 or 1 away, one bit each, plus 4 bits of maximum per
+ * segment. */
 static void shifted_layout_by_hand(void **state)
 {
-	shifted_padding(); /* defined below: 17 segments */
 	(void)state;
+	shifted_padding();
 	enum { N = 4096, Z = 3 + 8 + 6 + 512 };
 	unsigned char src[2 * N], blob[2 * N + HDR], out[2 * N], lo[N];
 	size_t got;

@@ -334,6 +334,42 @@ static void planes_layout_by_hand(void **state)
 	assert_int_equal(pos, got);
 }
 
+/* n BF16 values for the layouts by hand: exponent 127 at every fourth
+ * value and 126 elsewhere, or with alternate, 119 and 118 in every odd
+ * segment of 256; random signs and mantissas, whose rotated low byte
+ * (mantissa << 1 | sign) goes to lo[i] when lo is given. */
+static void layout_values(unsigned char *src, unsigned char *lo, size_t n,
+			  int alternate)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned top = alternate && (i / 256) % 2 ? 119 : 127;
+		unsigned e = i % 4 == 3 ? top : top - 1;
+		unsigned sm = (unsigned)rnd() & 0xff;
+		put_elem(src + 2 * i, 2, (sm & 1) << 15 | e << 7 | sm >> 1);
+		if (lo)
+			lo[i] = (unsigned char)sm;
+	}
+}
+
+/* Seals the expected prefix want (wlen bytes, the check over the checked
+ * bytes after the header), then: the blob is want, then the n raw low
+ * bytes lo, and it decodes to src. */
+static void expect_layout(unsigned char *want, size_t wlen, size_t checked,
+			  const unsigned char *blob, size_t got,
+			  const unsigned char *lo, const unsigned char *src,
+			  size_t n)
+{
+	unsigned char *out = malloc(2 * n);
+	assert_non_null(out);
+	set32(want + 20, fnv(want + HDR, checked, fnv(want, 20, 2166136261u)));
+	assert_int_equal(got, wlen + n);
+	assert_memory_equal(blob, want, wlen);
+	assert_memory_equal(blob + wlen, lo, n);
+	assert_int_equal(tcz_lossless_decode(NULL, blob, got, out, 2 * n), 0);
+	assert_memory_equal(out, src, 2 * n);
+	free(out);
+}
+
 /* Version 2 byte by byte, derived from docs/formats.md: 4096 BF16 values
  * whose exponent is 126, 126, 126, 127 over and over, sign and mantissa
  * random (a raw plane). Two symbols get one bit each, 126 the code 0 and
@@ -343,15 +379,9 @@ static void huffman_layout_by_hand(void **state)
 {
 	(void)state;
 	enum { N = 4096 };
-	unsigned char src[2 * N], blob[2 * N + HDR], out[2 * N], lo[N];
+	unsigned char src[2 * N], blob[2 * N + HDR], lo[N];
 	size_t got;
-	for (size_t i = 0; i < N; i++) {
-		unsigned e = i % 4 == 3 ? 127 : 126, sm = (unsigned)rnd() & 0xff;
-		/* rotated: e in the top byte, mantissa << 1 | sign below */
-		unsigned x = (sm & 1) << 15 | e << 7 | sm >> 1;
-		put_elem(src + 2 * i, 2, x);
-		lo[i] = (unsigned char)sm;
-	}
+	layout_values(src, lo, N, 0);
 	assert_int_equal(tcz_lossless_encode(NULL, TCZ_DT_BF16, src, 2 * N, 3,
 					     blob, sizeof blob, &got),
 			 0);
@@ -368,13 +398,7 @@ static void huffman_layout_by_hand(void **state)
 	unsigned char *pl = t + 14;
 	memcpy(pl, "\x80\x00\x80\x00\x80\x00", 6); /* streams of 128 B */
 	memset(pl + 6, 0x88, 512);
-	set32(want + 20, fnv(want + HDR, 2 * ENTRY + 4,
-			     fnv(want, 20, 2166136261u)));
-	assert_int_equal(got, sizeof want + N);
-	assert_memory_equal(blob, want, sizeof want);
-	assert_memory_equal(blob + sizeof want, lo, N);
-	assert_int_equal(tcz_lossless_decode(NULL, blob, got, out, 2 * N), 0);
-	assert_memory_equal(out, src, 2 * N);
+	expect_layout(want, sizeof want, 2 * ENTRY + 4, blob, got, lo, src, N);
 }
 
 static unsigned char *dup_blob(const unsigned char *b, size_t len);
@@ -387,11 +411,7 @@ static void shifted_padding(void)
 	enum { N = 17 * 256 };
 	unsigned char src[2 * N], blob[2 * N + HDR];
 	size_t got, plen;
-	for (size_t i = 0; i < N; i++) {
-		unsigned top = (i / 256) % 2 ? 119 : 127;
-		unsigned e = i % 4 == 3 ? top : top - 1;
-		put_elem(src + 2 * i, 2, e << 7 | ((unsigned)rnd() & 0x807f));
-	}
+	layout_values(src, NULL, N, 1);
 	assert_int_equal(tcz_lossless_encode(NULL, TCZ_DT_BF16, src, 2 * N, 3,
 					     blob, sizeof blob, &got),
 			 0);
@@ -418,15 +438,9 @@ static void shifted_layout_by_hand(void **state)
 	(void)state;
 	shifted_padding();
 	enum { N = 4096, Z = 3 + 8 + 6 + 512 };
-	unsigned char src[2 * N], blob[2 * N + HDR], out[2 * N], lo[N];
+	unsigned char src[2 * N], blob[2 * N + HDR], lo[N];
 	size_t got;
-	for (size_t i = 0; i < N; i++) {
-		unsigned top = (i / 256) % 2 ? 119 : 127;
-		unsigned e = i % 4 == 3 ? top : top - 1;
-		unsigned sm = (unsigned)rnd() & 0xff;
-		put_elem(src + 2 * i, 2, (sm & 1) << 15 | e << 7 | sm >> 1);
-		lo[i] = (unsigned char)sm;
-	}
+	layout_values(src, lo, N, 1);
 	assert_int_equal(tcz_lossless_encode(NULL, TCZ_DT_BF16, src, 2 * N, 3,
 					     blob, sizeof blob, &got),
 			 0);
@@ -445,13 +459,7 @@ static void shifted_layout_by_hand(void **state)
 	memset(pl + 3, 0x08, 8);	   /* maxima 119 + 8, 119 + 0, ... */
 	memcpy(pl + 11, "\x80\x00\x80\x00\x80\x00", 6);
 	memset(pl + 17, 0x77, 512); /* distances 1 1 1 0, LSB first */
-	set32(want + 20, fnv(want + HDR, 2 * ENTRY + 4,
-			     fnv(want, 20, 2166136261u)));
-	assert_int_equal(got, sizeof want + N);
-	assert_memory_equal(blob, want, sizeof want);
-	assert_memory_equal(blob + sizeof want, lo, N);
-	assert_int_equal(tcz_lossless_decode(NULL, blob, got, out, 2 * N), 0);
-	assert_memory_equal(out, src, 2 * N);
+	expect_layout(want, sizeof want, 2 * ENTRY + 4, blob, got, lo, src, N);
 	/* what the decoder refuses in the plane (not under the header's
 	 * check): s = 9 with w = 8 (8 maxima in the same 8 bytes: the streams
 	 * stay in place, so only the range check can refuse it), w = 9 (18

@@ -71,6 +71,14 @@ int fs_get_src(tczfs *fs, const fs_model *fm, const tcz_src *s,
 
 /* ---- prefetching ------------------------------------------------------- */
 
+static void prefetch_src(tczfs *fs, const fs_model *fm, const tcz_src *s)
+{
+	unsigned char key[TCZ_KEY_LEN];
+	tcz_view_src_key(fm->v, s, key);
+	fill_arg a = {fs, fm, s};
+	tcz_cache_prefetch(fs->cache, key, s->len, fill, &a);
+}
+
 static void prefetch(tczfs *fs, fs_model *fm, const tcz_src *s)
 {
 	unsigned char key[TCZ_KEY_LEN];
@@ -106,12 +114,10 @@ static void *prefetcher(void *arg)
 		fs->pf_head = (fs->pf_head + 1) % fs->pf_cap;
 		fs->pf_len--;
 		pthread_mutex_unlock(&fs->pflock);
-		tcz_cache_entry *e;
 		/* errors surface when a reader asks for the chunk itself */
 		uint64_t stale = j.fm->remote ? PF_STALE_REMOTE_NS : PF_STALE_NS;
-		if (fs_mono_ns() - j.queued_ns < stale &&
-		    fs_get_src(fs, j.fm, &j.src, &e) == 0)
-			tcz_cache_release(fs->cache, e);
+		if (fs_mono_ns() - j.queued_ns < stale)
+			prefetch_src(fs, j.fm, &j.src);
 		fs_model_put(fs, j.fm);
 	}
 	tcz_reader_free(pthread_getspecific(fs->reader_key));

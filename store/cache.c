@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 
 #define SHARDS 16
+#define GONE_RING 32 /* per shard */
 
 enum { LOADING, READY, FAILED };
 
@@ -33,6 +34,12 @@ typedef struct shard {
 	tcz_cache_entry *head, *tail;
 	size_t bytes;
 	uint64_t hits, misses, evictions, consumed;
+	/* Keys of the entries last dropped once read through, a ring: a
+	 * prefetch queued before its chunk was read and drawn after would
+	 * decode it again for no reader (a quarter of a cold sequential
+	 * read's decodes, each left in the cache until evicted). */
+	unsigned char gone[GONE_RING][16];
+	unsigned gone_at;
 } shard;
 
 /* Freed buffers kept for reuse: their pages stay mapped and populated,
@@ -258,12 +265,31 @@ static tcz_cache_entry *find(shard *s, const unsigned char *k)
 	return e;
 }
 
-int tcz_cache_get(tcz_cache *c, const unsigned char key[16], size_t len,
-		  tcz_cache_fill_fn fill, void *arg, tcz_cache_entry **out)
+/* The slot of key in s's ring of entries read through, or NULL. */
+static unsigned char *gone_slot(shard *s, const unsigned char *k)
+{
+	for (unsigned i = 0; i < GONE_RING; i++)
+		if (memcmp(s->gone[i], k, 16) == 0)
+			return s->gone[i];
+	return NULL;
+}
+
+/* tcz_cache_get; when ahead, -EALREADY instead of filling a key read
+ * through lately. */
+static int get(tcz_cache *c, const unsigned char key[16], size_t len,
+	       tcz_cache_fill_fn fill, void *arg, tcz_cache_entry **out,
+	       int ahead)
 {
 	shard *s = shard_of(c, key);
 	pthread_mutex_lock(&s->lock);
 	tcz_cache_entry *e = find(s, key);
+	unsigned char *g = e ? NULL : gone_slot(s, key);
+	if (g && ahead) {
+		pthread_mutex_unlock(&s->lock);
+		return -EALREADY;
+	}
+	if (g) /* wanted again: prefetches of it are welcome again */
+		memset(g, 0, 16);
 	if (e) {
 		e->refs++;
 		s->hits++;
@@ -334,6 +360,22 @@ int tcz_cache_get(tcz_cache *c, const unsigned char key[16], size_t len,
 	return 0;
 }
 
+int tcz_cache_get(tcz_cache *c, const unsigned char key[16], size_t len,
+		  tcz_cache_fill_fn fill, void *arg, tcz_cache_entry **out)
+{
+	return get(c, key, len, fill, arg, out, 0);
+}
+
+int tcz_cache_prefetch(tcz_cache *c, const unsigned char key[16], size_t len,
+		       tcz_cache_fill_fn fill, void *arg)
+{
+	tcz_cache_entry *e;
+	int rc = get(c, key, len, fill, arg, &e, 1);
+	if (rc == 0)
+		tcz_cache_release(c, e);
+	return rc;
+}
+
 const void *tcz_cache_data(const tcz_cache_entry *e)
 {
 	return e->data;
@@ -357,6 +399,7 @@ static void release(tcz_cache *c, tcz_cache_entry *e, size_t served)
 		s->bytes -= e->len;
 		atomic_fetch_sub(&c->total, e->len);
 		s->consumed++;
+		memcpy(s->gone[s->gone_at++ % GONE_RING], e->key, 16);
 		orphan = 1; /* out of the table: freed below */
 	} else if (!orphan) {
 		evict(c, s);

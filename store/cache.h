@@ -46,6 +46,15 @@ void tcz_cache_release(tcz_cache *c, tcz_cache_entry *e);
  * readers come back to. A reader that wants it again decodes it again. */
 void tcz_cache_release_served(tcz_cache *c, tcz_cache_entry *e, size_t n);
 
+/* A prefetcher's get: fills key if absent, like tcz_cache_get, and
+ * leaves it unpinned, but does not fill a key among the last ones
+ * dropped once read through (a chunk that was read before its prefetch
+ * came up is wanted by no one now; a tcz_cache_get of the key makes it
+ * welcome again).
+ * Errors: -EALREADY such a key; what fill returned; -ENOMEM. */
+int tcz_cache_prefetch(tcz_cache *c, const unsigned char key[16], size_t len,
+		       tcz_cache_fill_fn fill, void *arg);
+
 /* True when key is cached or being filled (prefetchers skip those). */
 bool tcz_cache_has(tcz_cache *c, const unsigned char key[16]);
 

@@ -1,6 +1,7 @@
 /* The decoded-chunk cache: one fill per key under contention, the budget
  * holds for unpinned entries, pinned ones survive, failures are retried,
- * entries read through leave once unpinned. */
+ * entries read through leave once unpinned and are not prefetched again
+ * at once. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -175,6 +176,65 @@ static void served_is_dropped(void **state)
 	tcz_cache_free(c);
 }
 
+/* A prefetch neither fills nor waits for a key read through lately (its
+ * reader has had it), fills others once, and a key wanted again by a get,
+ * or consumed long enough ago, is prefetched again. */
+static void prefetch_skips_read_through(void **state)
+{
+	(void)state;
+	tcz_cache *c;
+	assert_int_equal(tcz_cache_create(16384, &c), 0);
+	unsigned char k[16], k2[16], v = 7;
+	tcz_cache_entry *e;
+	fills = 0;
+
+	key_of(k, 1);
+	assert_int_equal(tcz_cache_get(c, k, 8192, fill_pattern, &v, &e), 0);
+	tcz_cache_release_served(c, e, 8192);
+	assert_int_equal(tcz_cache_prefetch(c, k, 8192, fill_pattern, &v),
+			 -EALREADY);
+	assert_false(tcz_cache_has(c, k));
+	assert_int_equal(fills, 1);
+
+	key_of(k2, 3); /* never read: filled once, unpinned */
+	assert_int_equal(tcz_cache_prefetch(c, k2, 8192, fill_pattern, &v), 0);
+	assert_int_equal(tcz_cache_prefetch(c, k2, 8192, fill_pattern, &v), 0);
+	assert_int_equal(fills, 2);
+	assert_true(tcz_cache_has(c, k2));
+
+	/* wanted again: a get fills it; evicted later (16 KiB budget), a
+	 * prefetch fills it once more */
+	assert_int_equal(tcz_cache_get(c, k, 8192, fill_pattern, &v, &e), 0);
+	tcz_cache_release(c, e);
+	for (unsigned i = 4; i < 6; i++) {
+		key_of(k2, i);
+		assert_int_equal(tcz_cache_get(c, k2, 8192, fill_pattern, &v, &e),
+				 0);
+		tcz_cache_release(c, e);
+	}
+	assert_false(tcz_cache_has(c, k));
+	assert_int_equal(fills, 5);
+	assert_int_equal(tcz_cache_prefetch(c, k, 8192, fill_pattern, &v), 0);
+	assert_int_equal(fills, 6);
+
+	/* read through again, then many others of its shard after it: the
+	 * memory of it is bounded, it is prefetched again */
+	assert_int_equal(tcz_cache_get(c, k, 8192, fill_pattern, &v, &e), 0);
+	tcz_cache_release_served(c, e, 8192);
+	assert_int_equal(tcz_cache_prefetch(c, k, 8192, fill_pattern, &v),
+			 -EALREADY);
+	for (unsigned j = 1; j <= 64; j++) {
+		key_of(k2, 1 + 16 * j); /* the shard of key 1 */
+		assert_int_equal(tcz_cache_get(c, k2, 8192, fill_pattern, &v, &e),
+				 0);
+		tcz_cache_release_served(c, e, 8192);
+	}
+	fills = 0;
+	assert_int_equal(tcz_cache_prefetch(c, k, 8192, fill_pattern, &v), 0);
+	assert_int_equal(fills, 1);
+	tcz_cache_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -182,6 +242,7 @@ int main(void)
 		cmocka_unit_test(budget_and_pins),
 		cmocka_unit_test(failure_is_retried),
 		cmocka_unit_test(served_is_dropped),
+		cmocka_unit_test(prefetch_skips_read_through),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

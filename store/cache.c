@@ -37,7 +37,8 @@ typedef struct shard {
 	/* Keys of the entries last dropped once read through, a ring: a
 	 * prefetch queued before its chunk was read and drawn after would
 	 * decode it again for no reader (a quarter of a cold sequential
-	 * read's decodes, each left in the cache until evicted). */
+	 * read's decodes, each left in the cache until evicted). A slot of
+	 * zeros is empty: keys are content hashes. */
 	unsigned char gone[GONE_RING][16];
 	unsigned gone_at;
 } shard;
